@@ -1,0 +1,149 @@
+import FpindexAPI
+
+/// One generation of one index as readers see it: immutable, so searches run without locks
+/// while a writer prepares the next snapshot.
+struct IndexSnapshot: Sendable {
+    let generation: UInt64
+    let version: UInt64
+    let metadata: [String: String]
+    /// Oldest first.
+    let segments: [Segment]
+    let liveCount: Int
+
+    static func empty(generation: UInt64) -> IndexSnapshot {
+        IndexSnapshot(generation: generation, version: 0, metadata: [:], segments: [], liveCount: 0)
+    }
+
+    /// The segment index and position that decide `id`, searching newest first.
+    func locate(_ id: UInt32) -> (segment: Int, position: Int)? {
+        for s in segments.indices.reversed() {
+            if let position = segments[s].docIndex(id) { return (s, position) }
+        }
+        return nil
+    }
+
+    /// The version that last wrote `id`, or nil when it is absent or deleted.
+    func fingerprintVersion(_ id: UInt32) -> UInt64? {
+        guard let (s, position) = locate(id), !segments[s].isDeletion(id) else { return nil }
+        return segments[s].docVersions[position]
+    }
+
+    func isLive(_ id: UInt32) -> Bool { fingerprintVersion(id) != nil }
+
+    /// Whether a segment newer than `segment` decides `id`.
+    func isShadowed(_ id: UInt32, after segment: Int) -> Bool {
+        var s = segment + 1
+        while s < segments.count {
+            if segments[s].contains(id) { return true }
+            s += 1
+        }
+        return false
+    }
+
+    /// min/max live id and the live count, as `GET /:index` reports them.
+    func stats() -> IndexStats {
+        var minId: UInt32 = 0
+        var maxId: UInt32 = 0
+        // Walk each segment's docs in order; the first live one from the bottom is the minimum.
+        var found = false
+        for (s, segment) in segments.enumerated() {
+            for id in segment.docs where !segment.isDeletion(id) && !isShadowed(id, after: s) {
+                if !found || id < minId { minId = id }
+                found = true
+                break
+            }
+            for id in segment.docs.reversed() where !segment.isDeletion(id) && !isShadowed(id, after: s) {
+                if id > maxId { maxId = id }
+                break
+            }
+        }
+        return IndexStats(minDocId: minId, maxDocId: maxId, numSegments: UInt64(segments.count), numDocs: UInt32(clamping: liveCount))
+    }
+
+    /// Scores fingerprints against a query, following fpindex-api.md's search rules.
+    ///
+    /// - Parameter deadline: the instant after which the search fails with `SearchTimeout`.
+    func search(_ request: SearchRequest, deadline: ContinuousClock.Instant?) throws(FpindexError) -> [SearchResult] {
+        var query = request.query
+        query.sort()
+        var unique = 0
+        for hash in query where unique == 0 || query[unique - 1] != hash {
+            query[unique] = hash
+            unique += 1
+        }
+        query.removeSubrange(unique...)
+        guard !query.isEmpty else { return [] }
+        let minScore = max(request.effectiveMinScore, 1)
+
+        var results: [SearchResult] = []
+        var hits: [UInt32] = []
+        for s in segments.indices.reversed() {
+            if let deadline, ContinuousClock.now > deadline {
+                throw FpindexError(.searchTimeout, "search ran past its deadline")
+            }
+            let segment = segments[s]
+            hits.removeAll(keepingCapacity: true)
+            for hash in query {
+                segment.collect(hash: hash, into: &hits)
+            }
+            guard !hits.isEmpty else { continue }
+            hits.sort()
+            var i = 0
+            while i < hits.count {
+                let id = hits[i]
+                var j = i + 1
+                while j < hits.count && hits[j] == id { j += 1 }
+                let score = UInt32(j - i)
+                // A fingerprint is live in exactly one segment: where no newer segment decides it.
+                if score >= minScore && !isShadowed(id, after: s) {
+                    results.append(SearchResult(id: id, score: score))
+                }
+                i = j
+            }
+        }
+        results.sort { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
+        if let top = results.first {
+            let cutoff = UInt64(top.score) * UInt64(request.effectiveScorePct) / 100
+            if let end = results.firstIndex(where: { UInt64($0.score) < cutoff }) {
+                results.removeSubrange(end...)
+            }
+        }
+        if results.count > request.effectiveLimit {
+            results.removeSubrange(request.effectiveLimit...)
+        }
+        return results
+    }
+
+    /// The snapshot after one write: a new segment for the touched ids, merged in as the policy says.
+    func applying(changes: [UInt32: [UInt32]?], metadata: [MetadataEntry]) -> IndexSnapshot {
+        var liveCount = self.liveCount
+        for (id, hashes) in changes {
+            let wasLive = isLive(id)
+            let isLive = hashes != nil
+            if wasLive != isLive { liveCount += isLive ? 1 : -1 }
+        }
+        var merged = self.metadata
+        for entry in metadata { merged[entry.key] = entry.value }
+        let version = self.version + 1
+        var segments = self.segments
+        if !changes.isEmpty {
+            segments.append(Segment(changes: changes, version: version))
+            Self.compact(&segments)
+        }
+        return IndexSnapshot(generation: generation, version: version, metadata: merged, segments: segments, liveCount: liveCount)
+    }
+
+    /// Merges the newest segments while the newest is at least half the size of the one
+    /// before it: a binary-counter policy that keeps O(log n) segments and rewrites each
+    /// posting O(log n) times.
+    static func compact(_ segments: inout [Segment]) {
+        while segments.count >= 2 {
+            let newer = segments[segments.count - 1]
+            let older = segments[segments.count - 2]
+            guard newer.weight * 2 >= older.weight else { return }
+            let merged = Segment.merge(older: older, newer: newer, dropDeletions: segments.count == 2)
+            segments.removeLast(2)
+            segments.append(merged)
+        }
+    }
+}

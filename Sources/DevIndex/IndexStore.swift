@@ -1,0 +1,241 @@
+import FpindexAPI
+import Logging
+import NIOPosix
+import Synchronization
+
+/// Every index of one fpindex-dev server, with optional durability.
+///
+/// Readers take an immutable `IndexSnapshot` and never wait. Writers are serialised, run on
+/// a thread pool (log appends block on `fdatasync`), commit to the write-ahead log first and
+/// publish the new snapshot after: a reply is sent only for a write that is on disk.
+public final class IndexStore: Sendable {
+    private struct State: ~Copyable {
+        var indexes: [String: IndexSnapshot] = [:]
+        var nextGeneration: UInt64 = 1
+    }
+
+    private let state = Mutex(State())
+    /// Serialises writers; held only on thread-pool threads, never on the cooperative pool.
+    private let writeLock = Mutex(())
+    private let log: Mutex<WriteAheadLog?>
+    private let threadPool: NIOThreadPool
+    private let logger: Logger
+
+    /// Opens a store.
+    /// - Parameters:
+    ///   - directory: where the write-ahead log lives; nil keeps everything in memory only.
+    ///   - threadPool: where blocking writes run.
+    public init(directory: String?, threadPool: NIOThreadPool = .singleton, logger: Logger) throws {
+        self.threadPool = threadPool
+        self.logger = logger
+        guard let directory else {
+            self.log = Mutex(nil)
+            return
+        }
+        try Self.makeDirectory(directory)
+        let (wal, records, truncated) = try WriteAheadLog.open(path: directory + "/fpindex-dev.wal")
+        if truncated > 0 {
+            logger.warning(
+                "cut a torn record off the end of the log (an unfinished write, never acknowledged)",
+                metadata: ["log.path": "\(wal.path)", "log.truncated_bytes": "\(truncated)"])
+        }
+        var replayed = State()
+        for record in records {
+            Self.apply(record, to: &replayed)
+        }
+        let restored = replayed.indexes
+        let nextGeneration = replayed.nextGeneration
+        state.withLock {
+            $0.indexes = restored
+            $0.nextGeneration = nextGeneration
+        }
+        self.log = Mutex(wal)
+        logger.info(
+            "restored indexes from the log",
+            metadata: ["log.path": "\(wal.path)", "log.records": "\(records.count)", "index.count": "\(restored.count)"])
+    }
+
+    private static func makeDirectory(_ path: String) throws {
+        var isDirectory = false
+        var components: [Substring] = []
+        for part in path.split(separator: "/", omittingEmptySubsequences: false) {
+            components.append(part)
+            let prefix = components.joined(separator: "/")
+            if prefix.isEmpty { continue }
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw WriteAheadLog.IOError(description: "cannot create \(prefix): \(String(cString: strerror(errno)))")
+            }
+        }
+        var info = stat()
+        isDirectory = stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+        guard isDirectory else { throw WriteAheadLog.IOError(description: "\(path) is not a directory") }
+    }
+
+    /// Replays one committed record. Records were validated before they were written.
+    private static func apply(_ record: LogRecord, to state: inout State) {
+        switch record {
+        case .createIndex(let name, let generation):
+            state.indexes[name] = .empty(generation: generation)
+            state.nextGeneration = max(state.nextGeneration, generation + 1)
+        case .deleteIndex(let name):
+            state.indexes[name] = nil
+        case .update(let name, let version, let changes, let metadata):
+            guard let snapshot = state.indexes[name] else { return }
+            var touched: [UInt32: [UInt32]?] = [:]
+            for change in changes {
+                switch change {
+                case .insert(let id, let hashes): touched[id] = .some(hashes)
+                case .delete(let id): touched.updateValue(nil, forKey: id)
+                case .setMetadata: break
+                }
+            }
+            let entries = metadata.map { MetadataEntry(key: $0.key, value: $0.value) }
+            let next = snapshot.applying(changes: touched, metadata: entries)
+            state.indexes[name] = IndexSnapshot(
+                generation: next.generation, version: version, metadata: next.metadata, segments: next.segments,
+                liveCount: next.liveCount)
+        }
+    }
+
+    // MARK: Reads
+
+    /// The current snapshot of an index, or nil if it does not exist.
+    public func snapshot(_ name: String) -> IndexSnapshotView? {
+        state.withLock { $0.indexes[name] }.map(IndexSnapshotView.init)
+    }
+
+    func indexSnapshot(_ name: String) throws(FpindexError) -> IndexSnapshot {
+        guard let snapshot = state.withLock({ $0.indexes[name] }) else {
+            throw FpindexError(.indexNotFound, "index \(name) does not exist")
+        }
+        return snapshot
+    }
+
+    /// Totals over all indexes, for metrics.
+    public func totals() -> (indexes: Int, fingerprints: Int, segments: Int) {
+        state.withLock { state in
+            state.indexes.values.reduce((state.indexes.count, 0, 0)) { ($0.0, $0.1 + $1.liveCount, $0.2 + $1.segments.count) }
+        }
+    }
+
+    // MARK: Writes
+
+    /// Runs one write serially on the thread pool.
+    private func write<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await threadPool.runIfActive { [self] in
+            try writeLock.withLock { _ in try body() }
+        }
+    }
+
+    private func commit(_ record: LogRecord) throws {
+        try log.withLock { wal in
+            guard let wal else { return }
+            do {
+                try wal.append(record)
+            } catch {
+                logger.error("cannot write the log", metadata: ["error": "\(error)"])
+                throw FpindexError(.internalError, "log write failed: \(error)")
+            }
+        }
+    }
+
+    /// `PUT /:index`: creates the index if it does not exist (idempotent).
+    public func createIndex(_ name: String, _ request: CreateIndexRequest) async throws -> CreateIndexResponse {
+        guard FpindexNames.isValidIndexName(name) else { throw FpindexError(.invalidIndexName, "bad index name") }
+        return try await write { [self] in
+            let (existing, nextGeneration) = state.withLock { ($0.indexes[name], $0.nextGeneration) }
+            if let existing {
+                if request.expectDoesNotExist == true {
+                    throw FpindexError(.indexAlreadyExists, "index \(name) exists")
+                }
+                return CreateIndexResponse(version: existing.version, ready: true, generation: existing.generation)
+            }
+            let generation = request.generation ?? nextGeneration
+            try commit(.createIndex(name: name, generation: generation))
+            state.withLock {
+                $0.indexes[name] = .empty(generation: generation)
+                $0.nextGeneration = max($0.nextGeneration, generation + 1)
+            }
+            logger.info("created index", metadata: ["index.name": "\(name)", "index.generation": "\(generation)"])
+            return CreateIndexResponse(version: 0, ready: true, generation: generation)
+        }
+    }
+
+    /// `DELETE /:index`.
+    public func deleteIndex(_ name: String, _ request: DeleteIndexRequest) async throws -> DeleteIndexResponse {
+        guard FpindexNames.isValidIndexName(name) else {
+            if request.expectExists == true { throw FpindexError(.indexNotFound, "bad index name") }
+            return DeleteIndexResponse(deleted: false)
+        }
+        return try await write { [self] in
+            guard state.withLock({ $0.indexes[name] }) != nil else {
+                if request.expectExists == true { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
+                return DeleteIndexResponse(deleted: false)
+            }
+            try commit(.deleteIndex(name: name))
+            state.withLock { $0.indexes[name] = nil }
+            logger.info("deleted index", metadata: ["index.name": "\(name)"])
+            return DeleteIndexResponse(deleted: true)
+        }
+    }
+
+    /// `POST /:index/_update`, and the single-fingerprint writes: one atomic write that adds 1 to the version.
+    /// - Returns: the new version.
+    public func update(_ name: String, _ request: UpdateRequest) async throws -> UInt64 {
+        // Collapse the changes (last change per id wins) before taking the write lock.
+        var touched: [UInt32: [UInt32]?] = [:]
+        touched.reserveCapacity(request.changes.count)
+        var finalChanges: [Change] = []
+        for change in request.changes {
+            switch change {
+            case .insert(let id, let hashes): touched[id] = .some(hashes)
+            case .delete(let id): touched.updateValue(nil, forKey: id)
+            case .setMetadata: break
+            }
+        }
+        finalChanges.reserveCapacity(touched.count)
+        for (id, hashes) in touched.sorted(by: { $0.key < $1.key }) {
+            finalChanges.append(hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
+        }
+        var metadata: [String: String] = [:]
+        let entries = request.metadataEntries
+        for entry in entries { metadata[entry.key] = entry.value }
+        let changes = touched
+        let finalList = finalChanges
+        let metadataMap = metadata
+
+        return try await write { [self] in
+            let current = try indexSnapshot(name)
+            if let expected = request.expectedVersion, expected != current.version {
+                throw FpindexError(.versionMismatch, "expected version \(expected), index is at \(current.version)")
+            }
+            let version = current.version + 1
+            try commit(.update(name: name, version: version, changes: finalList, metadata: metadataMap))
+            let next = current.applying(changes: changes, metadata: entries)
+            state.withLock { state in
+                // The index cannot have changed: writers are serialised.
+                state.indexes[name] = next
+            }
+            return version
+        }
+    }
+
+    /// `POST /:index/_search`.
+    public func search(_ name: String, _ request: SearchRequest) throws(FpindexError) -> SearchResponse {
+        let snapshot = try indexSnapshot(name)
+        let deadline = request.effectiveTimeoutMilliseconds.map { ContinuousClock.now + .milliseconds(Int($0)) }
+        return SearchResponse(results: try snapshot.search(request, deadline: deadline))
+    }
+}
+
+/// What the HTTP layer may read of an index snapshot.
+public struct IndexSnapshotView: Sendable {
+    let snapshot: IndexSnapshot
+
+    public var generation: UInt64 { snapshot.generation }
+    public var version: UInt64 { snapshot.version }
+    public var metadata: [String: String] { snapshot.metadata }
+    public var fingerprintCount: Int { snapshot.liveCount }
+    public func stats() -> IndexStats { snapshot.stats() }
+    public func fingerprintVersion(_ id: UInt32) -> UInt64? { snapshot.fingerprintVersion(id) }
+}

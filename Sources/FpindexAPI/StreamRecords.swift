@@ -1,0 +1,238 @@
+/// The JetStream subject scheme of design.md section 3.
+///
+/// | Subject | Record |
+/// |---|---|
+/// | `<prefix>.<index>.<id as 8 lowercase hex>` | fingerprint `{"h":[u32]}`, or a tombstone `{}` / empty |
+/// | `<prefix>.<index>` | lifecycle `{"op":"create"}` / `{"op":"delete"}` |
+/// | `<prefix>.<index>._meta.<hex of key>` | metadata entry `{"v":"value"}` |
+public struct StreamSubjects: Sendable, Equatable {
+    public let prefix: String
+
+    public init(prefix: String = "fpindex") {
+        self.prefix = prefix
+    }
+
+    /// Whether `prefix` is usable: dot-separated tokens of `[A-Za-z0-9_-]`.
+    public static func isValidPrefix(_ prefix: String) -> Bool {
+        let tokens = prefix.split(separator: ".", omittingEmptySubsequences: false)
+        return !tokens.isEmpty && tokens.allSatisfy { FpindexNames.isValidIndexName($0) }
+    }
+
+    /// Every subject of the stream: `<prefix>.>`.
+    public var all: String { "\(prefix).>" }
+    /// Lifecycle records of every index: `<prefix>.*`.
+    public var allLifecycle: String { "\(prefix).*" }
+    /// Everything of one index below its lifecycle record: `<prefix>.<index>.>`.
+    public func indexContents(_ index: String) -> String { "\(prefix).\(index).>" }
+    public func lifecycle(_ index: String) -> String { "\(prefix).\(index)" }
+    public func fingerprint(_ index: String, id: UInt32) -> String {
+        "\(prefix).\(index).\(Self.hex8(id))"
+    }
+    public func metadata(_ index: String, key: String) -> String {
+        "\(prefix).\(index)._meta.\(Self.hex(key.utf8))"
+    }
+
+    /// What a subject of this stream addresses.
+    public enum Subject: Sendable, Equatable {
+        case lifecycle(index: String)
+        case fingerprint(index: String, id: UInt32)
+        case metadata(index: String, key: String)
+    }
+
+    /// Parses a subject of this stream; nil for anything that does not fit the scheme.
+    public func parse(_ subject: String) -> Subject? {
+        let utf8 = subject.utf8
+        guard utf8.count > prefix.utf8.count + 1, subject.hasPrefix(prefix),
+            utf8[utf8.index(utf8.startIndex, offsetBy: prefix.utf8.count)] == UInt8(ascii: ".")
+        else { return nil }
+        let rest = subject.utf8.dropFirst(prefix.utf8.count + 1)
+        let tokens = rest.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard let indexToken = tokens.first, let index = String(indexToken), FpindexNames.isValidIndexName(index)
+        else { return nil }
+        switch tokens.count {
+        case 1:
+            return .lifecycle(index: index)
+        case 2:
+            guard tokens[1].count == 8, let id = Self.parseHex(tokens[1]), id <= UInt64(UInt32.max), id != 0 else { return nil }
+            return .fingerprint(index: index, id: UInt32(id))
+        case 3:
+            guard tokens[1].elementsEqual("_meta".utf8), let keyBytes = Self.unhex(tokens[2]),
+                let key = String(validating: keyBytes, as: UTF8.self), !key.isEmpty
+            else { return nil }
+            return .metadata(index: index, key: key)
+        default:
+            return nil
+        }
+    }
+
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    static func hex8(_ value: UInt32) -> String {
+        String(unsafeUninitializedCapacity: 8) { buffer in
+            for i in 0..<8 {
+                buffer[i] = hexDigits[Int((value >> (28 - 4 * UInt32(i))) & 0xf)]
+            }
+            return 8
+        }
+    }
+
+    static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        var out: [UInt8] = []
+        for b in bytes {
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 0xf)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        default: nil
+        }
+    }
+
+    static func parseHex(_ token: some Collection<UInt8>) -> UInt64? {
+        guard !token.isEmpty, token.count <= 16 else { return nil }
+        var value: UInt64 = 0
+        for c in token {
+            guard let d = hexValue(c) else { return nil }
+            value = value << 4 | UInt64(d)
+        }
+        return value
+    }
+
+    static func unhex(_ token: some Collection<UInt8>) -> [UInt8]? {
+        guard token.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(token.count / 2)
+        var high: UInt8?
+        for c in token {
+            guard let d = hexValue(c) else { return nil }
+            if let h = high {
+                out.append(h << 4 | d)
+                high = nil
+            } else {
+                high = d
+            }
+        }
+        return out
+    }
+}
+
+/// The payload of a fingerprint subject: the hashes, or nil for a tombstone.
+public struct FingerprintRecord: Sendable, Equatable, WireCodable {
+    /// nil marks a deletion.
+    public var hashes: [UInt32]?
+
+    public init(hashes: [UInt32]?) { self.hashes = hashes }
+
+    public static let tombstone = FingerprintRecord(hashes: nil)
+
+    static let fields = WireFields(["h"])
+
+    public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
+        var hashes: [UInt32]?
+        try reader.readStruct(Self.fields) { (r, _) throws(FpindexError) in hashes = try r.readUInt32Array() }
+        self.hashes = hashes
+    }
+
+    public func encode<W: WireWriter>(to writer: inout W) {
+        guard let hashes else {
+            writer.beginMap(count: 0)
+            writer.endMap()
+            return
+        }
+        writer.beginMap(count: 1)
+        writer.writeKey("h")
+        writer.writeUInt32Array(hashes)
+        writer.endMap()
+    }
+
+    /// Decodes a stream payload (MessagePack); an empty payload is a tombstone.
+    public static func decode(payload: UnsafeRawBufferPointer) throws(FpindexError) -> FingerprintRecord {
+        payload.isEmpty ? .tombstone : try decode(from: payload, format: .msgpack)
+    }
+
+    /// The MessagePack payload to publish.
+    public var payload: [UInt8] { encoded(as: .msgpack) }
+}
+
+/// The payload of an index's lifecycle subject.
+public struct LifecycleRecord: Sendable, Equatable, WireCodable {
+    public enum Operation: String, Sendable {
+        case create
+        case delete
+    }
+
+    public var op: Operation
+
+    public init(_ op: Operation) { self.op = op }
+
+    static let fields = WireFields(["op"])
+
+    public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
+        var op: Operation?
+        try reader.readStruct(Self.fields) { (r, _) throws(FpindexError) in
+            let text = try r.readString()
+            guard let parsed = Operation(rawValue: text) else { throw .badRequest("unknown lifecycle op") }
+            op = parsed
+        }
+        guard let op else { throw .badRequest("lifecycle record without op") }
+        self.op = op
+    }
+
+    public func encode<W: WireWriter>(to writer: inout W) {
+        writer.beginMap(count: 1)
+        writer.writeKey("op", full: true)
+        writer.writeString(op.rawValue)
+        writer.endMap()
+    }
+
+    public static func decode(payload: UnsafeRawBufferPointer) throws(FpindexError) -> LifecycleRecord {
+        try decode(from: payload, format: .msgpack)
+    }
+
+    public var payload: [UInt8] { encoded(as: .msgpack) }
+}
+
+/// The payload of one metadata entry's subject.
+public struct MetadataRecord: Sendable, Equatable, WireCodable {
+    public var value: String
+
+    public init(value: String) { self.value = value }
+
+    static let fields = WireFields(["v"])
+
+    public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
+        var value: String?
+        try reader.readStruct(Self.fields) { (r, _) throws(FpindexError) in value = try r.readString() }
+        guard let value else { throw .badRequest("metadata record without v") }
+        self.value = value
+    }
+
+    public func encode<W: WireWriter>(to writer: inout W) {
+        writer.beginMap(count: 1)
+        writer.writeKey("v")
+        writer.writeString(value)
+        writer.endMap()
+    }
+
+    public static func decode(payload: UnsafeRawBufferPointer) throws(FpindexError) -> MetadataRecord {
+        try decode(from: payload, format: .msgpack)
+    }
+
+    public var payload: [UInt8] { encoded(as: .msgpack) }
+}
+
+/// Metadata keys the cluster keeps for itself; clients cannot write them.
+public enum ReservedMetadata {
+    public static let prefix = "fpindex-cluster."
+    /// The last stream sequence applied to an index (design.md section 4).
+    public static let sequenceKey = "fpindex-cluster.seq"
+    /// The identity of the stream the index was fed from (name + creation time).
+    public static let streamKey = "fpindex-cluster.stream"
+
+    public static func isReserved(_ key: String) -> Bool { key.hasPrefix(prefix) }
+}
