@@ -1,0 +1,123 @@
+import Foundation
+
+/// A child process started by a test, with its output captured to files under a temporary
+/// directory (so a failing test can show it) and cleaned up when stopped.
+public final class ChildProcess: @unchecked Sendable {
+    public let name: String
+    public let process: Process
+    public let stdoutPath: String
+    public let stderrPath: String
+
+    /// Starts `executable` with `arguments`.
+    public init(name: String, executable: String, arguments: [String], environment: [String: String]? = nil) throws {
+        self.name = name
+        let dir = try TemporaryDirectory.make(prefix: "\(name)-log")
+        stdoutPath = dir + "/stdout"
+        stderrPath = dir + "/stderr"
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Both outputs, for a failure message.
+    public var output: String {
+        "--- \(name) stdout ---\n\(stdout)\n--- \(name) stderr ---\n\(stderr)"
+    }
+
+    /// Sends a signal (SIGTERM, SIGKILL, ...).
+    public func signal(_ signal: Int32) {
+        if process.isRunning { kill(process.processIdentifier, signal) }
+    }
+
+    /// Waits for the process to exit, up to `timeout`; returns its exit status, or nil if it is still running.
+    @discardableResult
+    public func waitForExit(timeout: Duration = .seconds(20)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationStatus
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL if it does not exit in time.
+    public func stop(timeout: Duration = .seconds(10)) async {
+        guard process.isRunning else { return }
+        signal(SIGTERM)
+        if await waitForExit(timeout: timeout) == nil {
+            signal(SIGKILL)
+            await waitForExit(timeout: .seconds(5))
+        }
+    }
+
+    /// Waits until standard output has a line containing `marker` and returns that line.
+    public func waitForLine(containing marker: String, timeout: Duration = .seconds(30)) async throws -> String {
+        try await eventually(timeout: timeout, "\(name) to print '\(marker)'\n\(output)") {
+            guard self.process.isRunning || self.stdout.contains(marker) else {
+                throw TestFailure("\(self.name) exited (status \(self.process.terminationStatus))\n\(self.output)")
+            }
+            return self.stdout.split(separator: "\n").first(where: { $0.contains(marker) }).map(String.init)
+        }
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// An error a test helper raises, with a message meant for the person reading the failure.
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` until it returns a value or the deadline passes. Never relies on a fixed sleep.
+@discardableResult
+public func eventually<T>(
+    timeout: Duration = .seconds(30), _ what: @autoclosure () -> String, interval: Duration = .milliseconds(25),
+    _ condition: () async throws -> T?
+) async throws -> T {
+    let deadline = ContinuousClock.now + timeout
+    var lastError: (any Error)?
+    while true {
+        do {
+            if let value = try await condition() { return value }
+        } catch let failure as TestFailure {
+            throw failure
+        } catch {
+            lastError = error
+        }
+        if ContinuousClock.now > deadline {
+            throw TestFailure("timed out after \(timeout) waiting for \(what())" + (lastError.map { "\nlast error: \($0)" } ?? ""))
+        }
+        try await Task.sleep(for: interval)
+    }
+}
+
+/// Temporary directories for tests.
+public enum TemporaryDirectory {
+    public static func make(prefix: String) throws -> String {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        let path = "\(base)/fpindex-test-\(prefix)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    public static func remove(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+
+/// Where the project's built executables and tools are.
+public enum Locations {
+    /// The package root, found from this file's path.
+    public static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/TestSupport/Locations.swift
+        return url.path
+    }()
+
+    /// The folder holding the built executables: beside the test bundle, or `$FPINDEX_BIN_DIR`.
+    public static let binDirectory: String = {
+        if let dir = ProcessInfo.processInfo.environment["FPINDEX_BIN_DIR"] { return dir }
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = me.deletingLastPathComponent()
+        // On Linux the test runner is `<bin>/<package>PackageTests.xctest`; on macOS a bundle inside `<bin>`.
+        while !dir.path.isEmpty, dir.path != "/" {
+            if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("fpindex-dev").path) {
+                return dir.path
+            }
+            dir.deleteLastPathComponent()
+        }
+        return packageRoot + "/.build/debug"
+    }()
+
+    /// A built executable of this package. Fails clearly if it was not built.
+    public static func executable(_ name: String) throws -> String {
+        let path = binDirectory + "/" + name
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw TestFailure("\(path) is missing: build the package first (make test does)")
+        }
+        return path
+    }
+
+    /// nats-server: `$NATS_SERVER`, the project's tools folder (hack/setup), or the PATH.
+    public static func natsServer() throws -> String {
+        let candidates = [
+            ProcessInfo.processInfo.environment["NATS_SERVER"],
+            packageRoot + "/.tools/bin/nats-server",
+        ] + (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/nats-server" }
+        for case let path? in candidates where FileManager.default.isExecutableFile(atPath: path) {
+            return path
+        }
+        throw TestFailure("nats-server not found: run hack/setup")
+    }
+}

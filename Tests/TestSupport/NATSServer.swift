@@ -1,0 +1,57 @@
+import Foundation
+
+/// A real nats-server with JetStream on a free loopback port, its store in a temporary directory.
+public final class NATSServer: Sendable {
+    public let process: ChildProcess
+    public let port: Int
+    public let storeDirectory: String
+
+    public var url: String { "nats://127.0.0.1:\(port)" }
+
+    /// Starts the server and waits until it accepts clients.
+    public static func start() async throws -> NATSServer {
+        let store = try TemporaryDirectory.make(prefix: "nats")
+        let port = try FreePort.find()
+        let process = try ChildProcess(
+            name: "nats-server", executable: try Locations.natsServer(),
+            arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store])
+        let server = NATSServer(process: process, port: port, storeDirectory: store)
+        try await eventually(timeout: .seconds(20), "nats-server to accept clients\n\(process.output)") {
+            guard process.isRunning else { throw TestFailure("nats-server exited\n\(process.output)") }
+            return process.stderr.contains("Server is ready") ? true : nil
+        }
+        return server
+    }
+
+    private init(process: ChildProcess, port: Int, storeDirectory: String) {
+        self.process = process
+        self.port = port
+        self.storeDirectory = storeDirectory
+    }
+
+    public func stop() async {
+        await process.stop()
+        TemporaryDirectory.remove(storeDirectory)
+    }
+}
+
+/// Free TCP ports on loopback, for servers that cannot bind port 0 and report it.
+public enum FreePort {
+    public static func find() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw TestFailure("cannot bind a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
