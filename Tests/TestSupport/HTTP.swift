@@ -1,7 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
-import NIOHTTP1
+@_exported import NIOHTTP1  // tests name methods as .GET, .POST, ...
 
 /// A reply as a test sees it.
 public struct HTTPReply: Sendable {

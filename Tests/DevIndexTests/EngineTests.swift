@@ -1,0 +1,96 @@
+@testable import DevIndex
+import FpindexAPI
+import Testing
+
+/// The index engine against a brute-force model, through many writes, merges and deletions.
+@Suite("Index engine")
+struct EngineTests {
+    struct Model {
+        var docs: [UInt32: [UInt32]] = [:]
+
+        func search(_ request: SearchRequest) -> [SearchResult] {
+            let query = Set(request.query)
+            let minScore = max(request.effectiveMinScore, 1)
+            var results = docs.compactMap { id, hashes -> SearchResult? in
+                let score = UInt32(hashes.filter(query.contains).count)
+                return score >= minScore ? SearchResult(id: id, score: score) : nil
+            }
+            results.sort { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
+            if let top = results.first {
+                let cutoff = UInt64(top.score) * UInt64(request.effectiveScorePct) / 100
+                results = results.filter { UInt64($0.score) >= cutoff }
+            }
+            return Array(results.prefix(request.effectiveLimit))
+        }
+    }
+
+    @Test(arguments: [1, 2, 3])
+    func matchesABruteForceModel(seed: Int) throws {
+        var random = SeededRandom(seed: UInt64(seed))
+        var snapshot = IndexSnapshot.empty(generation: 1)
+        var model = Model()
+        let idSpace: ClosedRange<UInt32> = 1...400
+        let hashSpace: ClosedRange<UInt32> = 0...300
+        for round in 0..<400 {
+            var changes: [UInt32: [UInt32]?] = [:]
+            for _ in 0..<Int.random(in: 0...12, using: &random) {
+                let id = UInt32.random(in: idSpace, using: &random)
+                if Int.random(in: 0..<4, using: &random) == 0 {
+                    changes.updateValue(nil, forKey: id)
+                } else {
+                    changes[id] = .some((0..<Int.random(in: 0...30, using: &random)).map { _ in UInt32.random(in: hashSpace, using: &random) })
+                }
+            }
+            snapshot = snapshot.applying(changes: changes, metadata: [])
+            for (id, hashes) in changes { model.docs[id] = hashes }
+            #expect(snapshot.version == UInt64(round + 1))
+            #expect(snapshot.liveCount == model.docs.count, "round \(round)")
+            if round % 20 == 0 {
+                for _ in 0..<10 {
+                    let request = SearchRequest(
+                        query: (0..<Int.random(in: 1...40, using: &random)).map { _ in UInt32.random(in: hashSpace, using: &random) },
+                        limit: 100, minScore: 1, scorePct: [0, 10, 50][Int.random(in: 0..<3, using: &random)])
+                    #expect(try snapshot.search(request, deadline: nil) == model.search(request), "round \(round)")
+                }
+                for id in idSpace.prefix(50) {
+                    #expect(snapshot.isLive(id) == (model.docs[id] != nil))
+                }
+                let stats = snapshot.stats()
+                #expect(stats.minDocId == (model.docs.keys.min() ?? 0))
+                #expect(stats.maxDocId == (model.docs.keys.max() ?? 0))
+            }
+        }
+        // The merge policy keeps the segment count logarithmic.
+        #expect(snapshot.segments.count <= 12)
+    }
+
+    @Test func searchPastItsDeadlineTimesOut() {
+        let snapshot = IndexSnapshot.empty(generation: 1).applying(changes: [1: .some([1])], metadata: [])
+        #expect(throws: FpindexError(.searchTimeout)) {
+            try snapshot.search(SearchRequest(query: [1]), deadline: .now - .seconds(1))
+        }
+    }
+
+    @Test func logRecordsRoundTrip() throws {
+        for record in [
+            LogRecord.createIndex(name: "a", generation: 7), .deleteIndex(name: "b"),
+            .update(name: "c", version: 9, changes: [.insert(id: 1, hashes: [1, 2]), .delete(id: 3)], metadata: ["k": "v"]),
+        ] {
+            let decoded = try record.encoded().withUnsafeBytes { buffer throws(FpindexError) in try LogRecord.decode(buffer) }
+            #expect(decoded == record)
+        }
+        // zlib's check value for "123456789"
+        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32.checksum($0) } == 0xcbf4_3926)
+    }
+}
+
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &* 0x9e37_79b9_7f4a_7c15 | 1 }
+    mutating func next() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+}
