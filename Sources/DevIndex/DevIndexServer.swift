@@ -139,7 +139,7 @@ struct DevIndexResponder: HTTPResponder {
         case .search(let name):
             _ = try existing(name)
             let body: ByteBuffer
-                (body, negotiation) = try await FpindexHTTP.readBody(request)
+            (body, negotiation) = try await FpindexHTTP.readBody(request)
             let search = try FpindexHTTP.decode(SearchRequest.self, from: body, format: negotiation.request)
             let reply = try store.search(name, search)
             searchResults.record(reply.results.count)
@@ -148,7 +148,7 @@ struct DevIndexResponder: HTTPResponder {
         case .update(let name):
             _ = try existing(name)
             let body: ByteBuffer
-                (body, negotiation) = try await FpindexHTTP.readBody(request)
+            (body, negotiation) = try await FpindexHTTP.readBody(request)
             let update = try FpindexHTTP.decode(UpdateRequest.self, from: body, format: negotiation.request)
             let version = try await store.update(name, update)
             return FpindexHTTP.response(VersionResponse(version: version), format: negotiation.response)

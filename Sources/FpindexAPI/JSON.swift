@@ -73,8 +73,9 @@ public struct JSONReader: WireReader {
     ) throws(FpindexError) {
         try readObject { (r: inout JSONReader) throws(FpindexError) in
             let key = try r.readString()
-            guard let field = key.utf8.withContiguousStorageIfAvailable({ fields.matchFull(UnsafeRawBufferPointer($0)) })
-                ?? fields.names.firstIndex(of: key)
+            guard
+                let field = key.utf8.withContiguousStorageIfAvailable({ fields.matchFull(UnsafeRawBufferPointer($0)) })
+                    ?? fields.names.firstIndex(of: key)
             else { throw .badRequest("unknown field \"\(key.prefix(64))\"") }
             try r.expect(UInt8(ascii: ":"), "a colon")
             try body(&r, field)

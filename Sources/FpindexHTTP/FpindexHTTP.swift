@@ -62,7 +62,9 @@ public enum FpindexHTTP {
     }
 
     /// A reply carrying `value` in `format`.
-    public static func response(_ value: some WireEncodable, format: WireFormat, status: HTTPResponse.Status = .ok, head: Bool = false) -> Response {
+    public static func response(_ value: some WireEncodable, format: WireFormat, status: HTTPResponse.Status = .ok, head: Bool = false)
+        -> Response
+    {
         var bytes: [UInt8] = []
         value.encode(into: &bytes, format: format)
         return response(bytes: bytes, contentType: format.contentType, status: status, head: head)

@@ -1,6 +1,7 @@
-@testable import DevIndex
 import FpindexAPI
 import Testing
+
+@testable import DevIndex
 
 /// The index engine against a brute-force model, through many writes, merges and deletions.
 @Suite("Index engine")
@@ -38,7 +39,8 @@ struct EngineTests {
                 if Int.random(in: 0..<4, using: &random) == 0 {
                     changes.updateValue(nil, forKey: id)
                 } else {
-                    changes[id] = .some((0..<Int.random(in: 0...30, using: &random)).map { _ in UInt32.random(in: hashSpace, using: &random) })
+                    changes[id] = .some(
+                        (0..<Int.random(in: 0...30, using: &random)).map { _ in UInt32.random(in: hashSpace, using: &random) })
                 }
             }
             snapshot = snapshot.applying(changes: changes, metadata: [])

@@ -1,6 +1,6 @@
 import FpindexAPI
-import Testing
 import TestSupport
+import Testing
 
 @Suite("fpindex-dev content negotiation", .timeLimit(.minutes(2)))
 struct NegotiationHTTPTests {

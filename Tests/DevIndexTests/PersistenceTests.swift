@@ -1,8 +1,8 @@
 import Foundation
-import NIOCore
 import FpindexAPI
-import Testing
+import NIOCore
 import TestSupport
+import Testing
 
 @Suite("fpindex-dev persistence", .timeLimit(.minutes(3)))
 struct PersistenceTests {
@@ -18,7 +18,8 @@ struct PersistenceTests {
             _ = try await dev.http.json(.PUT, "/gone")
             _ = try await dev.http.json(.DELETE, "/gone")
             _ = try await dev.http.json(
-                .POST, "/a/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1,2,3]}},{"insert":{"id":2,"hashes":[2,3]}}],"metadata":{"seq":"10"}}"#)
+                .POST, "/a/_update",
+                #"{"changes":[{"insert":{"id":1,"hashes":[1,2,3]}},{"insert":{"id":2,"hashes":[2,3]}}],"metadata":{"seq":"10"}}"#)
             _ = try await dev.http.json(.DELETE, "/a/2")
             _ = try await dev.http.json(.PUT, "/a/3", #"{"hashes":[3]}"#)
             return try #require(created["generation"] as? Int)
@@ -55,7 +56,8 @@ struct PersistenceTests {
                             changes: [.insert(id: id, hashes: [id, id &+ 1])], metadata: ["writer-\(writer)": String(n)])
                         guard
                             let reply = try? await dev.http.request(
-                                .POST, "/k/_update", body: body.encoded(as: .msgpack), headers: [("Content-Type", "application/vnd.msgpack")],
+                                .POST, "/k/_update", body: body.encoded(as: .msgpack),
+                                headers: [("Content-Type", "application/vnd.msgpack")],
                                 timeout: .seconds(5)),
                             reply.status == 200
                         else { return }

@@ -1,6 +1,6 @@
 import FpindexAPI
-import Testing
 import TestSupport
+import Testing
 
 extension HTTPReply {
     /// The error name of an fpindex error reply (JSON).
@@ -47,7 +47,8 @@ struct RoutesTests {
             #expect(conflict.errorName == "IndexAlreadyExists")
 
             // Write something, then delete and re-create: new generation, version 0, no metadata.
-            let update = try await dev.http.json(.POST, "/main/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}],"metadata":{"k":"v"}}"#)
+            let update = try await dev.http.json(
+                .POST, "/main/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}],"metadata":{"k":"v"}}"#)
             #expect(update.status == 200)
             let deleted = try await dev.http.json(.DELETE, "/main")
             #expect(try deleted.jsonObject()["deleted"] as? Bool == true)
@@ -208,7 +209,9 @@ struct RoutesTests {
             // Exactly at the limit is accepted (white space around a valid body).
             var atLimit = Array(#"{"changes":[]}"#.utf8)
             atLimit += [UInt8](repeating: 0x20, count: FpindexNames.maxBodyBytes - atLimit.count)
-            #expect(try await dev.http.request(.POST, "/i/_update", body: atLimit, headers: [("Content-Type", "application/json")]).status == 200)
+            #expect(
+                try await dev.http.request(.POST, "/i/_update", body: atLimit, headers: [("Content-Type", "application/json")]).status
+                    == 200)
         }
     }
 
@@ -220,7 +223,8 @@ struct RoutesTests {
             #expect(health.text == "OK\n")
             #expect(try await dev.http.request(.HEAD, "/i/_health").status == 200)
             #expect(try await dev.http.request(.GET, "/x/_health").status == 404)
-            _ = try await dev.http.json(.POST, "/i/_update", #"{"changes":[{"insert":{"id":9,"hashes":[1]}},{"insert":{"id":3,"hashes":[]}}]}"#)
+            _ = try await dev.http.json(
+                .POST, "/i/_update", #"{"changes":[{"insert":{"id":9,"hashes":[1]}},{"insert":{"id":3,"hashes":[]}}]}"#)
             let info = try await dev.http.request(.GET, "/i").jsonObject()
             #expect(info["version"] as? Int == 1)
             let stats = try #require(info["stats"] as? [String: Int])

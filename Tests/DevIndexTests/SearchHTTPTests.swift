@@ -1,6 +1,6 @@
 import FpindexAPI
-import Testing
 import TestSupport
+import Testing
 
 @Suite("fpindex-dev search scoring", .timeLimit(.minutes(2)))
 struct SearchHTTPTests {
@@ -15,13 +15,15 @@ struct SearchHTTPTests {
             .insert(id: 4, hashes: [query[10], query[20]]),
             .insert(id: 5, hashes: [query[30], 1]),  // score 1: below the default min_score of 2
         ])
-        let reply = try await dev.http.request(.POST, "/ex/_update", body: update.encoded(as: .json), headers: [("Content-Type", "application/json")])
+        let reply = try await dev.http.request(
+            .POST, "/ex/_update", body: update.encoded(as: .json), headers: [("Content-Type", "application/json")])
         #expect(reply.status == 200)
         return query
     }
 
     func search(_ dev: DevIndexProcess, _ request: SearchRequest) async throws -> [SearchResult] {
-        let reply = try await dev.http.request(.POST, "/ex/_search", body: request.encoded(as: .json), headers: [("Content-Type", "application/json")])
+        let reply = try await dev.http.request(
+            .POST, "/ex/_search", body: request.encoded(as: .json), headers: [("Content-Type", "application/json")])
         guard reply.status == 200 else { throw TestFailure("search failed: \(reply.status) \(reply.text)") }
         return try SearchResponse.decode(from: reply.body, format: .json).results
     }
@@ -49,7 +51,8 @@ struct SearchHTTPTests {
             _ = try await dev.http.json(
                 .POST, "/ex/_update", #"{"changes":[{"insert":{"id":1,"hashes":[5,5,5,6]}},{"insert":{"id":2,"hashes":[5,6]}}]}"#)
             // The query is de-duplicated; a stored hash counts each time it is stored.
-            #expect(try await search(dev, SearchRequest(query: [5, 5, 6])) == [SearchResult(id: 1, score: 4), SearchResult(id: 2, score: 2)])
+            #expect(
+                try await search(dev, SearchRequest(query: [5, 5, 6])) == [SearchResult(id: 1, score: 4), SearchResult(id: 2, score: 2)])
             // min_score defaults to ceil(query count before de-duplication / 20): 21 copies need 2.
             let many = [UInt32](repeating: 6, count: 21)
             #expect(try await search(dev, SearchRequest(query: many)) == [])

@@ -96,7 +96,10 @@ struct CodecTests {
 
     @Test func jsonUsesFullNamesAndOmitsNulls() {
         #expect(jsonText(SearchRequest(query: [1, 2], limit: 10)) == #"{"query":[1,2],"limit":10}"#)
-        #expect(jsonText(Self.example) == #"{"changes":[{"insert":{"id":1,"hashes":[101,201,301]}},{"delete":{"id":2}}],"metadata":{"stream_seq":"7"},"expected_version":0}"#)
+        #expect(
+            jsonText(Self.example)
+                == #"{"changes":[{"insert":{"id":1,"hashes":[101,201,301]}},{"delete":{"id":2}}],"metadata":{"stream_seq":"7"},"expected_version":0}"#
+        )
         #expect(jsonText(CreateIndexResponse(version: 0, ready: true, generation: 4)) == #"{"version":0,"ready":true,"generation":4}"#)
     }
 
@@ -112,7 +115,8 @@ struct CodecTests {
     @Test func jsonAcceptsWhitespaceEscapesAndNulls() throws {
         let update = try decode(
             UpdateRequest.self,
-            json: " {\n \"changes\" : [ ] , \"metadata\" : { \"k\\u00e9\\n\" : \"\\ud83d\\ude00 \\\"q\\\"\" }, \"expected_version\": null } ")
+            json:
+                " {\n \"changes\" : [ ] , \"metadata\" : { \"k\\u00e9\\n\" : \"\\ud83d\\ude00 \\\"q\\\"\" }, \"expected_version\": null } ")
         #expect(update == UpdateRequest(changes: [], metadata: ["ké\n": "😀 \"q\""]))
         #expect(try decode(UpdateRequest.self, json: jsonText(update)) == update)
     }
@@ -178,7 +182,8 @@ struct NegotiationTests {
         #expect(ContentNegotiation.responseFormat(accept: nil, requestFormat: nil) == .json)
         #expect(ContentNegotiation.responseFormat(accept: "text/html", requestFormat: nil) == .json)
         #expect(
-            ContentNegotiation.responseFormat(accept: "application/json;q=0.5, application/vnd.msgpack;q=0.9", requestFormat: nil) == .msgpack)
+            ContentNegotiation.responseFormat(accept: "application/json;q=0.5, application/vnd.msgpack;q=0.9", requestFormat: nil)
+                == .msgpack)
         #expect(ContentNegotiation.responseFormat(accept: "application/json, application/vnd.msgpack", requestFormat: .msgpack) == .json)
         #expect(ContentNegotiation.responseFormat(accept: "application/json;q=0", requestFormat: .msgpack) == .msgpack)
         #expect(WireFormat.json.contentType == "application/json; charset=UTF-8")

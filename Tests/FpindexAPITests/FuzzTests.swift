@@ -95,7 +95,8 @@ struct FuzzTests {
                 version: rng.next(), metadata: [rng.string(): rng.string()],
                 stats: IndexStats(minDocId: rng.u32(), maxDocId: rng.u32(), numSegments: rng.next(), numDocs: rng.u32()))
             #expect(try IndexInfo.decode(from: info.encoded(as: format), format: format) == info, "round \(round)")
-            let reply = SearchResponse(results: (0..<Int.random(in: 0..<50, using: &rng)).map { _ in SearchResult(id: rng.id(), score: rng.u32()) })
+            let reply = SearchResponse(
+                results: (0..<Int.random(in: 0..<50, using: &rng)).map { _ in SearchResult(id: rng.id(), score: rng.u32()) })
             #expect(try SearchResponse.decode(from: reply.encoded(as: format), format: format) == reply)
             let record = FingerprintRecord(hashes: rng.maybe { $0.hashes() })
             #expect(try FingerprintRecord.decode(from: record.encoded(as: format), format: format) == record)
@@ -113,8 +114,10 @@ struct FuzzTests {
         let interesting: [UInt8] =
             format == .json
             ? Array("{}[]\":,0123456789-.eE truefalsenull\\u\"changes\"\"query\"\"id\"".utf8) + [0xff, 0xc3, 0x00]
-            : [0x80, 0x81, 0x8f, 0x90, 0x91, 0x9f, 0xa1, 0x63, 0x69, 0x68, 0x64, 0x6d, 0x71, 0xc0, 0xc2, 0xc3, 0xcc, 0xcd, 0xce,
-                0xcf, 0xd0, 0xd3, 0xd9, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff, 0x00, 0x7f, 0xc4, 0xcb]
+            : [
+                0x80, 0x81, 0x8f, 0x90, 0x91, 0x9f, 0xa1, 0x63, 0x69, 0x68, 0x64, 0x6d, 0x71, 0xc0, 0xc2, 0xc3, 0xcc, 0xcd, 0xce,
+                0xcf, 0xd0, 0xd3, 0xd9, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff, 0x00, 0x7f, 0xc4, 0xcb,
+            ]
         for _ in 0..<8_000 {
             let length = Int.random(in: 0..<64, using: &rng)
             let input = (0..<length).map { _ in

@@ -18,9 +18,12 @@ struct StreamRecordTests {
         #expect(subjects.parse("fpindex.main.00000abc") == .fingerprint(index: "main", id: 0xabc))
         #expect(subjects.parse("fpindex.main") == .lifecycle(index: "main"))
         #expect(subjects.parse("fpindex.main._meta.6162") == .metadata(index: "main", key: "ab"))
-        #expect(subjects.parse(subjects.metadata("_meta", key: "fpindex-cluster.seq")) == .metadata(index: "_meta", key: "fpindex-cluster.seq"))
-        for bad in ["fpindex", "fpindex.", "other.main", "fpindexx.main", "fpindex.main.abc", "fpindex.main.0000ABC0",
-            "fpindex.main.00000000", "fpindex.main._meta.6", "fpindex.main._meta.zz", "fpindex.a.b.c.d", "fpindex.ma in"] {
+        #expect(
+            subjects.parse(subjects.metadata("_meta", key: "fpindex-cluster.seq")) == .metadata(index: "_meta", key: "fpindex-cluster.seq"))
+        for bad in [
+            "fpindex", "fpindex.", "other.main", "fpindexx.main", "fpindex.main.abc", "fpindex.main.0000ABC0",
+            "fpindex.main.00000000", "fpindex.main._meta.6", "fpindex.main._meta.zz", "fpindex.a.b.c.d", "fpindex.ma in",
+        ] {
             #expect(subjects.parse(bad) == nil, "\(bad)")
         }
         let dotted = StreamSubjects(prefix: "prod.fp")

@@ -47,7 +47,9 @@ public struct TestHTTPClient: Sendable {
     }
 
     /// Sends a JSON body (a string literal is easiest to read in tests).
-    public func json(_ method: HTTPMethod, _ path: String, _ json: String? = nil, headers: [(String, String)] = []) async throws -> HTTPReply {
+    public func json(_ method: HTTPMethod, _ path: String, _ json: String? = nil, headers: [(String, String)] = []) async throws
+        -> HTTPReply
+    {
         try await request(
             method, path, body: json.map { Array($0.utf8) },
             headers: (json == nil ? [] : [("Content-Type", "application/json")]) + headers)

@@ -35,10 +35,11 @@ public enum Locations {
 
     /// nats-server: `$NATS_SERVER`, the project's tools folder (hack/setup), or the PATH.
     public static func natsServer() throws -> String {
-        let candidates = [
-            ProcessInfo.processInfo.environment["NATS_SERVER"],
-            packageRoot + "/.tools/bin/nats-server",
-        ] + (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/nats-server" }
+        let candidates =
+            [
+                ProcessInfo.processInfo.environment["NATS_SERVER"],
+                packageRoot + "/.tools/bin/nats-server",
+            ] + (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/nats-server" }
         for case let path? in candidates where FileManager.default.isExecutableFile(atPath: path) {
             return path
         }

@@ -55,3 +55,17 @@ public enum FreePort {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }
+
+/// Runs `body` with a fresh nats-server, stopping it and removing its store afterwards.
+public func withNATSServer<T>(_ body: (NATSServer) async throws -> T) async throws -> T {
+    let server = try await NATSServer.start()
+    do {
+        let result = try await body(server)
+        await server.stop()
+        return result
+    } catch {
+        print(server.process.output)
+        await server.stop()
+        throw error
+    }
+}

@@ -1,0 +1,36 @@
+# fpindex-cluster: the two commands a newcomer needs are `make run` and `make test`.
+SWIFT ?= swift
+
+.PHONY: all setup build test run stop bench clean
+
+all: build
+
+## setup: install the Debian packages and nats-server 2.15 (idempotent, quick when done)
+setup:
+	@hack/setup
+
+## build: debug build of every target
+build: setup
+	$(SWIFT) build
+
+## test: set up, build everything, run every test (unit, HTTP, real nats-server)
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --disable-xctest
+
+## run: the main job, on the embedded default (fpindex-dev with a sample index); see README
+run: setup
+	@hack/run
+
+## stop: stop what `make run` started
+stop:
+	@hack/stop
+
+## bench: the index benchmark (release build): fpindex-bench index
+bench: setup
+	$(SWIFT) build -c release --product fpindex-dev
+	$(SWIFT) build -c release --product fpindex-bench
+	.build/release/fpindex-bench index --dev-binary .build/release/fpindex-dev $(BENCH_ARGS)
+
+clean:
+	rm -rf .build .local

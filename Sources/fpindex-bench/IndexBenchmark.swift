@@ -1,0 +1,267 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import FpindexAPI
+import NIOCore
+import NIOHTTP1
+
+/// `fpindex-bench index`: bulk load, then search latency, against fpindex-dev.
+struct IndexBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "index",
+        abstract: "Bulk-load fingerprints into fpindex-dev over HTTP, then measure 120-hash searches (half hits, half misses).")
+
+    @Option(help: "Fingerprints to load.")
+    var fingerprints: Int = 1_000_000
+
+    @Option(help: "Fingerprints per MessagePack _update request.")
+    var batch: Int = 1000
+
+    @Option(help: "Hashes per fingerprint and per query.")
+    var hashes: Int = 120
+
+    @Option(help: "Searches to run after loading.")
+    var searches: Int = 2000
+
+    @Option(help: "Load requests in flight at once.")
+    var concurrency: Int = 2
+
+    @Option(help: "fpindex-dev executable to start (release build recommended).")
+    var devBinary: String = ".build/release/fpindex-dev"
+
+    @Option(help: "Benchmark an already running server at this URL instead of starting one (RSS is then not measured).")
+    var url: String?
+
+    @Option(help: "Give the started fpindex-dev this --dir (measures the write-ahead log too).")
+    var dir: String?
+
+    func validate() throws {
+        guard fingerprints > 0, batch > 0, hashes > 0, searches > 1, concurrency > 0 else {
+            throw ValidationError("counts must be positive")
+        }
+    }
+
+    func run() async throws {
+        let server: StartedServer? = url == nil ? try await StartedServer.start(binary: devBinary, dir: dir) : nil
+        defer { server?.stop() }
+        let base = url ?? server!.url
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            try await benchmark(client: client, base: base, server: server)
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+        try await client.shutdown()
+    }
+
+    func benchmark(client: HTTPClient, base: String, server: StartedServer?) async throws {
+        let index = "bench"
+        _ = try await send(client, .DELETE, "\(base)/\(index)", body: nil)
+        _ = try await send(client, .PUT, "\(base)/\(index)", body: nil)
+
+        // Load: batches go out `concurrency` at a time; fingerprint i's hashes are a function of i.
+        let loadStart = ContinuousClock.now
+        let batches = stride(from: 1, through: fingerprints, by: batch).map { $0..<min($0 + batch, fingerprints + 1) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func submit() {
+                let range = batches[next]
+                next += 1
+                let hashCount = hashes
+                group.addTask {
+                    let update = UpdateRequest(
+                        changes: range.map { .insert(id: UInt32($0), hashes: Fingerprints.hashes(id: UInt32($0), count: hashCount)) })
+                    let reply = try await send(client, .POST, "\(base)/\(index)/_update", body: update.encoded(as: .msgpack))
+                    guard reply.status == 200 else { throw BenchError("update failed: \(reply.status) \(reply.text)") }
+                }
+            }
+            for _ in 0..<min(concurrency, batches.count) { submit() }
+            while try await group.next() != nil {
+                if next < batches.count { submit() }
+            }
+        }
+        let loadSeconds = (ContinuousClock.now - loadStart).seconds
+        let rssAfterLoad = server.flatMap { Self.residentMegabytes(pid: $0.pid) }
+
+        // Searches: even ones query a stored fingerprint (must be the top hit), odd ones random hashes.
+        var generator = SystemRandomNumberGenerator()
+        var hitLatencies: [Double] = []
+        var missLatencies: [Double] = []
+        var found = 0
+        var falseHits = 0
+        for n in 0..<searches {
+            let isHit = n % 2 == 0
+            let id = UInt32.random(in: 1...UInt32(fingerprints), using: &generator)
+            let query =
+                isHit
+                ? Fingerprints.hashes(id: id, count: hashes)
+                : (0..<hashes).map { _ in UInt32.random(in: 0...UInt32.max, using: &generator) }
+            let body = SearchRequest(query: query).encoded(as: .msgpack)
+            let start = ContinuousClock.now
+            let reply = try await send(client, .POST, "\(base)/\(index)/_search", body: body)
+            let milliseconds = (ContinuousClock.now - start).seconds * 1000
+            guard reply.status == 200 else { throw BenchError("search failed: \(reply.status) \(reply.text)") }
+            let results = try SearchResponse.decode(from: reply.body, format: .msgpack).results
+            if isHit {
+                hitLatencies.append(milliseconds)
+                if results.first?.id == id { found += 1 }
+            } else {
+                missLatencies.append(milliseconds)
+                if !results.isEmpty { falseHits += 1 }
+            }
+        }
+        let all = (hitLatencies + missLatencies).sorted()
+        let rss = server.flatMap { Self.residentMegabytes(pid: $0.pid) }
+
+        let loadPerSecond = Double(fingerprints) / loadSeconds
+        let rows: [(String, String)] = [
+            ("fingerprints", "\(fingerprints) x \(hashes) hashes"),
+            (
+                "load",
+                String(format: "%.1f s, %.0f fingerprints/s (batches of %d, %d in flight)", loadSeconds, loadPerSecond, batch, concurrency)
+            ),
+            ("fpindex-dev RSS after load", rssAfterLoad.map { String(format: "%.0f MB", $0) } ?? "n/a"),
+            ("fpindex-dev RSS after searches", rss.map { String(format: "%.0f MB", $0) } ?? "n/a"),
+            ("searches", "\(searches) (\(hitLatencies.count) hits, \(missLatencies.count) misses)"),
+            ("hits found as top result", "\(found) of \(hitLatencies.count)"),
+            ("misses with any result", "\(falseHits) of \(missLatencies.count)"),
+            (
+                "search p50 / p90 / p99 / max",
+                String(
+                    format: "%.2f / %.2f / %.2f / %.2f ms", percentile(all, 0.5), percentile(all, 0.9), percentile(all, 0.99), all.last ?? 0
+                )
+            ),
+            (
+                "hit p50 / p99",
+                String(format: "%.2f / %.2f ms", percentile(hitLatencies.sorted(), 0.5), percentile(hitLatencies.sorted(), 0.99))
+            ),
+            (
+                "miss p50 / p99",
+                String(format: "%.2f / %.2f ms", percentile(missLatencies.sorted(), 0.5), percentile(missLatencies.sorted(), 0.99))
+            ),
+        ]
+        let width = rows.map(\.0.count).max()!
+        print("fpindex-bench index")
+        for (name, value) in rows {
+            print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
+        }
+        let json: [String: Any] = [
+            "bench": "index", "fingerprints": fingerprints, "load_per_s": (loadPerSecond * 10).rounded() / 10,
+            "rss_mb": rss.map { $0.rounded() } ?? NSNull(), "search_p50_ms": round3(percentile(all, 0.5)),
+            "search_p99_ms": round3(percentile(all, 0.99)), "hits_found": found, "hit_searches": hitLatencies.count,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])
+        // The contract's field order first, for people reading it.
+        let ordered = ["bench", "fingerprints", "load_per_s", "rss_mb", "search_p50_ms", "search_p99_ms", "hits_found", "hit_searches"]
+        let object = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let fields = ordered.map { key -> String in
+            let value = try! JSONSerialization.data(withJSONObject: object[key]!, options: [.fragmentsAllowed])
+            return "\"\(key)\":\(String(decoding: value, as: UTF8.self))"
+        }
+        print("{" + fields.joined(separator: ",") + "}")
+        if found < hitLatencies.count {
+            throw BenchError("\(hitLatencies.count - found) stored fingerprints were not the top result of their own search")
+        }
+    }
+
+    func round3(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+
+    func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+    }
+
+    func send(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, body: [UInt8]?) async throws -> (
+        status: Int, body: [UInt8], text: String
+    ) {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/vnd.msgpack")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response = try await client.execute(request, timeout: .seconds(120))
+        let buffer = try await response.body.collect(upTo: 64 << 20)
+        let bytes = Array(buffer.readableBytesView)
+        return (Int(response.status.code), bytes, String(decoding: bytes.prefix(200), as: UTF8.self))
+    }
+
+    static func residentMegabytes(pid: Int32) -> Double? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
+        else { return nil }
+        return kilobytes / 1024
+    }
+}
+
+/// Deterministic fingerprints: the hashes of id i are the same in every run and every process.
+enum Fingerprints {
+    static func hashes(id: UInt32, count: Int) -> [UInt32] {
+        var state = UInt64(id) &* 0x9e37_79b9_7f4a_7c15
+        return (0..<count).map { _ in
+            state &+= 0x9e37_79b9_7f4a_7c15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return UInt32(truncatingIfNeeded: z ^ (z >> 31))
+        }
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// An fpindex-dev child process on a free port.
+final class StartedServer: Sendable {
+    let process: Process
+    let url: String
+    var pid: Int32 { process.processIdentifier }
+
+    static func start(binary: String, dir: String?) async throws -> StartedServer {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw BenchError("\(binary) not found: build it (swift build -c release --product fpindex-dev) or pass --dev-binary")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["--port", "0", "--log-level", "warning"] + (dir.map { ["--dir", $0] } ?? [])
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        // The first line says where it listens.
+        let line: String = try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                var bytes: [UInt8] = []
+                while let chunk = try? output.fileHandleForReading.read(upToCount: 1), let byte = chunk.first {
+                    if byte == UInt8(ascii: "\n") { break }
+                    bytes.append(byte)
+                }
+                let text = String(decoding: bytes, as: UTF8.self)
+                if text.contains("listening on ") {
+                    continuation.resume(returning: text)
+                } else {
+                    continuation.resume(throwing: BenchError("fpindex-dev did not start: '\(text)'"))
+                }
+            }
+        }
+        return StartedServer(process: process, url: String(line.split(separator: " ").last!))
+    }
+
+    private init(process: Process, url: String) {
+        self.process = process
+        self.url = url
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
