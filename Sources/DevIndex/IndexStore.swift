@@ -33,15 +33,16 @@ public final class IndexStore: Sendable {
             return
         }
         try Self.makeDirectory(directory)
-        let (wal, records, truncated) = try WriteAheadLog.open(path: directory + "/fpindex-dev.wal")
+        var replayed = State()
+        var recordCount = 0
+        let (wal, truncated) = try WriteAheadLog.open(path: directory + "/fpindex-dev.wal") { record in
+            Self.apply(record, to: &replayed)
+            recordCount += 1
+        }
         if truncated > 0 {
             logger.warning(
                 "cut a torn record off the end of the log (an unfinished write, never acknowledged)",
                 metadata: ["log.path": "\(wal.path)", "log.truncated_bytes": "\(truncated)"])
-        }
-        var replayed = State()
-        for record in records {
-            Self.apply(record, to: &replayed)
         }
         let restored = replayed.indexes
         let nextGeneration = replayed.nextGeneration
@@ -52,7 +53,7 @@ public final class IndexStore: Sendable {
         self.log = Mutex(wal)
         logger.info(
             "restored indexes from the log",
-            metadata: ["log.path": "\(wal.path)", "log.records": "\(records.count)", "index.count": "\(restored.count)"])
+            metadata: ["log.path": "\(wal.path)", "log.records": "\(recordCount)", "index.count": "\(restored.count)"])
     }
 
     private static func makeDirectory(_ path: String) throws {

@@ -81,13 +81,18 @@ final class WriteAheadLog: @unchecked Sendable {
         var description: String
     }
 
-    /// Opens (creating if needed) the log and returns its records.
-    static func open(path: String) throws -> (WriteAheadLog, [LogRecord], truncatedBytes: Int) {
+    /// Opens (creating if needed) the log and hands each intact record to `replay`, in order,
+    /// reading the file in chunks so a large log never has to fit in memory twice.
+    /// - Returns: the open log and how many bytes of torn tail were cut off.
+    static func open(path: String, replay: (LogRecord) throws -> Void) throws -> (WriteAheadLog, truncatedBytes: Int) {
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw IOError(description: "cannot open \(path): \(String(cString: strerror(errno)))") }
-        var contents: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
+        var pending: [UInt8] = []  // bytes read but not yet parsed into records
+        var chunk = [UInt8](repeating: 0, count: 4 << 20)
+        var offset = 0  // file offset just past the last intact record
+        var fileSize = 0
+        var torn = false
+        while !torn {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -95,22 +100,30 @@ final class WriteAheadLog: @unchecked Sendable {
                 throw IOError(description: "cannot read \(path): \(String(cString: strerror(errno)))")
             }
             if n == 0 { break }
-            contents.append(contentsOf: chunk[0..<n])
-        }
-        var records: [LogRecord] = []
-        var offset = 0
-        contents.withUnsafeBytes { all in
-            while all.count - offset >= 8 {
-                let length = Int(all.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian)
-                let checksum = all.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self).littleEndian
-                guard all.count - offset - 8 >= length else { break }
-                let payload = UnsafeRawBufferPointer(rebasing: all[(offset + 8)..<(offset + 8 + length)])
-                guard CRC32.checksum(payload) == checksum, let record = try? LogRecord.decode(payload) else { break }
-                records.append(record)
-                offset += 8 + length
+            fileSize += n
+            pending.append(contentsOf: chunk[0..<n])
+            var consumed = 0
+            try pending.withUnsafeBytes { all in
+                while all.count - consumed >= 8 {
+                    let length = Int(all.loadUnaligned(fromByteOffset: consumed, as: UInt32.self).littleEndian)
+                    let checksum = all.loadUnaligned(fromByteOffset: consumed + 4, as: UInt32.self).littleEndian
+                    guard all.count - consumed - 8 >= length else { break }
+                    let payload = UnsafeRawBufferPointer(rebasing: all[(consumed + 8)..<(consumed + 8 + length)])
+                    guard CRC32.checksum(payload) == checksum, let record = try? LogRecord.decode(payload) else {
+                        torn = true
+                        break
+                    }
+                    try replay(record)
+                    consumed += 8 + length
+                }
             }
+            offset += consumed
+            pending.removeFirst(consumed)
         }
-        let truncated = contents.count - offset
+        // Whatever follows the last intact record is a torn append, cut off below.
+        var rest = stat()
+        if fstat(fd, &rest) == 0 { fileSize = Int(rest.st_size) }
+        let truncated = fileSize - offset
         if truncated > 0 {
             guard ftruncate(fd, off_t(offset)) == 0, fsync(fd) == 0 else {
                 close(fd)
@@ -121,7 +134,7 @@ final class WriteAheadLog: @unchecked Sendable {
             close(fd)
             throw IOError(description: "cannot seek in \(path)")
         }
-        return (WriteAheadLog(path: path, fd: fd, size: offset), records, truncated)
+        return (WriteAheadLog(path: path, fd: fd, size: offset), truncated)
     }
 
     private init(path: String, fd: Int32, size: Int) {

@@ -1,5 +1,6 @@
 import FpindexAPI
 import Testing
+import TestSupport
 
 @testable import DevIndex
 
@@ -94,5 +95,30 @@ struct SeededRandom: RandomNumberGenerator {
         state ^= state >> 7
         state ^= state << 17
         return state
+    }
+}
+
+@Suite("Write-ahead log")
+struct WriteAheadLogTests {
+    @Test func recordsSpanningReadChunksReplayInOrder() throws {
+        let dir = try TemporaryDirectory.make(prefix: "wal")
+        defer { TemporaryDirectory.remove(dir) }
+        let path = dir + "/test.wal"
+        let records: [LogRecord] = (0..<3000).map { (n: Int) -> LogRecord in
+            let hashes: [UInt32] = (0..<500).map { (h: Int) -> UInt32 in UInt32(h * n) }
+            let change = Change.insert(id: UInt32(n + 1), hashes: hashes)
+            return LogRecord.update(name: "i", version: UInt64(n + 1), changes: [change], metadata: ["n": String(n)])
+        }
+        do {
+            let (wal, truncated) = try WriteAheadLog.open(path: path) { _ in Issue.record("a new log has no records") }
+            #expect(truncated == 0)
+            for record in records { try wal.append(record) }
+            #expect(wal.size > 4 << 20)  // more than one read chunk
+        }
+        var replayed: [LogRecord] = []
+        let (wal, truncated) = try WriteAheadLog.open(path: path) { replayed.append($0) }
+        #expect(truncated == 0)
+        #expect(replayed == records)
+        #expect(wal.size > 0)
     }
 }
