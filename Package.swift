@@ -34,6 +34,17 @@ let package = Package(
         // Wire contract: types, JSON + MessagePack codecs, validation, stream subjects. Pure Swift.
         .target(name: "FpindexAPI", swiftSettings: swiftSettings),
 
+        // A Swift wrapper over cnats: connection, stream management, async publish, direct get, consumers.
+        .target(
+            name: "JetStream",
+            dependencies: [
+                "CNats",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // The HTTP edge shared by fpindex-dev and fpindex-proxy: routes, negotiation, error replies.
         .target(
             name: "FpindexHTTP",
@@ -102,6 +113,11 @@ let package = Package(
         .testTarget(
             name: "CLibraryTests",
             dependencies: ["CNats", "CCurl", "CYaml", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "JetStreamTests",
+            dependencies: ["JetStream", "FpindexAPI", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

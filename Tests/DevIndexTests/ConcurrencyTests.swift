@@ -1,7 +1,7 @@
 import FpindexAPI
 import NIOCore
-import Testing
 import TestSupport
+import Testing
 
 @Suite("fpindex-dev under concurrent searches and writes", .timeLimit(.minutes(3)))
 struct ConcurrencyTests {

@@ -1,6 +1,6 @@
 import FpindexAPI
-import Testing
 import TestSupport
+import Testing
 
 @testable import DevIndex
 

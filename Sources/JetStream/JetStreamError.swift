@@ -1,0 +1,50 @@
+/// Everything that can go wrong talking to NATS, with what cnats or the server said.
+public struct JetStreamError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// Not connected, connection closed, or no server answered.
+        case unavailable
+        /// No answer in time.
+        case timeout
+        /// The server refused an API request (`code` is the HTTP-like code, `errorCode` JetStream's).
+        case api(code: Int, errorCode: Int)
+        /// The server is too old for this project.
+        case unsupportedServer
+        /// The server stored a configuration other than the one asked for.
+        case configurationMismatch(field: String)
+        /// Bad settings given to the client (file missing, bad URL...).
+        case configuration
+        /// A publish was refused (e.g. an expected-sequence check failed).
+        case publishRejected(errorCode: Int)
+    }
+
+    public var kind: Kind
+    public var message: String
+    /// The subject involved, when there is one.
+    public var subject: String?
+
+    public init(_ kind: Kind, _ message: String, subject: String? = nil) {
+        self.kind = kind
+        self.message = message
+        self.subject = subject
+    }
+
+    public var description: String {
+        subject.map { "\(message) (subject \($0))" } ?? message
+    }
+
+    /// Whether trying again later may succeed.
+    public var isTransient: Bool {
+        switch kind {
+        case .unavailable, .timeout: true
+        case .api(let code, _): code >= 500
+        default: false
+        }
+    }
+
+    /// JetStream's error code for "stream not found".
+    public static let streamNotFoundCode = 10059
+    /// JetStream's error code for "consumer not found".
+    public static let consumerNotFoundCode = 10014
+    /// JetStream's error code for "wrong last sequence" (an expected-sequence check failed).
+    public static let wrongLastSequenceCode = 10071
+}

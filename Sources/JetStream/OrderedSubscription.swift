@@ -1,0 +1,94 @@
+import CNats
+import NIOPosix
+import Synchronization
+
+/// A JetStream ordered consumer: every stored message matching a filter, in stream order,
+/// starting with the last one of each subject. cnats recreates it after reconnects and gaps,
+/// so the view it feeds stays complete.
+public final class OrderedSubscription: @unchecked Sendable {
+    /// Called on a cnats thread for each message, with how many more are pending right now.
+    public typealias Handler = @Sendable (StoredMessage, _ pending: UInt64) -> Void
+
+    final class Box: Sendable {
+        let handler: Handler
+        init(handler: @escaping Handler) { self.handler = handler }
+    }
+
+    private let subscription: OpaquePointer
+    private let box: Box
+    private let closed = Mutex(false)
+
+    init(subscription: OpaquePointer, box: Box) {
+        self.subscription = subscription
+        self.box = box
+    }
+
+    /// Stops delivery. Idempotent.
+    public func cancel() {
+        guard
+            closed.withLock({ closed in
+                defer { closed = true }
+                return !closed
+            })
+        else { return }
+        natsSubscription_Unsubscribe(subscription)
+        natsSubscription_Destroy(subscription)
+    }
+
+    deinit { cancel() }
+}
+
+private func orderedMessageArrived(
+    _ connection: OpaquePointer?, _ subscription: OpaquePointer?, _ message: OpaquePointer?, _ closure: UnsafeMutableRawPointer?
+) {
+    guard let message, let closure else { return }
+    defer { natsMsg_Destroy(message) }
+    let box = Unmanaged<OrderedSubscription.Box>.fromOpaque(closure).takeUnretainedValue()
+    var metadata: UnsafeMutablePointer<jsMsgMetaData>?
+    guard natsMsg_GetMetaData(&metadata, message) == NATS_OK, let metadata else { return }
+    defer { jsMsgMetaData_Destroy(metadata) }
+    let subject = String(cString: natsMsg_GetSubject(message))
+    let length = Int(natsMsg_GetDataLength(message))
+    let payload: [UInt8] =
+        length == 0
+        ? []
+        : natsMsg_GetData(message)!.withMemoryRebound(to: UInt8.self, capacity: length) {
+            Array(UnsafeBufferPointer(start: $0, count: length))
+        }
+    box.handler(StoredMessage(subject: subject, sequence: metadata.pointee.Sequence.Stream, payload: payload), metadata.pointee.NumPending)
+}
+
+extension NATSClient {
+    /// Starts an ordered consumer on `filter` that first delivers the last message of each
+    /// matching subject, then every new one.
+    public func subscribeOrdered(stream: String, filter: String, handler: @escaping OrderedSubscription.Handler) async throws
+        -> OrderedSubscription
+    {
+        let box = OrderedSubscription.Box(handler: handler)
+        let subscription: OpaquePointer = try await threadPool.runIfActive { [self] in
+            let closure = Unmanaged.passUnretained(box).toOpaque()
+            var options = jsSubOptions()
+            jsSubOptions_Init(&options)
+            options.Ordered = true
+            options.Config.DeliverPolicy = js_DeliverLastPerSubject
+            var subscription: OpaquePointer?
+            var errorCode = jsErrCode(0)
+            let status = stream.withCString { streamPointer -> natsStatus in
+                options.Stream = streamPointer
+                return js_Subscribe(&subscription, self.jetStream, filter, orderedMessageArrived, closure, nil, &options, &errorCode)
+            }
+            guard status == NATS_OK, let subscription else {
+                throw JetStreamError(
+                    .unavailable, "cannot subscribe: \(String(cString: natsStatus_GetText(status))) (\(errorCode.rawValue))",
+                    subject: filter)
+            }
+            return OpaquePointerBox(subscription)
+        }.pointer
+        return OrderedSubscription(subscription: subscription, box: box)
+    }
+}
+
+struct OpaquePointerBox: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+}

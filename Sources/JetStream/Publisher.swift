@@ -1,0 +1,176 @@
+import CNats
+import Synchronization
+
+/// The acknowledgement of a message stored by JetStream.
+public struct PublishAck: Sendable, Equatable {
+    /// The stream sequence the message got.
+    public var sequence: UInt64
+    /// True when the server dropped it as a duplicate of an earlier `Nats-Msg-Id`.
+    public var duplicate: Bool
+}
+
+/// Options of one publish.
+public struct PublishOptions: Sendable {
+    /// De-duplication id (`Nats-Msg-Id`).
+    public var messageId: String?
+    /// Refuse the publish unless the last message on this subject (or, with
+    /// `expectedLastSubjectSequenceSubject`, on that filter) has this sequence.
+    public var expectedLastSubjectSequence: UInt64?
+    /// The subject filter the expected sequence applies to (server 2.11+:
+    /// `Nats-Expected-Last-Subject-Sequence-Subject`).
+    public var expectedLastSubjectSequenceSubject: String?
+
+    public init(messageId: String? = nil, expectedLastSubjectSequence: UInt64? = nil, expectedLastSubjectSequenceSubject: String? = nil) {
+        self.messageId = messageId
+        self.expectedLastSubjectSequence = expectedLastSubjectSequence
+        self.expectedLastSubjectSequenceSubject = expectedLastSubjectSequenceSubject
+    }
+}
+
+/// Publishes waiting for their acknowledgement, keyed by the identity of their cnats message,
+/// and the window that bounds how many there are.
+final class PublishTracker: Sendable {
+    private struct State {
+        var pending: [UInt: CheckedContinuation<PublishAck, any Error>] = [:]
+        var inFlight = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    var inFlight: Int { state.withLock { $0.inFlight } }
+
+    /// Takes a place in the window, waiting (without blocking a thread) while it is full.
+    func acquire(window: Int) async {
+        let acquired = state.withLock { state -> Bool in
+            guard state.inFlight < window else { return false }
+            state.inFlight += 1
+            return true
+        }
+        if acquired { return }
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if state.inFlight < window {
+                    state.inFlight += 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Gives a place back; a waiter, if any, takes it over directly.
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if !state.waiters.isEmpty { return state.waiters.removeFirst() }
+            state.inFlight -= 1
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    func register(_ message: OpaquePointer, _ continuation: CheckedContinuation<PublishAck, any Error>) {
+        state.withLock { $0.pending[UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(message)))] = continuation }
+    }
+
+    func complete(_ message: OpaquePointer, with result: Result<PublishAck, JetStreamError>) {
+        let key = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(message)))
+        let continuation = state.withLock { $0.pending.removeValue(forKey: key) }
+        continuation?.resume(with: result.mapError { $0 })
+    }
+
+    func failAll(_ error: JetStreamError) {
+        let all = state.withLock { state in
+            defer { state.pending = [:] }
+            return Array(state.pending.values)
+        }
+        for continuation in all { continuation.resume(throwing: error) }
+    }
+}
+
+/// cnats' acknowledgement callback (a cnats thread): resume the waiting publish, free the message.
+func publishAcknowledged(
+    _ js: OpaquePointer?, _ message: OpaquePointer?, _ ack: UnsafeMutablePointer<jsPubAck>?, _ failure: UnsafeMutablePointer<jsPubAckErr>?,
+    _ closure: UnsafeMutableRawPointer?
+) {
+    guard let message, let closure else { return }
+    let tracker = Unmanaged<PublishTracker>.fromOpaque(closure).takeUnretainedValue()
+    let subject = natsMsg_GetSubject(message).map { String(cString: $0) }
+    if let ack {
+        tracker.complete(message, with: .success(PublishAck(sequence: ack.pointee.Sequence, duplicate: ack.pointee.Duplicate)))
+    } else {
+        let error: JetStreamError
+        if let failure {
+            let text = failure.pointee.ErrText.map { String(cString: $0) } ?? String(cString: natsStatus_GetText(failure.pointee.Err))
+            let code = Int(failure.pointee.ErrCode.rawValue)
+            if failure.pointee.Err == NATS_TIMEOUT {
+                error = JetStreamError(.timeout, "no acknowledgement from the stream in time", subject: subject)
+            } else if code != 0 {
+                error = JetStreamError(.publishRejected(errorCode: code), "publish refused: \(text)", subject: subject)
+            } else {
+                error = JetStreamError(.unavailable, "publish failed: \(text)", subject: subject)
+            }
+        } else {
+            error = JetStreamError(.unavailable, "publish failed", subject: subject)
+        }
+        tracker.complete(message, with: .failure(error))
+    }
+    var owned: OpaquePointer? = message
+    natsMsg_Destroy(owned)
+    owned = nil
+}
+
+extension NATSClient {
+    /// Publishes one message to JetStream and waits for the stream's acknowledgement.
+    ///
+    /// Many publishes may be in flight at once (up to `publishWindow`); each resumes when its
+    /// own acknowledgement arrives. Never blocks a thread: a full window is waited for asynchronously.
+    /// - Throws: `JetStreamError` (`.timeout`, `.unavailable`, `.publishRejected`).
+    public func publish(subject: String, payload: [UInt8], options: PublishOptions = PublishOptions()) async throws -> PublishAck {
+        await publishes.acquire(window: configuration.publishWindow)
+        defer { publishes.release() }
+        guard state != .closed else { throw JetStreamError(.unavailable, "the NATS connection is closed", subject: subject) }
+        var message: OpaquePointer?
+        let created = payload.withUnsafeBytes { bytes in
+            natsMsg_Create(&message, subject, nil, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
+        }
+        guard created == NATS_OK, let message else {
+            throw JetStreamError(
+                .configuration, "cannot create a message: \(String(cString: natsStatus_GetText(created)))", subject: subject)
+        }
+        if let id = options.messageId { natsMsgHeader_Set(message, "Nats-Msg-Id", id) }
+        if let filter = options.expectedLastSubjectSequenceSubject {
+            natsMsgHeader_Set(message, "Nats-Expected-Last-Subject-Sequence-Subject", filter)
+        }
+        if let sequence = options.expectedLastSubjectSequence {
+            natsMsgHeader_Set(message, "Nats-Expected-Last-Subject-Sequence", String(sequence))
+        }
+        let jetStream = self.jetStream
+        let timeout = configuration.publishTimeout
+        let maxWait = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let publishes = self.publishes
+        return try await withCheckedThrowingContinuation { continuation in
+            // Registered before the call: the acknowledgement can arrive before it returns.
+            publishes.register(message, continuation)
+            var publishOptions = jsPubOptions()
+            jsPubOptions_Init(&publishOptions)
+            publishOptions.MaxWait = maxWait
+            var owned: OpaquePointer? = message
+            let status = js_PublishMsgAsync(jetStream, &owned, &publishOptions)
+            if status != NATS_OK {
+                // Not taken by cnats: no acknowledgement will come.
+                natsMsg_Destroy(owned)
+                let kind: JetStreamError.Kind = status == NATS_TIMEOUT ? .timeout : .unavailable
+                publishes.complete(
+                    message,
+                    with: .failure(JetStreamError(kind, "publish failed: \(String(cString: natsStatus_GetText(status)))", subject: subject))
+                )
+            }
+        }
+    }
+
+    /// Publishes currently waiting for their acknowledgement.
+    public var publishesInFlight: Int { publishes.inFlight }
+}

@@ -1,0 +1,137 @@
+import FpindexAPI
+import JetStream
+import Logging
+import Synchronization
+import TestSupport
+import Testing
+
+func connect(_ server: NATSServer, window: Int = 8192) async throws -> NATSClient {
+    try await NATSClient.connect(
+        NATSConfiguration(servers: [server.url], publishWindow: window, publishTimeout: .seconds(5)), logger: Logger(label: "test"))
+}
+
+@Suite("JetStream against a real nats-server", .timeLimit(.minutes(2)))
+struct JetStreamTests {
+    @Test func connectsAndReportsTheServerVersion() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server)
+            #expect(client.serverVersion.hasPrefix("2.15"))
+            #expect(client.state == .connected)
+            await client.close()
+            #expect(client.state == .closed)
+        }
+    }
+
+    @Test func createsVerifiesAndRepairsTheStream() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server)
+            let settings = StreamSettings(name: "fp", subjectPrefix: "fp")
+            let created = try await client.ensureStream(settings)
+            #expect(created.config.maxMsgsPerSubject == 1)
+            #expect(created.config.subjects == ["fp.>"])
+            #expect(created.config.allowDirect)
+            // Idempotent, and the identity stays.
+            let again = try await client.ensureStream(settings)
+            #expect(again.identity == created.identity)
+            // Drift is repaired: change the duplicate window and ensure again.
+            var other = settings
+            other.duplicateWindow = .seconds(30)
+            #expect(try await client.ensureStream(other).config.duplicateWindow == 30_000_000_000)
+            // Storage cannot change in place: the field is named.
+            other.memoryStorage = true
+            await #expect {
+                try await client.ensureStream(other)
+            } throws: { error in
+                (error as? JetStreamError)?.kind == .configurationMismatch(field: "storage")
+            }
+            await client.close()
+        }
+    }
+
+    @Test func publishesManyInFlightAndKeepsTheLastPerSubject() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server, window: 64)
+            try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
+            let subjects = StreamSubjects(prefix: "fp")
+            let sequences = try await withThrowingTaskGroup(of: UInt64.self) { group in
+                for n in 0..<500 {
+                    group.addTask {
+                        let record = FingerprintRecord(hashes: [UInt32(n)])
+                        return try await client.publish(
+                            subject: subjects.fingerprint("i", id: UInt32(n % 100 + 1)), payload: record.payload
+                        )
+                        .sequence
+                    }
+                }
+                var all: [UInt64] = []
+                for try await sequence in group { all.append(sequence) }
+                return all
+            }
+            #expect(Set(sequences) == Set(1...500))
+            let info = try #require(try await client.streamInfo("fp"))
+            #expect(info.state.messages == 100)
+            #expect(info.state.lastSeq == 500)
+            #expect(client.publishesInFlight == 0)
+
+            let last = try #require(try await client.lastMessage(stream: "fp", subject: subjects.fingerprint("i", id: 7)))
+            let record = try last.payload.withUnsafeBytes { buffer throws(FpindexError) in try FingerprintRecord.decode(payload: buffer) }
+            #expect(record.hashes.map { $0[0] % 100 } == 6)  // the last of n = 6, 106, ..., 406
+            #expect(try await client.lastMessage(stream: "fp", subject: subjects.fingerprint("i", id: 999)) == nil)
+            await client.close()
+        }
+    }
+
+    @Test func purgeBelowASequenceKeepsLaterWrites() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server)
+            try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
+            let subjects = StreamSubjects(prefix: "fp")
+            _ = try await client.publish(subject: subjects.fingerprint("a", id: 1), payload: [0x80])
+            _ = try await client.publish(subject: subjects.fingerprint("a", id: 2), payload: [0x80])
+            let delete = try await client.publish(subject: subjects.lifecycle("a"), payload: LifecycleRecord(.delete).payload)
+            _ = try await client.publish(subject: subjects.fingerprint("a", id: 3), payload: [0x80])
+            let purged = try await client.purge(stream: "fp", filter: subjects.indexContents("a"), upTo: delete.sequence)
+            #expect(purged == 2)
+            #expect(try await client.lastMessage(stream: "fp", subject: subjects.fingerprint("a", id: 3)) != nil)
+            #expect(try await client.lastMessage(stream: "fp", subject: subjects.lifecycle("a")) != nil)
+            await client.close()
+        }
+    }
+
+    @Test func orderedSubscriptionSeesLastPerSubjectThenNewOnes() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server)
+            try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
+            let subjects = StreamSubjects(prefix: "fp")
+            _ = try await client.publish(subject: subjects.lifecycle("a"), payload: LifecycleRecord(.create).payload)
+            _ = try await client.publish(subject: subjects.lifecycle("b"), payload: LifecycleRecord(.create).payload)
+            _ = try await client.publish(subject: subjects.lifecycle("a"), payload: LifecycleRecord(.delete).payload)
+            _ = try await client.publish(subject: subjects.fingerprint("a", id: 1), payload: [0x80])
+            let seen = Seen()
+            let subscription = try await client.subscribeOrdered(stream: "fp", filter: subjects.allLifecycle) { message, _ in
+                seen.add(message)
+            }
+            try await eventually("the last record of each index") { seen.messages.count == 2 ? true : nil }
+            #expect(seen.messages.map(\.sequence) == [2, 3])
+            _ = try await client.publish(subject: subjects.lifecycle("c"), payload: LifecycleRecord(.create).payload)
+            try await eventually("the new record") { seen.messages.count == 3 ? true : nil }
+            #expect(seen.messages.last?.subject == "fp.c")
+            subscription.cancel()
+            await client.close()
+        }
+    }
+
+    @Test func refusesToConnectWhenNothingListens() async throws {
+        let port = try FreePort.find()
+        await #expect(throws: JetStreamError.self) {
+            _ = try await NATSClient.connect(
+                NATSConfiguration(servers: ["nats://127.0.0.1:\(port)"], timeout: .seconds(1)), logger: Logger(label: "test"))
+        }
+    }
+}
+
+final class Seen: Sendable {
+    private let storage = Mutex<[StoredMessage]>([])
+    var messages: [StoredMessage] { storage.withLock { $0 } }
+    func add(_ message: StoredMessage) { storage.withLock { $0.append(message) } }
+}
