@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fpindex-dev", targets: ["fpindex-dev"]),
+        .executable(name: "fpindex-proxy", targets: ["fpindex-proxy"]),
         .executable(name: "fpindex-bench", targets: ["fpindex-bench"]),
         .library(name: "FpindexAPI", targets: ["FpindexAPI"]),
         .library(name: "DevIndex", targets: ["DevIndex"]),
@@ -58,6 +59,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // fpindex-proxy: fpindex API writes become JetStream messages; reads go to the read backend.
+        .target(
+            name: "Proxy",
+            dependencies: [
+                "FpindexAPI",
+                "FpindexHTTP",
+                "JetStream",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // The embedded fingerprint index (fpindex-dev): engine, persistence, HTTP server.
         .target(
             name: "DevIndex",
@@ -88,6 +108,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "fpindex-proxy",
+            dependencies: [
+                "Proxy",
+                "CommandSupport",
+                "JetStream",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "fpindex-bench",
             dependencies: [
                 "FpindexAPI",
@@ -95,6 +130,18 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Flag + environment handling shared by the executables.
+        .target(
+            name: "CommandSupport",
+            dependencies: [
+                "FpindexAPI",
+                "JetStream",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,0 +1,60 @@
+import Foundation
+import Logging
+
+/// Reading settings the way every executable here does: a flag wins, then the environment
+/// variable, then the default.
+public enum Settings {
+    /// A non-empty environment variable.
+    public static func environment(_ name: String) -> String? {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    /// A secret from a file (trailing newline trimmed), so it never appears in `ps` or logs.
+    public static func secret(file: String?, environment name: String) throws -> String? {
+        if let file {
+            do {
+                return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                throw SettingsError("cannot read \(file): \(error.localizedDescription)")
+            }
+        }
+        return environment(name)
+    }
+
+    /// Parses `host:port` (or `:port`, or `[::1]:port`).
+    public static func hostAndPort(_ text: String, flag: String) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw SettingsError("\(flag): '\(text)' is not host:port")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    /// Sets up logging once, for an executable: text lines on standard error at `level`
+    /// (flag, else `LOG_LEVEL`, else info).
+    public static func bootstrapLogging(level flag: String?) throws -> Logger.Level {
+        let text = flag ?? environment("LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: text.lowercased()) else {
+            throw SettingsError("--log-level / LOG_LEVEL: unknown level '\(text)' (trace, debug, info, notice, warning, error, critical)")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return level
+    }
+}
+
+/// A setting that cannot be used, named by its flag and variable.
+public struct SettingsError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Flushes standard output, so a line printed for scripts arrives at once.
+public func flushStandardOutput() {
+    fflush(nil)
+}

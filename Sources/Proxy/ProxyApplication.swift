@@ -1,0 +1,34 @@
+import Hummingbird
+import Logging
+import Prometheus
+import ServiceLifecycle
+
+/// Builds the proxy's HTTP application and the services it runs with, in dependency order:
+/// the NATS connection first (so it stops last, after in-flight writes got their acks).
+public func buildProxyServices(
+    configuration: ProxyConfiguration, registry: PrometheusCollectorRegistry, logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> (services: [any Service], runtime: ProxyRuntime) {
+    let runtime = ProxyRuntime()
+    let forwarder = ReadForwarder(baseURL: configuration.readURL, timeout: configuration.readTimeout)
+    let responder = ProxyResponder(configuration: configuration, runtime: runtime, forwarder: forwarder, registry: registry)
+    let app = Application(
+        responder: responder,
+        configuration: ApplicationConfiguration(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "fpindex-proxy"),
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
+        logger: logger
+    )
+    let connection = NATSConnectionService(configuration: configuration, runtime: runtime, logger: logger)
+    return ([connection, app, ForwarderShutdown(forwarder: forwarder)], runtime)
+}
+
+/// Closes the read backend's connection pool once the server has stopped.
+struct ForwarderShutdown: Service {
+    let forwarder: ReadForwarder
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await forwarder.shutdown()
+    }
+}

@@ -1,0 +1,236 @@
+import FpindexAPI
+import FpindexHTTP
+import Hummingbird
+import JetStream
+import Logging
+import Metrics
+import NIOCore
+import Prometheus
+
+/// Answers fpindex's API: writes become stream messages, reads go to the read backend.
+struct ProxyResponder: HTTPResponder {
+    typealias Context = BasicRequestContext
+
+    let configuration: ProxyConfiguration
+    let runtime: ProxyRuntime
+    let forwarder: ReadForwarder
+    let registry: PrometheusCollectorRegistry
+    let writer: StreamWriter
+    let httpMetrics: HTTPMetrics
+    let publishMetrics: PublishMetrics
+    let inFlightGauge: Metrics.Gauge
+    let connectedGauge: Metrics.Gauge
+    let indexesGauge: Metrics.Gauge
+
+    init(configuration: ProxyConfiguration, runtime: ProxyRuntime, forwarder: ReadForwarder, registry: PrometheusCollectorRegistry) {
+        let factory = PrometheusMetricsFactory(registry: registry)
+        self.configuration = configuration
+        self.runtime = runtime
+        self.forwarder = forwarder
+        self.registry = registry
+        self.writer = StreamWriter(subjects: StreamSubjects(prefix: configuration.stream.subjectPrefix))
+        self.httpMetrics = HTTPMetrics(prefix: "fpindex_proxy", factory: factory)
+        self.publishMetrics = PublishMetrics(factory: factory)
+        self.inFlightGauge = Metrics.Gauge(label: "fpindex_proxy_publishes_in_flight", factory: factory)
+        self.connectedGauge = Metrics.Gauge(label: "fpindex_proxy_nats_connected", factory: factory)
+        self.indexesGauge = Metrics.Gauge(label: "fpindex_proxy_indexes", factory: factory)
+    }
+
+    var subjects: StreamSubjects { writer.subjects }
+    var streamName: String { configuration.stream.name }
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let start = ContinuousClock.now
+        let head = request.method == .head
+        var negotiation = Negotiation.beforeBody(request)
+        var routeLabel = "unmatched"
+        let response: Response
+        do {
+            switch request.uri.path {
+            case "/_ready":
+                routeLabel = "ready"
+                response =
+                    runtime.isReady
+                    ? FpindexHTTP.text("OK\n", head: head) : FpindexHTTP.text("NOT READY\n", status: .serviceUnavailable, head: head)
+            default:
+                let route = try FpindexHTTP.route(request)
+                routeLabel = route.label
+                response = try await handle(route, request: request, head: head, negotiation: &negotiation, logger: context.logger)
+            }
+        } catch {
+            let failure = Self.fpindexError(from: error, logger: context.logger)
+            response = FpindexHTTP.errorResponse(failure, format: negotiation.response, head: head)
+        }
+        httpMetrics.record(
+            route: routeLabel, method: request.method.rawValue, status: response.status.code, duration: ContinuousClock.now - start)
+        return response
+    }
+
+    /// NATS trouble is 503 `ServiceUnavailable`: the write was not acknowledged by the stream.
+    static func fpindexError(from error: any Error, logger: Logger) -> FpindexError {
+        guard let error = error as? JetStreamError else { return FpindexHTTP.fpindexError(from: error, logger: logger) }
+        if case .publishRejected(let code) = error.kind, code == JetStreamError.wrongLastSequenceCode {
+            return FpindexError(.versionMismatch, error.description)
+        }
+        logger.warning("NATS request failed", metadata: ["error": "\(error)"])
+        return FpindexError(.serviceUnavailable, error.description)
+    }
+
+    func handle(_ route: FpindexRoute, request: Request, head: Bool, negotiation: inout Negotiation, logger: Logger) async throws
+        -> Response
+    {
+        switch route {
+        case .health:
+            return FpindexHTTP.text("OK\n", head: head)
+
+        case .metrics:
+            connectedGauge.record(runtime.natsState == .connected ? 1 : 0)
+            indexesGauge.record(runtime.catalog.existingCount)
+            inFlightGauge.record((try? runtime.connectedClient().publishesInFlight) ?? 0)
+            var bytes: [UInt8] = []
+            registry.emit(into: &bytes)
+            return FpindexHTTP.response(bytes: bytes, contentType: "text/plain; version=0.0.4; charset=utf-8")
+
+        case .index(let name):
+            switch request.method {
+            case .put:
+                try authorize(request)
+                guard FpindexNames.isValidIndexName(name) else { throw FpindexError(.invalidIndexName, "bad index name") }
+                let body: ByteBuffer
+                (body, negotiation) = try await FpindexHTTP.readBody(request)
+                let create = try FpindexHTTP.decodeOptional(
+                    CreateIndexRequest.self, from: body, format: negotiation.request, empty: CreateIndexRequest())
+                return FpindexHTTP.response(try await createIndex(name, create), format: negotiation.response)
+            case .delete:
+                try authorize(request)
+                let body: ByteBuffer
+                (body, negotiation) = try await FpindexHTTP.readBody(request)
+                let delete = try FpindexHTTP.decodeOptional(
+                    DeleteIndexRequest.self, from: body, format: negotiation.request, empty: DeleteIndexRequest())
+                return FpindexHTTP.response(try await deleteIndex(name, delete), format: negotiation.response)
+            default:
+                return try await forwarder.forward(request, body: ByteBuffer(), logger: logger)
+            }
+
+        case .indexHealth, .status:
+            return try await forwarder.forward(request, body: ByteBuffer(), logger: logger)
+
+        case .search:
+            let body = try await FpindexHTTP.readBody(request).0
+            return try await forwarder.forward(request, body: body, logger: logger)
+
+        case .update(let name):
+            try authorize(request)
+            let body: ByteBuffer
+            (body, negotiation) = try await FpindexHTTP.readBody(request)
+            let update = try FpindexHTTP.decode(UpdateRequest.self, from: body, format: negotiation.request)
+            try StreamWriter.validate(update)
+            try requireIndex(name)
+            let version = try await publishUpdate(update, index: name)
+            return FpindexHTTP.response(VersionResponse(version: version), format: negotiation.response)
+
+        case .fingerprint(let name, let idText):
+            guard FpindexNames.isValidIndexName(name) else { throw FpindexError(.indexNotFound, "bad index name") }
+            let id = try FpindexNames.parseFingerprintId(idText)
+            switch request.method {
+            case .put:
+                try authorize(request)
+                let body: ByteBuffer
+                (body, negotiation) = try await FpindexHTTP.readBody(request)
+                let put = try FpindexHTTP.decode(PutFingerprintRequest.self, from: body, format: negotiation.request)
+                try requireIndex(name)
+                _ = try await publishUpdate(UpdateRequest(changes: [.insert(id: id, hashes: put.hashes)]), index: name)
+                return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
+            case .delete:
+                try authorize(request)
+                (_, negotiation) = try await FpindexHTTP.readBody(request)
+                try requireIndex(name)
+                _ = try await publishUpdate(UpdateRequest(changes: [.delete(id: id)]), index: name)
+                return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
+            default:
+                try requireIndex(name)
+                let client = try runtime.connectedClient()
+                // Answered from the stream, so it reflects the latest acknowledged write.
+                guard let message = try await client.lastMessage(stream: streamName, subject: subjects.fingerprint(name, id: id)),
+                    let record = try? message.payload.withUnsafeBytes({ buffer throws(FpindexError) in
+                        try FingerprintRecord.decode(payload: buffer)
+                    }),
+                    record.hashes != nil
+                else { throw FpindexError(.fingerprintNotFound, "fingerprint \(id) not in \(name)") }
+                return FpindexHTTP.response(VersionResponse(version: message.sequence), format: negotiation.response, head: head)
+            }
+        }
+    }
+
+    /// Writes need the bearer token when one is configured.
+    func authorize(_ request: Request) throws(FpindexError) {
+        guard let token = configuration.authToken else { return }
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+            constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(token.utf8))
+        else { throw FpindexError(.unauthorized, "missing or wrong bearer token") }
+    }
+
+    func requireIndex(_ name: String) throws(FpindexError) {
+        guard runtime.catalog.isSynced else { throw FpindexError(.serviceUnavailable, "the index catalog is not loaded yet") }
+        guard runtime.catalog.generation(name) != nil else { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
+    }
+
+    /// Publishes an update's messages and returns the stream sequence of the last one.
+    func publishUpdate(_ update: UpdateRequest, index: String) async throws -> UInt64 {
+        let client = try runtime.connectedClient()
+        let messages = writer.messages(for: update, index: index)
+        guard !messages.isEmpty else {
+            if update.expectedVersion != nil {
+                throw FpindexError(.notImplemented, "expected_version needs at least one change")
+            }
+            // Nothing to write: the version is where the stream is now.
+            return try await client.streamInfo(streamName)?.state.lastSeq ?? 0
+        }
+        guard let expected = update.expectedVersion else {
+            return try await client.publishAll(messages, metrics: publishMetrics)
+        }
+        // Compare-and-swap on the index's subjects: the first message carries the check, so a
+        // mismatch publishes nothing; the rest follow once it is stored.
+        let first = try await client.publish(
+            subject: messages[0].subject, payload: messages[0].payload,
+            options: PublishOptions(
+                expectedLastSubjectSequence: expected, expectedLastSubjectSequenceSubject: subjects.indexContents(index)))
+        let rest = try await client.publishAll(Array(messages.dropFirst()), metrics: publishMetrics)
+        return max(first.sequence, rest)
+    }
+
+    func createIndex(_ name: String, _ request: CreateIndexRequest) async throws -> CreateIndexResponse {
+        try runtime.catalog.isSynced ? () : { throw FpindexError(.serviceUnavailable, "the index catalog is not loaded yet") }()
+        if let generation = runtime.catalog.generation(name) {
+            if request.expectDoesNotExist == true { throw FpindexError(.indexAlreadyExists, "index \(name) exists") }
+            return CreateIndexResponse(version: generation, ready: true, generation: generation)
+        }
+        let client = try runtime.connectedClient()
+        let ack = try await client.publish(subject: subjects.lifecycle(name), payload: LifecycleRecord(.create).payload)
+        runtime.catalog.apply(index: name, operation: .create, sequence: ack.sequence)
+        return CreateIndexResponse(version: ack.sequence, ready: true, generation: ack.sequence)
+    }
+
+    /// Publishes the delete record, then purges the index's subjects below it: writes that
+    /// race with the delete, or go to an index re-created right after, survive.
+    func deleteIndex(_ name: String, _ request: DeleteIndexRequest) async throws -> DeleteIndexResponse {
+        try runtime.catalog.isSynced ? () : { throw FpindexError(.serviceUnavailable, "the index catalog is not loaded yet") }()
+        guard FpindexNames.isValidIndexName(name), runtime.catalog.generation(name) != nil else {
+            if request.expectExists == true { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
+            return DeleteIndexResponse(deleted: false)
+        }
+        let client = try runtime.connectedClient()
+        let ack = try await client.publish(subject: subjects.lifecycle(name), payload: LifecycleRecord(.delete).payload)
+        runtime.catalog.apply(index: name, operation: .delete, sequence: ack.sequence)
+        try await client.purge(stream: streamName, filter: subjects.indexContents(name), upTo: ack.sequence)
+        return DeleteIndexResponse(deleted: true)
+    }
+}
+
+/// Compares secrets without leaking where they differ through timing.
+func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    var difference: UInt8 = 0
+    for i in 0..<a.count { difference |= a[i] ^ b[i] }
+    return difference == 0
+}

@@ -1,0 +1,139 @@
+import FpindexAPI
+import JetStream
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// What the proxy knows at run time: the NATS connection (once made), whether the stream is
+/// verified, and the index catalog.
+public final class ProxyRuntime: Sendable {
+    public let catalog = IndexCatalog()
+    private let client = Mutex<NATSClient?>(nil)
+    private let streamVerified = Mutex<StreamInfo?>(nil)
+
+    public init() {}
+
+    /// The connection, if made. Writes need it; without it they answer 503.
+    func connectedClient() throws(FpindexError) -> NATSClient {
+        guard let client = client.withLock({ $0 }), client.state == .connected else {
+            throw FpindexError(.serviceUnavailable, "not connected to NATS")
+        }
+        return client
+    }
+
+    var stream: StreamInfo? { streamVerified.withLock { $0 } }
+
+    /// Ready: connected, stream verified, catalog replayed.
+    public var isReady: Bool {
+        client.withLock { $0?.state == .connected } && stream != nil && catalog.isSynced
+    }
+
+    public var natsState: NATSClient.State? { client.withLock { $0?.state } }
+
+    func attach(_ client: NATSClient) { self.client.withLock { $0 = client } }
+    func verified(_ info: StreamInfo) { streamVerified.withLock { $0 = info } }
+
+    func detach() -> NATSClient? {
+        client.withLock { current in
+            defer { current = nil }
+            return current
+        }
+    }
+}
+
+/// Connects to NATS (retrying with capped backoff), verifies or creates the stream, keeps the
+/// index catalog current, and on graceful shutdown waits for in-flight publishes and closes.
+/// It runs before the HTTP server in the service group, so it stops after it.
+public struct NATSConnectionService: Service {
+    let configuration: ProxyConfiguration
+    let runtime: ProxyRuntime
+    let logger: Logger
+
+    public init(configuration: ProxyConfiguration, runtime: ProxyRuntime, logger: Logger) {
+        self.configuration = configuration
+        self.runtime = runtime
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var delay = Duration.milliseconds(200)
+        var client: NATSClient?
+        while client == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                client = try await NATSClient.connect(configuration.nats, logger: logger)
+            } catch let error as JetStreamError where error.kind == .unsupportedServer || error.kind == .configuration {
+                logger.critical("cannot use this NATS server", metadata: ["error": "\(error)"])
+                throw error
+            } catch {
+                logger.warning("cannot connect to NATS yet; retrying", metadata: ["error": "\(error)", "retry.delay": "\(delay)"])
+                await sleepUnlessShuttingDown(delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+        guard let client else { return }
+        runtime.attach(client)
+        var subscription: OrderedSubscription?
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                let info =
+                    configuration.manageStream
+                    ? try await client.ensureStream(configuration.stream) : try await verifyOnly(client)
+                runtime.verified(info)
+                subscription = try await followLifecycle(client)
+                break
+            } catch {
+                logger.error("the stream is not usable yet; retrying in 10 s", metadata: ["error": "\(error)"])
+                await sleepUnlessShuttingDown(.seconds(10))
+            }
+        }
+        try? await gracefulShutdown()
+        subscription?.cancel()
+        if let client = runtime.detach() {
+            await client.close()
+        }
+    }
+
+    private func verifyOnly(_ client: NATSClient) async throws -> StreamInfo {
+        guard let info = try await client.streamInfo(configuration.stream.name) else {
+            throw JetStreamError(.configuration, "stream \(configuration.stream.name) does not exist")
+        }
+        let desired = StreamConfig(configuration.stream)
+        if let field = desired.differences(from: info.config).first {
+            throw JetStreamError(.configurationMismatch(field: field), "stream \(configuration.stream.name) differs in \(field)")
+        }
+        return info
+    }
+
+    /// Follows the lifecycle records with an ordered consumer; the catalog is synced once the
+    /// consumer has nothing pending (or there are no records at all).
+    private func followLifecycle(_ client: NATSClient) async throws -> OrderedSubscription {
+        let subjects = StreamSubjects(prefix: configuration.stream.subjectPrefix)
+        let catalog = runtime.catalog
+        let logger = self.logger
+        let subscription = try await client.subscribeOrdered(stream: configuration.stream.name, filter: subjects.allLifecycle) {
+            message, pending in
+            guard case .lifecycle(let index)? = subjects.parse(message.subject),
+                let record = try? message.payload.withUnsafeBytes({ buffer throws(FpindexError) in
+                    try LifecycleRecord.decode(payload: buffer)
+                })
+            else {
+                logger.warning(
+                    "ignoring a malformed lifecycle record",
+                    metadata: ["stream.subject": "\(message.subject)", "stream.seq": "\(message.sequence)"])
+                return
+            }
+            catalog.apply(index: index, operation: record.op, sequence: message.sequence)
+            if pending == 0 { catalog.markSynced() }
+        }
+        let info = try await client.streamInfo(configuration.stream.name, subjectsFilter: subjects.allLifecycle)
+        if (info?.state.subjects ?? [:]).isEmpty {
+            catalog.markSynced()
+        }
+        return subscription
+    }
+}
+
+/// Sleeps, but wakes at once when graceful shutdown begins.
+func sleepUnlessShuttingDown(_ duration: Duration) async {
+    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+}

@@ -1,0 +1,67 @@
+import ArgumentParser
+import CommandSupport
+import JetStream
+import Logging
+import Metrics
+import Prometheus
+import Proxy
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct FpindexProxy: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fpindex-proxy",
+        abstract: "Speaks fpindex's HTTP API: writes become JetStream messages, reads and searches go to the read backend.",
+        discussion: "A 200 for a write means the stream acknowledged every message of it. NATS down: 503 ServiceUnavailable.")
+
+    @Option(help: "Address to listen on (env LISTEN_ADDR; default 0.0.0.0:8080; port 0 picks one and prints it).")
+    var listen: String?
+
+    @OptionGroup var nats: NATSOptions
+    @OptionGroup var stream: StreamOptions
+
+    @Option(help: "Where searches and index reads go (env FPINDEX_URL; default http://127.0.0.1:6081).")
+    var readURL: String?
+
+    @Option(help: "File holding a bearer token required for writes (env AUTH_TOKEN holds the token itself).")
+    var authTokenFile: String?
+
+    @Flag(help: "Only verify the stream; never create or update it (when the operator manages it).")
+    var noManageStream = false
+
+    @Option(help: "Log level (env LOG_LEVEL; default info).")
+    var logLevel: String?
+
+    func run() async throws {
+        let listenAddress = try Settings.hostAndPort(
+            listen ?? Settings.environment("LISTEN_ADDR") ?? "0.0.0.0:8080", flag: "--listen / LISTEN_ADDR")
+        let readURL = self.readURL ?? Settings.environment("FPINDEX_URL") ?? "http://127.0.0.1:6081"
+        guard readURL.hasPrefix("http://") || readURL.hasPrefix("https://") else {
+            throw SettingsError("--read-url / FPINDEX_URL: '\(readURL)' is not an http(s) URL")
+        }
+        let configuration = ProxyConfiguration(
+            host: listenAddress.host, port: listenAddress.port, nats: try nats.configuration(name: "fpindex-proxy"),
+            stream: try stream.settings(), readURL: readURL, authToken: try Settings.secret(file: authTokenFile, environment: "AUTH_TOKEN"),
+            manageStream: !noManageStream)
+        _ = try Settings.bootstrapLogging(level: logLevel)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "fpindex-proxy")
+        let (services, _) = buildProxyServices(configuration: configuration, registry: registry, logger: logger) { port in
+            print("fpindex-proxy listening on http://\(listenAddress.host):\(port)")
+            flushStandardOutput()
+        }
+        logger.info(
+            "starting",
+            metadata: [
+                "nats.servers": "\(configuration.nats.redactedServers)", "stream.name": "\(configuration.stream.name)",
+                "read.url": "\(readURL)", "auth": "\(configuration.authToken == nil ? "none" : "bearer token")",
+            ])
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Below a pod's default 30 s termination grace period.
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(25)
+        try await ServiceGroup(configuration: groupConfiguration).run()
+    }
+}
