@@ -164,7 +164,15 @@ let package = Package(
         ),
         .testTarget(
             name: "JetStreamTests",
-            dependencies: ["JetStream", "FpindexAPI", "TestSupport"],
+            dependencies: ["JetStream", "FpindexAPI", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ProxyTests",
+            dependencies: [
+                "Proxy", "JetStream", "FpindexAPI", "TestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -91,3 +91,19 @@ public struct StreamSettings: Sendable, Equatable {
         self.memoryStorage = memoryStorage
     }
 }
+
+extension NATSConfiguration: CustomStringConvertible, CustomDebugStringConvertible {
+    /// Secrets are never part of a description: these end up in logs.
+    public var description: String {
+        var parts = ["servers: \(redactedServers)"]
+        if let user { parts.append("user: \(user)") }
+        if password != nil { parts.append("password: ***") }
+        if token != nil { parts.append("token: ***") }
+        if let credentialsFile { parts.append("creds: \(credentialsFile)") }
+        if let nkeySeedFile { parts.append("nkey seed: \(nkeySeedFile)") }
+        if tlsCAFile != nil || tlsRequired { parts.append("tls: on") }
+        return "NATSConfiguration(\(parts.joined(separator: ", ")))"
+    }
+
+    public var debugDescription: String { description }
+}

@@ -24,7 +24,9 @@ public func buildProxyServices(
 }
 
 /// Closes the read backend's connection pool once the server has stopped.
-struct ForwarderShutdown: Service {
+struct ForwarderShutdown: Service, CustomStringConvertible {
+    var description: String { "ForwarderShutdown" }
+
     let forwarder: ReadForwarder
 
     func run() async throws {

@@ -33,3 +33,12 @@ public struct ProxyConfiguration: Sendable {
         self.manageStream = manageStream
     }
 }
+
+extension ProxyConfiguration: CustomStringConvertible, CustomDebugStringConvertible {
+    /// Secrets are never part of a description: these end up in logs.
+    public var description: String {
+        "ProxyConfiguration(listen: \(host):\(port), \(nats), stream: \(stream.name), read: \(readURL), auth: \(authToken == nil ? "none" : "***"))"
+    }
+
+    public var debugDescription: String { description }
+}

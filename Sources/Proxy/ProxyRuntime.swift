@@ -44,7 +44,9 @@ public final class ProxyRuntime: Sendable {
 /// Connects to NATS (retrying with capped backoff), verifies or creates the stream, keeps the
 /// index catalog current, and on graceful shutdown waits for in-flight publishes and closes.
 /// It runs before the HTTP server in the service group, so it stops after it.
-public struct NATSConnectionService: Service {
+public struct NATSConnectionService: Service, CustomStringConvertible {
+    public var description: String { "NATSConnectionService" }
+
     let configuration: ProxyConfiguration
     let runtime: ProxyRuntime
     let logger: Logger

@@ -1,10 +1,13 @@
 import Foundation
+import Synchronization
 
 /// A real nats-server with JetStream on a free loopback port, its store in a temporary directory.
 public final class NATSServer: Sendable {
-    public let process: ChildProcess
+    private let current: Mutex<ChildProcess>
     public let port: Int
     public let storeDirectory: String
+
+    public var process: ChildProcess { current.withLock { $0 } }
 
     public var url: String { "nats://127.0.0.1:\(port)" }
 
@@ -12,21 +15,37 @@ public final class NATSServer: Sendable {
     public static func start() async throws -> NATSServer {
         let store = try TemporaryDirectory.make(prefix: "nats")
         let port = try FreePort.find()
+        let process = try await launch(port: port, store: store)
+        return NATSServer(process: process, port: port, storeDirectory: store)
+    }
+
+    private static func launch(port: Int, store: String) async throws -> ChildProcess {
         let process = try ChildProcess(
             name: "nats-server", executable: try Locations.natsServer(),
             arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store])
-        let server = NATSServer(process: process, port: port, storeDirectory: store)
         try await eventually(timeout: .seconds(20), "nats-server to accept clients\n\(process.output)") {
             guard process.isRunning else { throw TestFailure("nats-server exited\n\(process.output)") }
             return process.stderr.contains("Server is ready") ? true : nil
         }
-        return server
+        return process
     }
 
     private init(process: ChildProcess, port: Int, storeDirectory: String) {
-        self.process = process
+        self.current = Mutex(process)
         self.port = port
         self.storeDirectory = storeDirectory
+    }
+
+    /// Stops the server (its store stays), for outage tests.
+    public func kill() async {
+        await process.stop()
+    }
+
+    /// Starts the server again on the same port with the same store.
+    public func restart() async throws {
+        await process.stop()
+        let process = try await Self.launch(port: port, store: storeDirectory)
+        current.withLock { $0 = process }
     }
 
     public func stop() async {

@@ -1,0 +1,97 @@
+import FpindexAPI
+import JetStream
+import NIOCore
+import TestSupport
+import Testing
+
+@Suite("fpindex-proxy forwards reads", .timeLimit(.minutes(3)))
+struct ProxyReadTests {
+    @Test func searchesReachTheBackendUnchanged() async throws {
+        try await withProxy { p in
+            let backend = TestHTTPClient(baseURL: p.devURL)
+            _ = try await backend.json(.PUT, "/r")
+            _ = try await backend.json(
+                .POST, "/r/_update",
+                #"{"changes":[{"insert":{"id":1,"hashes":[1,2,3]}},{"insert":{"id":2,"hashes":[2,3]}}],"metadata":{"x":"y"}}"#)
+            for (method, path, body) in [
+                (HTTPMethod.POST, "/r/_search", #"{"query":[1,2,3]}"#), (.GET, "/r", nil), (.GET, "/r/_health", nil),
+                (.GET, "/r/_status", nil),
+                (.POST, "/nope/_search", #"{"query":[1]}"#), (.POST, "/r/_search", #"{"bad":1}"#),
+            ] as [(HTTPMethod, String, String?)] {
+                let direct = try await backend.json(method, path, body)
+                let proxied = try await p.http.json(method, path, body)
+                #expect(proxied.status == direct.status, "\(path)")
+                #expect(proxied.body == direct.body, "\(path)")
+                #expect(proxied.contentType == direct.contentType, "\(path)")
+            }
+            let msgpack = try await p.http.request(
+                .POST, "/r/_search", body: SearchRequest(query: [2, 3]).encoded(as: .msgpack),
+                headers: [("Content-Type", "application/vnd.msgpack")])
+            #expect(try SearchResponse.decode(from: msgpack.body, format: .msgpack).results.map(\.id) == [1, 2])
+        }
+    }
+
+    @Test func backendDownIs503() async throws {
+        try await withProxy { p in
+            await p.dev.stop()
+            let reply = try await p.http.json(.POST, "/r/_search", #"{"query":[1]}"#)
+            #expect(reply.status == 503)
+            #expect(reply.errorName == "ServiceUnavailable")
+            // Writes do not depend on the backend.
+            #expect(try await p.http.json(.PUT, "/w").status == 200)
+        }
+    }
+}
+
+@Suite("fpindex-proxy through a NATS outage", .timeLimit(.minutes(3)))
+struct ProxyDurabilityTests {
+    @Test func everyAcknowledgedWriteSurvivesAnOutage() async throws {
+        try await withProxy { p in
+            _ = try await p.http.json(.PUT, "/o")
+            let acknowledged = Acknowledged()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<3 {
+                    group.addTask {
+                        for n in 0..<400 {
+                            let id = UInt32(writer * 10_000 + n + 1)
+                            let started = ContinuousClock.now
+                            let reply = try? await p.http.request(
+                                .PUT, "/o/\(id)", body: Array(#"{"hashes":[\#(id)]}"#.utf8),
+                                headers: [("Content-Type", "application/json")],
+                                timeout: .seconds(30))
+                            let elapsed = ContinuousClock.now - started
+                            guard let reply else { continue }
+                            await acknowledged.record(id: id, status: reply.status, elapsed: elapsed)
+                        }
+                    }
+                }
+                try await eventually("some writes before the outage") { await acknowledged.ok.count > 100 ? true : nil }
+                await p.nats.kill()
+                try await eventually("writes refused during the outage") { await acknowledged.statuses[503, default: 0] > 0 ? true : nil }
+                try await p.nats.restart()
+                try await group.waitForAll()
+            }
+            let statuses = await acknowledged.statuses
+            #expect(Set(statuses.keys).isSubset(of: [200, 503]), "\(statuses)")
+            #expect(await acknowledged.slowest < .seconds(30))
+            // Reconnect the inspector's view too, then check every 200.
+            try await eventually("the proxy to be ready again") { try await p.http.request(.GET, "/_ready").status == 200 ? true : nil }
+            for id in await acknowledged.ok {
+                let stored = try await p.stored(p.subjects.fingerprint("o", id: id))
+                #expect(stored?.payload == FingerprintRecord(hashes: [id]).payload, "acknowledged \(id) lost")
+            }
+        }
+    }
+}
+
+actor Acknowledged {
+    var ok: [UInt32] = []
+    var statuses: [Int: Int] = [:]
+    var slowest: Duration = .zero
+
+    func record(id: UInt32, status: Int, elapsed: Duration) {
+        statuses[status, default: 0] += 1
+        if status == 200 { ok.append(id) }
+        slowest = max(slowest, elapsed)
+    }
+}

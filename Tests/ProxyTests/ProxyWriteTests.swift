@@ -1,0 +1,127 @@
+import FpindexAPI
+import JetStream
+import TestSupport
+import Testing
+
+@Suite("fpindex-proxy writes into the stream", .timeLimit(.minutes(3)))
+struct ProxyWriteTests {
+    @Test func updatesBecomeOneMessagePerSubject() async throws {
+        try await withProxy { p in
+            let created = try await p.http.json(.PUT, "/main").jsonObject()
+            let generation = try #require(created["generation"] as? Int)
+            let lifecycle = try #require(try await p.stored(p.subjects.lifecycle("main")))
+            #expect(lifecycle.payload == LifecycleRecord(.create).payload)
+            #expect(lifecycle.sequence == UInt64(generation))
+
+            let reply = try await p.http.json(
+                .POST, "/main/_update",
+                #"{"changes":[{"insert":{"id":1,"hashes":[1,300,70000]}},{"insert":{"id":2,"hashes":[9]}},{"delete":{"id":2}},{"set_metadata":{"entries":[{"key":"k","value":"v1"}]}}],"metadata":{"k":"v2","other":"x"}}"#
+            )
+            #expect(reply.status == 200)
+            let version = try #require(try reply.jsonObject()["version"] as? Int)
+            #expect(UInt64(version) == (try await p.lastSequence()))
+
+            let one = try #require(try await p.stored(p.subjects.fingerprint("main", id: 1)))
+            #expect(one.payload == FingerprintRecord(hashes: [1, 300, 70000]).payload)
+            let two = try #require(try await p.stored(p.subjects.fingerprint("main", id: 2)))
+            #expect(two.payload == [0x80])  // tombstone: the last change for id 2 wins
+            let meta = try #require(try await p.stored(p.subjects.metadata("main", key: "k")))
+            #expect(meta.payload == MetadataRecord(value: "v2").payload)
+            #expect(meta.subject == "fpindex.main._meta.6b")
+
+            // One message per subject: 4 subjects plus the lifecycle record.
+            let info = try #require(try await p.inspector.streamInfo("fpindex"))
+            #expect(info.state.messages == 5)
+
+            // GET /:index/:id answers from the stream.
+            #expect(try await p.http.request(.GET, "/main/1").jsonObject()["version"] as? Int == Int(one.sequence))
+            #expect(try await p.http.request(.GET, "/main/2").errorName == "FingerprintNotFound")
+            #expect(try await p.http.request(.HEAD, "/main/1").status == 200)
+            #expect(try await p.http.request(.GET, "/main/3").status == 404)
+        }
+    }
+
+    @Test func singleWritesAndCompaction() async throws {
+        try await withProxy { p in
+            _ = try await p.http.json(.PUT, "/i")
+            for round in 0..<5 {
+                let reply = try await p.http.json(.PUT, "/i/7", #"{"hashes":[\#(round)]}"#)
+                #expect(reply.status == 200)
+                #expect(reply.text == "{}")
+            }
+            #expect(try await p.stored(p.subjects.fingerprint("i", id: 7))?.payload == FingerprintRecord(hashes: [4]).payload)
+            let info = try #require(try await p.inspector.streamInfo("fpindex"))
+            #expect(info.state.messages == 2)  // compaction: only the last message per subject
+            #expect(try await p.http.json(.DELETE, "/i/7").status == 200)
+            #expect(try await p.stored(p.subjects.fingerprint("i", id: 7))?.payload == [0x80])
+            #expect(try await p.http.request(.GET, "/i/7").status == 404)
+        }
+    }
+
+    @Test func msgpackWrites() async throws {
+        try await withProxy { p in
+            let msgpack = [("Content-Type", "application/vnd.msgpack")]
+            let created = try await p.http.request(.PUT, "/m", body: CreateIndexRequest().encoded(as: .msgpack), headers: msgpack)
+            #expect(created.contentType == "application/vnd.msgpack")
+            #expect(try CreateIndexResponse.decode(from: created.body, format: .msgpack).ready)
+            let update = UpdateRequest(changes: (1...50).map { .insert(id: UInt32($0), hashes: [UInt32($0)]) })
+            let reply = try await p.http.request(.POST, "/m/_update", body: update.encoded(as: .msgpack), headers: msgpack)
+            #expect(reply.status == 200)
+            let version = try VersionResponse.decode(from: reply.body, format: .msgpack).version
+            #expect(version == (try await p.lastSequence()))
+            #expect(try await p.inspector.streamInfo("fpindex")?.state.messages == 51)
+        }
+    }
+
+    @Test func deletingAnIndexPurgesItsSubjects() async throws {
+        try await withProxy { p in
+            _ = try await p.http.json(.PUT, "/d")
+            _ = try await p.http.json(.POST, "/d/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}],"metadata":{"a":"b"}}"#)
+            _ = try await p.http.json(.PUT, "/keep")
+            _ = try await p.http.json(.PUT, "/keep/1", #"{"hashes":[1]}"#)
+            let deleted = try await p.http.json(.DELETE, "/d")
+            #expect(try deleted.jsonObject()["deleted"] as? Bool == true)
+            #expect(try await p.stored(p.subjects.fingerprint("d", id: 1)) == nil)
+            #expect(try await p.stored(p.subjects.metadata("d", key: "a")) == nil)
+            #expect(try await p.stored(p.subjects.lifecycle("d"))?.payload == LifecycleRecord(.delete).payload)
+            #expect(try await p.stored(p.subjects.fingerprint("keep", id: 1)) != nil)
+            #expect(try await p.http.json(.PUT, "/d/1", #"{"hashes":[1]}"#).errorName == "IndexNotFound")
+            #expect(try await p.http.json(.DELETE, "/d").jsonObject()["deleted"] as? Bool == false)
+            #expect(try await p.http.json(.DELETE, "/d", #"{"expect_exists":true}"#).errorName == "IndexNotFound")
+            // Re-created: a new generation, and writes work again.
+            let again = try await p.http.json(.PUT, "/d", #"{"expect_does_not_exist":true}"#).jsonObject()
+            #expect((again["generation"] as? Int).map { UInt64($0) } == (try await p.stored(p.subjects.lifecycle("d")))?.sequence)
+            #expect(try await p.http.json(.PUT, "/d/1", #"{"hashes":[1]}"#).status == 200)
+            #expect(try await p.http.json(.PUT, "/d", #"{"expect_does_not_exist":true}"#).errorName == "IndexAlreadyExists")
+        }
+    }
+
+    @Test func expectedVersionIsACompareAndSwapOnTheIndex() async throws {
+        try await withProxy { p in
+            _ = try await p.http.json(.PUT, "/v")
+            let first = try await p.http.json(.PUT, "/v/1", #"{"hashes":[1]}"#)
+            #expect(first.status == 200)
+            let current = try #require(try await p.stored(p.subjects.fingerprint("v", id: 1))).sequence
+            let before = try await p.lastSequence()
+            let stale = try await p.http.json(
+                .POST, "/v/_update", #"{"changes":[{"insert":{"id":2,"hashes":[2]}}],"expected_version":\#(current - 1)}"#)
+            #expect(stale.status == 409)
+            #expect(stale.errorName == "VersionMismatch")
+            #expect(try await p.lastSequence() == before)
+            let fresh = try await p.http.json(
+                .POST, "/v/_update", #"{"changes":[{"insert":{"id":2,"hashes":[2]}}],"expected_version":\#(current)}"#)
+            #expect(fresh.status == 200)
+        }
+    }
+
+    @Test func authTokenGuardsWrites() async throws {
+        try await withProxy(authToken: "s3cret") { (p: ProxyHarness) async throws in
+            #expect(try await p.http.json(.PUT, "/a").status == 401)
+            #expect(try await p.http.json(.PUT, "/a", headers: [("Authorization", "Bearer wrong")]).errorName == "Unauthorized")
+            #expect(try await p.http.json(.PUT, "/a", headers: [("Authorization", "Bearer s3cret")]).status == 200)
+            #expect(try await p.http.json(.PUT, "/a/1", #"{"hashes":[1]}"#).status == 401)
+            #expect(try await p.http.json(.POST, "/a/_search", #"{"query":[1]}"#).status != 401)
+            #expect(!p.proxy.stderr.contains("s3cret"))
+        }
+    }
+}
