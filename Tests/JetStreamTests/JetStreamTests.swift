@@ -135,3 +135,50 @@ final class Seen: Sendable {
     var messages: [StoredMessage] { storage.withLock { $0 } }
     func add(_ message: StoredMessage) { storage.withLock { $0.append(message) } }
 }
+
+@Suite("Durable pull consumers", .timeLimit(.minutes(2)))
+struct PullConsumerTests {
+    @Test func fetchesBatchesAndAcknowledgesThemAtOnce() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server)
+            try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
+            let subjects = StreamSubjects(prefix: "fp")
+            for id in 1...10 {
+                _ = try await client.publish(
+                    subject: subjects.fingerprint("i", id: UInt32(id)), payload: FingerprintRecord(hashes: [UInt32(id)]).payload)
+            }
+            let config = ConsumerConfig(durableName: "replica-0", filterSubject: "fp.>", batch: 4)
+            let created = try await client.createConsumer(stream: "fp", config: config)
+            #expect(created.config.maxAckPending >= 4)
+            #expect(created.config.ackPolicy == "all")
+            #expect(created.numPending == 10)
+
+            let consumer = try await client.bindPullConsumer(stream: "fp", name: "replica-0")
+            let first = try await consumer.fetch(batch: 4, timeout: .seconds(2))
+            #expect(first.messages.map(\.streamSequence) == [1, 2, 3, 4])
+            #expect(first.messages[0].subject == subjects.fingerprint("i", id: 1))
+            try await first.acknowledgeAll(using: client)
+            let afterAck = try #require(try await client.consumerInfo(stream: "fp", name: "replica-0"))
+            #expect(afterAck.ackFloor.streamSeq == 4)
+            #expect(afterAck.numAckPending == 0)
+            #expect(afterAck.lag == 6)
+
+            let rest = try await consumer.fetch(batch: 100, timeout: .seconds(2))
+            #expect(rest.messages.count == 6)
+            await rest.markInProgress(using: client)
+            try await rest.acknowledgeAll(using: client)
+            let idle = try await consumer.fetch(batch: 10, timeout: .milliseconds(200))
+            #expect(idle.messages.isEmpty)
+            #expect(try await client.consumerInfo(stream: "fp", name: "replica-0")?.lag == 0)
+
+            // A consumer re-created from a start sequence replays from there.
+            consumer.close()
+            #expect(try await client.deleteConsumer(stream: "fp", name: "replica-0"))
+            #expect(try await client.consumerInfo(stream: "fp", name: "replica-0") == nil)
+            let replay = try await client.createConsumer(
+                stream: "fp", config: ConsumerConfig(durableName: "replica-0", filterSubject: "fp.>", startSequence: 8, batch: 4))
+            #expect(replay.numPending == 3)
+            await client.close()
+        }
+    }
+}

@@ -1,0 +1,266 @@
+import CNats
+import Foundation
+import NIOPosix
+import Synchronization
+
+/// A durable pull consumer's configuration, as this project creates it (explicit, never defaults).
+public struct ConsumerConfig: Codable, Sendable, Equatable {
+    public var durableName: String
+    public var description: String?
+    /// `all`, or `by_start_sequence` with `optStartSeq`.
+    public var deliverPolicy: String
+    public var optStartSeq: UInt64?
+    /// `all`: acknowledging a message acknowledges every earlier one.
+    public var ackPolicy: String
+    /// Nanoseconds a delivered message may stay unacknowledged before redelivery.
+    public var ackWait: Int64
+    /// At least the fetch batch, or fetches come back short (the server default is 1000).
+    public var maxAckPending: Int
+    public var maxDeliver: Int
+    public var filterSubject: String?
+    public var replayPolicy: String
+    /// Largest batch one fetch may ask for.
+    public var maxBatch: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case description
+        case durableName = "durable_name"
+        case deliverPolicy = "deliver_policy"
+        case optStartSeq = "opt_start_seq"
+        case ackPolicy = "ack_policy"
+        case ackWait = "ack_wait"
+        case maxAckPending = "max_ack_pending"
+        case maxDeliver = "max_deliver"
+        case filterSubject = "filter_subject"
+        case replayPolicy = "replay_policy"
+        case maxBatch = "max_batch"
+    }
+
+    /// A durable pull consumer delivering from `startSequence` (from the start when nil), acked in batches.
+    public init(durableName: String, filterSubject: String?, startSequence: UInt64? = nil, batch: Int, ackWait: Duration = .seconds(60)) {
+        self.durableName = durableName
+        self.description = "fpindex-cluster replica consumer"
+        self.deliverPolicy = startSequence == nil ? "all" : "by_start_sequence"
+        self.optStartSeq = startSequence
+        self.ackPolicy = "all"
+        self.ackWait = Int64(ackWait.components.seconds) * 1_000_000_000
+        self.maxAckPending = max(batch * 2, 1000)
+        self.maxDeliver = -1
+        self.filterSubject = filterSubject
+        self.replayPolicy = "instant"
+        self.maxBatch = nil
+    }
+}
+
+/// What `$JS.API.CONSUMER.INFO` says.
+public struct ConsumerInfo: Decodable, Sendable {
+    public struct SequenceInfo: Decodable, Sendable {
+        public var consumerSeq: UInt64
+        public var streamSeq: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case consumerSeq = "consumer_seq"
+            case streamSeq = "stream_seq"
+        }
+    }
+
+    public var name: String
+    public var config: ConsumerConfig
+    public var delivered: SequenceInfo
+    public var ackFloor: SequenceInfo
+    public var numAckPending: UInt64
+    public var numRedelivered: UInt64
+    public var numPending: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case name, config, delivered
+        case ackFloor = "ack_floor"
+        case numAckPending = "num_ack_pending"
+        case numRedelivered = "num_redelivered"
+        case numPending = "num_pending"
+    }
+
+    /// Messages not yet applied by this consumer: what is left to deliver plus what is delivered but unacknowledged.
+    public var lag: UInt64 { numPending + numAckPending }
+}
+
+extension NATSClient {
+    /// Creates a durable consumer, or updates it when it exists with another (updatable) config.
+    public func createConsumer(stream: String, config: ConsumerConfig) async throws -> ConsumerInfo {
+        let subject = "$JS.API.CONSUMER.CREATE.\(stream).\(config.durableName)"
+        let body = try JSONEncoder().encode(ConsumerCreateRequest(streamName: stream, config: config))
+        let reply = try await request(subject: subject, payload: Array(body))
+        return try JetStreamAPI.decode(ConsumerInfo.self, from: reply, what: "consumer create", subject: subject)
+    }
+
+    /// A consumer's state, or nil if it does not exist.
+    public func consumerInfo(stream: String, name: String) async throws -> ConsumerInfo? {
+        let subject = "$JS.API.CONSUMER.INFO.\(stream).\(name)"
+        do {
+            return try JetStreamAPI.decode(
+                ConsumerInfo.self, from: try await request(subject: subject, payload: []), what: "consumer info", subject: subject)
+        } catch let error as JetStreamError {
+            if case .api(404, _) = error.kind { return nil }
+            throw error
+        }
+    }
+
+    /// Deletes a consumer; true if it existed.
+    @discardableResult
+    public func deleteConsumer(stream: String, name: String) async throws -> Bool {
+        let subject = "$JS.API.CONSUMER.DELETE.\(stream).\(name)"
+        do {
+            _ = try JetStreamAPI.decode(
+                PurgeResponseOrSuccess.self, from: try await request(subject: subject, payload: []), what: "consumer delete")
+            return true
+        } catch let error as JetStreamError {
+            if case .api(404, _) = error.kind { return false }
+            throw error
+        }
+    }
+
+    /// Binds to an existing durable pull consumer.
+    public func bindPullConsumer(stream: String, name: String) async throws -> PullConsumer {
+        let subscription = try await threadPool.runIfActive { [self] in
+            var options = jsSubOptions()
+            jsSubOptions_Init(&options)
+            var subscription: OpaquePointer?
+            var errorCode = jsErrCode(0)
+            let status = stream.withCString { streamPointer in
+                name.withCString { namePointer in
+                    options.Stream = streamPointer
+                    options.Consumer = namePointer
+                    return js_PullSubscribe(&subscription, self.jetStream, nil, namePointer, nil, &options, &errorCode)
+                }
+            }
+            guard status == NATS_OK, let subscription else {
+                throw JetStreamError(
+                    .unavailable, "cannot bind consumer \(name): \(String(cString: natsStatus_GetText(status))) (\(errorCode.rawValue))")
+            }
+            return OpaquePointerBox(subscription)
+        }.pointer
+        return PullConsumer(client: self, subscription: subscription, name: name)
+    }
+}
+
+struct ConsumerCreateRequest: Encodable {
+    var streamName: String
+    var config: ConsumerConfig
+
+    enum CodingKeys: String, CodingKey {
+        case streamName = "stream_name"
+        case config
+    }
+}
+
+/// One delivered message.
+public struct DeliveredMessage: Sendable {
+    public var subject: String
+    public var streamSequence: UInt64
+    public var payload: [UInt8]
+}
+
+/// A durable pull consumer bound by this client.
+public final class PullConsumer: @unchecked Sendable {
+    let client: NATSClient
+    let subscription: OpaquePointer
+    public let name: String
+    private let closed = Mutex(false)
+
+    init(client: NATSClient, subscription: OpaquePointer, name: String) {
+        self.client = client
+        self.subscription = subscription
+        self.name = name
+    }
+
+    /// Fetches up to `batch` messages, waiting at most `timeout` when none are available.
+    /// An empty batch means idle, not an error.
+    public func fetch(batch: Int, timeout: Duration) async throws -> FetchedBatch {
+        let milliseconds = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        return try await client.threadPool.runIfActive { [self] in
+            var list = natsMsgList()
+            var errorCode = jsErrCode(0)
+            let status = natsSubscription_Fetch(&list, subscription, Int32(batch), milliseconds, &errorCode)
+            switch status {
+            case NATS_OK:
+                return FetchedBatch(list: list)
+            case NATS_TIMEOUT:
+                natsMsgList_Destroy(&list)
+                return FetchedBatch(list: natsMsgList())
+            default:
+                natsMsgList_Destroy(&list)
+                throw JetStreamError(.unavailable, "fetch failed: \(String(cString: natsStatus_GetText(status))) (\(errorCode.rawValue))")
+            }
+        }
+    }
+
+    /// Stops using the consumer (the durable stays on the server).
+    public func close() {
+        guard
+            closed.withLock({ closed in
+                defer { closed = true }
+                return !closed
+            })
+        else { return }
+        natsSubscription_Destroy(subscription)
+    }
+
+    deinit { close() }
+}
+
+/// Messages of one fetch; they are freed with the batch.
+public final class FetchedBatch: @unchecked Sendable {
+    private var list: natsMsgList
+    public let messages: [DeliveredMessage]
+
+    init(list: natsMsgList) {
+        self.list = list
+        var messages: [DeliveredMessage] = []
+        messages.reserveCapacity(Int(list.Count))
+        for i in 0..<Int(list.Count) {
+            guard let message = list.Msgs[i] else { continue }
+            var sequence: UInt64 = 0
+            var metadata: UnsafeMutablePointer<jsMsgMetaData>?
+            if natsMsg_GetMetaData(&metadata, message) == NATS_OK, let metadata {
+                sequence = metadata.pointee.Sequence.Stream
+                jsMsgMetaData_Destroy(metadata)
+            }
+            let length = Int(natsMsg_GetDataLength(message))
+            let payload: [UInt8] =
+                length == 0
+                ? []
+                : natsMsg_GetData(message)!.withMemoryRebound(to: UInt8.self, capacity: length) {
+                    Array(UnsafeBufferPointer(start: $0, count: length))
+                }
+            messages.append(
+                DeliveredMessage(subject: String(cString: natsMsg_GetSubject(message)), streamSequence: sequence, payload: payload))
+        }
+        self.messages = messages
+    }
+
+    deinit { natsMsgList_Destroy(&list) }
+
+    var lastMessage: OpaquePointer? { list.Count > 0 ? list.Msgs[Int(list.Count) - 1] : nil }
+
+    /// Acknowledges the whole batch (ack policy `all`: the last message covers the earlier ones)
+    /// and waits for the server to confirm, so it is a checkpoint.
+    public func acknowledgeAll(using client: NATSClient) async throws {
+        guard lastMessage != nil else { return }
+        try await client.threadPool.runIfActive { [self] in
+            var errorCode = jsErrCode(0)
+            let status = natsMsg_AckSync(lastMessage, nil, &errorCode)
+            guard status == NATS_OK else {
+                throw JetStreamError(.unavailable, "ack failed: \(String(cString: natsStatus_GetText(status))) (\(errorCode.rawValue))")
+            }
+        }
+    }
+
+    /// Tells the server the batch is still being worked on, so it is not redelivered yet.
+    public func markInProgress(using client: NATSClient) async {
+        try? await client.threadPool.runIfActive { [self] in
+            for i in 0..<Int(list.Count) {
+                if let message = list.Msgs[i] { _ = natsMsg_InProgress(message, nil) }
+            }
+        }
+    }
+}
