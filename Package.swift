@@ -126,6 +126,8 @@ let package = Package(
             name: "fpindex-bench",
             dependencies: [
                 "FpindexAPI",
+                "JetStream",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

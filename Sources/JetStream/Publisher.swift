@@ -1,4 +1,5 @@
 import CNats
+import NIOPosix
 import Synchronization
 
 /// The acknowledgement of a message stored by JetStream.
@@ -173,4 +174,34 @@ extension NATSClient {
 
     /// Publishes currently waiting for their acknowledgement.
     public var publishesInFlight: Int { publishes.inFlight }
+}
+
+extension NATSClient {
+    /// Publishes with cnats alone (`js_PublishAsync` in a loop, then `js_PublishAsyncComplete`),
+    /// on one pool thread: the raw limit benchmarks compare the proxy against.
+    /// - Returns: how long it took until every message was acknowledged.
+    public func publishRawForBenchmark(_ messages: [(subject: String, payload: [UInt8])]) async throws -> Duration {
+        try await threadPool.runIfActive { [self] in
+            let start = ContinuousClock.now
+            for message in messages {
+                while true {
+                    let status = message.payload.withUnsafeBytes { bytes in
+                        js_PublishAsync(self.jetStream, message.subject, bytes.baseAddress, Int32(bytes.count), nil)
+                    }
+                    if status == NATS_OK { break }
+                    guard status == NATS_TIMEOUT else {
+                        throw JetStreamError(.unavailable, "publish failed: \(String(cString: natsStatus_GetText(status)))")
+                    }
+                }
+            }
+            var options = jsPubOptions()
+            jsPubOptions_Init(&options)
+            options.MaxWait = 60_000
+            let status = js_PublishAsyncComplete(self.jetStream, &options)
+            guard status == NATS_OK else {
+                throw JetStreamError(.timeout, "acknowledgements did not all arrive: \(String(cString: natsStatus_GetText(status)))")
+            }
+            return ContinuousClock.now - start
+        }
+    }
 }

@@ -42,9 +42,14 @@ struct IndexBenchmark: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let server: StartedServer? = url == nil ? try await StartedServer.start(binary: devBinary, dir: dir) : nil
+        let server: ChildServer? =
+            url == nil
+            ? try ChildServer.start(
+                executable: devBinary, arguments: ["--port", "0", "--log-level", "warning"] + (dir.map { ["--dir", $0] } ?? []),
+                readyMarker: "listening on ")
+            : nil
         defer { server?.stop() }
-        let base = url ?? server!.url
+        let base = url ?? server!.url!
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             try await benchmark(client: client, base: base, server: server)
@@ -55,7 +60,7 @@ struct IndexBenchmark: AsyncParsableCommand {
         try await client.shutdown()
     }
 
-    func benchmark(client: HTTPClient, base: String, server: StartedServer?) async throws {
+    func benchmark(client: HTTPClient, base: String, server: ChildServer?) async throws {
         let index = "bench"
         _ = try await send(client, .DELETE, "\(base)/\(index)", body: nil)
         _ = try await send(client, .PUT, "\(base)/\(index)", body: nil)
@@ -219,42 +224,43 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
-/// An fpindex-dev child process on a free port.
-final class StartedServer: Sendable {
+/// A server started by a benchmark; with a ready marker, its first stdout line naming it says where it listens.
+final class ChildServer: Sendable {
     let process: Process
-    let url: String
+    let url: String?
     var pid: Int32 { process.processIdentifier }
 
-    static func start(binary: String, dir: String?) async throws -> StartedServer {
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw BenchError("\(binary) not found: build it (swift build -c release --product fpindex-dev) or pass --dev-binary")
+    static func start(
+        executable: String, arguments: [String], environment: [String: String] = [:], readyMarker: String?, logFile: String? = nil
+    ) throws -> ChildServer {
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw BenchError("\(executable) not found: build it (make bench does) or pass its path")
         }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--port", "0", "--log-level", "warning"] + (dir.map { ["--dir", $0] } ?? [])
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let output = Pipe()
         process.standardOutput = output
-        try process.run()
-        // The first line says where it listens.
-        let line: String = try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                var bytes: [UInt8] = []
-                while let chunk = try? output.fileHandleForReading.read(upToCount: 1), let byte = chunk.first {
-                    if byte == UInt8(ascii: "\n") { break }
-                    bytes.append(byte)
-                }
-                let text = String(decoding: bytes, as: UTF8.self)
-                if text.contains("listening on ") {
-                    continuation.resume(returning: text)
-                } else {
-                    continuation.resume(throwing: BenchError("fpindex-dev did not start: '\(text)'"))
-                }
-            }
+        if let logFile {
+            _ = FileManager.default.createFile(atPath: logFile, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: logFile)
         }
-        return StartedServer(process: process, url: String(line.split(separator: " ").last!))
+        try process.run()
+        guard let readyMarker else { return ChildServer(process: process, url: nil) }
+        var bytes: [UInt8] = []
+        while let chunk = try? output.fileHandleForReading.read(upToCount: 1), let byte = chunk.first, byte != UInt8(ascii: "\n") {
+            bytes.append(byte)
+        }
+        let line = String(decoding: bytes, as: UTF8.self)
+        guard line.contains(readyMarker), let url = line.split(separator: " ").last else {
+            process.terminate()
+            throw BenchError("\(executable) did not start: '\(line)'")
+        }
+        return ChildServer(process: process, url: String(url))
     }
 
-    private init(process: Process, url: String) {
+    private init(process: Process, url: String?) {
         self.process = process
         self.url = url
     }

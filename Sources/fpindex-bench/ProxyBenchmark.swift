@@ -1,0 +1,205 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import FpindexAPI
+import JetStream
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// `fpindex-bench proxy`: the proxy's write rate against raw cnats publishing, in one run.
+struct ProxyBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Raw cnats async publish vs. the same fingerprints through fpindex-proxy (msgpack and JSON _update), plus PUT latency.")
+
+    @Option(help: "Fingerprints per phase.")
+    var fingerprints: Int = 100_000
+
+    @Option(help: "Hashes per fingerprint.")
+    var hashes: Int = 120
+
+    @Option(help: "Changes per _update request.")
+    var batch: Int = 1000
+
+    @Option(help: "Concurrent HTTP clients.")
+    var clients: Int = 4
+
+    @Option(help: "Single PUT /:index/:id requests for the latency figures.")
+    var puts: Int = 2000
+
+    @Option(help: "nats-server executable to start.")
+    var natsServer: String = ".tools/bin/nats-server"
+
+    @Option(help: "fpindex-proxy executable to start (release build recommended).")
+    var proxyBinary: String = ".build/release/fpindex-proxy"
+
+    func run() async throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("fpindex-bench-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let port = try freePort()
+        let nats = try ChildServer.start(
+            executable: natsServer, arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", work + "/nats"],
+            readyMarker: nil, logFile: work + "/nats.log")
+        defer { nats.stop() }
+        let natsURL = "nats://127.0.0.1:\(port)"
+        let client = try await connectWhenUp(natsURL)
+        try await client.ensureStream(StreamSettings())
+        let subjects = StreamSubjects()
+
+        // (a) raw cnats
+        let raw = (1...fingerprints).map { id in
+            (
+                subject: subjects.fingerprint("raw", id: UInt32(id)),
+                payload: FingerprintRecord(hashes: Fingerprints.hashes(id: UInt32(id), count: hashes)).payload
+            )
+        }
+        let rawDuration = try await client.publishRawForBenchmark(raw)
+        let rawRate = Double(fingerprints) / rawDuration.seconds
+
+        // (b), (c): through the proxy
+        let proxy = try ChildServer.start(
+            executable: proxyBinary, arguments: ["--listen", "127.0.0.1:0", "--log-level", "warning"],
+            environment: ["NATS_URL": natsURL, "FPINDEX_URL": "http://127.0.0.1:9"], readyMarker: "listening on ",
+            logFile: work + "/proxy.log")
+        defer { proxy.stop() }
+        let base = proxy.url!
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { _ = http.shutdown() }
+        try await waitReady(http, base)
+        let msgpackRate = try await load(http, base, index: "mp", format: .msgpack)
+        let jsonRate = try await load(http, base, index: "js", format: .json)
+
+        var putLatencies: [Double] = []
+        _ = try await send(http, .PUT, "\(base)/put", body: nil, contentType: nil)
+        for n in 0..<puts {
+            let body = PutFingerprintRequest(hashes: Fingerprints.hashes(id: UInt32(n + 1), count: hashes)).encoded(as: .msgpack)
+            let start = ContinuousClock.now
+            let reply = try await send(http, .PUT, "\(base)/put/\(n + 1)", body: body, contentType: "application/vnd.msgpack")
+            putLatencies.append((ContinuousClock.now - start).seconds * 1000)
+            guard reply.status == 200 else { throw BenchError("PUT failed: \(reply.status) \(reply.text)") }
+        }
+        putLatencies.sort()
+        let rss = IndexBenchmark.residentMegabytes(pid: proxy.pid)
+        await client.close()
+
+        let p50 = percentile(putLatencies, 0.5)
+        let p99 = percentile(putLatencies, 0.99)
+        let rows: [(String, String)] = [
+            ("fingerprints per phase", "\(fingerprints) x \(hashes) hashes (\(raw.first?.payload.count ?? 0) B messages)"),
+            ("raw cnats async publish", String(format: "%.0f msg/s", rawRate)),
+            (
+                "proxy msgpack _update",
+                String(
+                    format: "%.0f fingerprints/s (ratio %.2f; %d clients, %d per request)", msgpackRate, msgpackRate / rawRate, clients,
+                    batch)
+            ),
+            ("proxy JSON _update", String(format: "%.0f fingerprints/s (ratio %.2f)", jsonRate, jsonRate / rawRate)),
+            ("PUT /:index/:id p50 / p99", String(format: "%.2f / %.2f ms (%d sequential)", p50, p99, puts)),
+            ("proxy RSS", rss.map { String(format: "%.0f MB", $0) } ?? "n/a"),
+        ]
+        printTable("fpindex-bench proxy", rows)
+        printJSON([
+            ("bench", "\"proxy\""), ("fingerprints", "\(fingerprints)"), ("raw_per_s", fmt(rawRate, 1)),
+            ("proxy_msgpack_per_s", fmt(msgpackRate, 1)),
+            ("proxy_json_per_s", fmt(jsonRate, 1)), ("ratio_msgpack", fmt(msgpackRate / rawRate, 3)),
+            ("ratio_json", fmt(jsonRate / rawRate, 3)),
+            ("put_p50_ms", fmt(p50, 3)), ("put_p99_ms", fmt(p99, 3)), ("proxy_rss_mb", rss.map { fmt($0, 0) } ?? "null"),
+        ])
+    }
+
+    func connectWhenUp(_ url: String) async throws -> NATSClient {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            do {
+                return try await NATSClient.connect(NATSConfiguration(servers: [url]), logger: Logger(label: "bench"))
+            } catch {
+                if ContinuousClock.now > deadline { throw error }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    func waitReady(_ http: HTTPClient, _ base: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while (try? await send(http, .GET, "\(base)/_ready", body: nil, contentType: nil).status) != 200 {
+            guard ContinuousClock.now < deadline else { throw BenchError("the proxy did not become ready") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Sends all fingerprints as `_update` requests from `clients` concurrent clients; returns fingerprints/s.
+    func load(_ http: HTTPClient, _ base: String, index: String, format: WireFormat) async throws -> Double {
+        _ = try await send(http, .PUT, "\(base)/\(index)", body: nil, contentType: nil)
+        let contentType = format == .json ? "application/json" : "application/vnd.msgpack"
+        // Bodies are encoded before the clock starts: the figure is the proxy's, not the client's.
+        let bodies = stride(from: 1, through: fingerprints, by: batch).map { first in
+            UpdateRequest(
+                changes: (first..<min(first + batch, fingerprints + 1)).map {
+                    .insert(id: UInt32($0), hashes: Fingerprints.hashes(id: UInt32($0), count: hashes))
+                }
+            ).encoded(as: format)
+        }
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in 0..<clients {
+                group.addTask {
+                    for n in stride(from: worker, to: bodies.count, by: clients) {
+                        let reply = try await send(http, .POST, "\(base)/\(index)/_update", body: bodies[n], contentType: contentType)
+                        guard reply.status == 200 else { throw BenchError("_update failed: \(reply.status) \(reply.text)") }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        return Double(fingerprints) / (ContinuousClock.now - start).seconds
+    }
+
+    func send(_ client: HTTPClient, _ method: HTTPMethod, _ url: String, body: [UInt8]?, contentType: String?) async throws -> (
+        status: Int, text: String
+    ) {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let contentType { request.headers.add(name: "Content-Type", value: contentType) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await client.execute(request, timeout: .seconds(120))
+        let buffer = try await response.body.collect(upTo: 1 << 20)
+        return (Int(response.status.code), String(buffer: buffer))
+    }
+
+    func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
+    }
+}
+
+func fmt(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }
+
+/// Prints `name  value` rows aligned, under a title.
+func printTable(_ title: String, _ rows: [(String, String)]) {
+    let width = rows.map(\.0.count).max() ?? 0
+    print(title)
+    for (name, value) in rows {
+        print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value)
+    }
+}
+
+/// Prints one JSON object with the fields in the given order (values already JSON).
+func printJSON(_ fields: [(String, String)]) {
+    print("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}")
+}
+
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard ok else { throw BenchError("cannot find a free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
