@@ -1,7 +1,7 @@
 # fpindex-cluster: the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: all setup build test run stop bench clean
+.PHONY: all setup build test run stop bench bench-proxy clean
 
 all: build
 
@@ -31,6 +31,12 @@ bench: setup
 	$(SWIFT) build -c release --product fpindex-dev
 	$(SWIFT) build -c release --product fpindex-bench
 	.build/release/fpindex-bench index --dev-binary .build/release/fpindex-dev $(BENCH_ARGS)
+
+## bench-proxy: the proxy benchmark (release build): fpindex-bench proxy
+bench-proxy: setup
+	$(SWIFT) build -c release --product fpindex-proxy
+	$(SWIFT) build -c release --product fpindex-bench
+	.build/release/fpindex-bench proxy --proxy-binary .build/release/fpindex-proxy $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .local

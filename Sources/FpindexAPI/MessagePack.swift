@@ -29,9 +29,12 @@ public struct MsgPackReader: WireReader {
 
     mutating func bigEndian(_ width: Int) throws(FpindexError) -> UInt64 {
         guard bytes.count - position >= width else { throw .badRequest("MessagePack body ends early") }
-        var value: UInt64 = 0
-        for i in 0..<width {
-            value = value << 8 | UInt64(bytes[position + i])
+        let value: UInt64
+        switch width {
+        case 1: value = UInt64(bytes[position])
+        case 2: value = UInt64(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt16.self)))
+        case 4: value = UInt64(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+        default: value = UInt64(bigEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self))
         }
         position += width
         return value
@@ -177,7 +180,12 @@ public struct MsgPackWriter: WireWriter {
     }
 
     mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
-        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+        // Byte by byte: appending a raw buffer goes through a generic path that costs more.
+        var shift = T.bitWidth - 8
+        while shift >= 0 {
+            bytes.append(UInt8(truncatingIfNeeded: value >> shift))
+            shift -= 8
+        }
     }
 
     public mutating func beginMap(count: Int) {

@@ -31,8 +31,14 @@ public struct PublishOptions: Sendable {
 /// Publishes waiting for their acknowledgement, keyed by the identity of their cnats message,
 /// and the window that bounds how many there are.
 final class PublishTracker: Sendable {
+    /// Who waits for an acknowledgement: one publish, or a batch (which gives its window place back on acknowledgement).
+    enum Waiter {
+        case single(CheckedContinuation<PublishAck, any Error>)
+        case batch(PublishBatch)
+    }
+
     private struct State {
-        var pending: [UInt: CheckedContinuation<PublishAck, any Error>] = [:]
+        var pending: [UInt: Waiter] = [:]
         var inFlight = 0
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -72,14 +78,26 @@ final class PublishTracker: Sendable {
         waiter?.resume()
     }
 
-    func register(_ message: OpaquePointer, _ continuation: CheckedContinuation<PublishAck, any Error>) {
-        state.withLock { $0.pending[UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(message)))] = continuation }
+    func register(_ message: OpaquePointer, _ waiter: Waiter) {
+        state.withLock { $0.pending[UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(message)))] = waiter }
     }
 
     func complete(_ message: OpaquePointer, with result: Result<PublishAck, JetStreamError>) {
         let key = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(message)))
-        let continuation = state.withLock { $0.pending.removeValue(forKey: key) }
-        continuation?.resume(with: result.mapError { $0 })
+        let waiter = state.withLock { $0.pending.removeValue(forKey: key) }
+        resume(waiter, with: result)
+    }
+
+    private func resume(_ waiter: Waiter?, with result: Result<PublishAck, JetStreamError>) {
+        switch waiter {
+        case .single(let continuation):
+            continuation.resume(with: result.mapError { $0 })
+        case .batch(let batch):
+            release()
+            batch.record(result)
+        case nil:
+            break
+        }
     }
 
     func failAll(_ error: JetStreamError) {
@@ -87,7 +105,7 @@ final class PublishTracker: Sendable {
             defer { state.pending = [:] }
             return Array(state.pending.values)
         }
-        for continuation in all { continuation.resume(throwing: error) }
+        for waiter in all { resume(waiter, with: .failure(error)) }
     }
 }
 
@@ -154,7 +172,7 @@ extension NATSClient {
         let publishes = self.publishes
         return try await withCheckedThrowingContinuation { continuation in
             // Registered before the call: the acknowledgement can arrive before it returns.
-            publishes.register(message, continuation)
+            publishes.register(message, .single(continuation))
             var publishOptions = jsPubOptions()
             jsPubOptions_Init(&publishOptions)
             publishOptions.MaxWait = maxWait
@@ -170,6 +188,44 @@ extension NATSClient {
                 )
             }
         }
+    }
+
+    /// Publishes many messages and waits once for all their acknowledgements: no task or
+    /// continuation per message, so a large `_update` costs little more than cnats itself.
+    /// - Returns: the highest stream sequence among them.
+    /// - Throws: the first failure; messages already acknowledged stay stored.
+    public func publishBatch(_ messages: [(subject: String, payload: [UInt8])]) async throws -> UInt64 {
+        let batch = PublishBatch(total: messages.count)
+        let maxWait = Int64(
+            configuration.publishTimeout.components.seconds * 1000 + configuration.publishTimeout.components.attoseconds
+                / 1_000_000_000_000_000)
+        var publishOptions = jsPubOptions()
+        jsPubOptions_Init(&publishOptions)
+        publishOptions.MaxWait = maxWait
+        for (subject, payload) in messages {
+            await publishes.acquire(window: configuration.publishWindow)
+            var message: OpaquePointer?
+            let created = payload.withUnsafeBytes { bytes in
+                natsMsg_Create(&message, subject, nil, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
+            }
+            guard created == NATS_OK, let message else {
+                publishes.release()
+                batch.record(.failure(JetStreamError(.configuration, "cannot create a message", subject: subject)))
+                continue
+            }
+            publishes.register(message, .batch(batch))
+            var owned: OpaquePointer? = message
+            let status = state == .closed ? NATS_CONNECTION_CLOSED : js_PublishMsgAsync(jetStream, &owned, &publishOptions)
+            if status != NATS_OK {
+                natsMsg_Destroy(owned)
+                let kind: JetStreamError.Kind = status == NATS_TIMEOUT ? .timeout : .unavailable
+                publishes.complete(
+                    message,
+                    with: .failure(JetStreamError(kind, "publish failed: \(String(cString: natsStatus_GetText(status)))", subject: subject))
+                )
+            }
+        }
+        return try await batch.wait()
     }
 
     /// Publishes currently waiting for their acknowledgement.
@@ -202,6 +258,47 @@ extension NATSClient {
                 throw JetStreamError(.timeout, "acknowledgements did not all arrive: \(String(cString: natsStatus_GetText(status)))")
             }
             return ContinuousClock.now - start
+        }
+    }
+}
+
+/// The acknowledgements of one batch, awaited together.
+final class PublishBatch: Sendable {
+    private struct State {
+        var remaining: Int
+        var highest: UInt64 = 0
+        var failure: JetStreamError?
+        var continuation: CheckedContinuation<UInt64, any Error>?
+    }
+
+    private let state: Mutex<State>
+
+    init(total: Int) {
+        state = Mutex(State(remaining: total))
+    }
+
+    func record(_ result: Result<PublishAck, JetStreamError>) {
+        let finished = state.withLock { state -> (CheckedContinuation<UInt64, any Error>, Result<UInt64, any Error>)? in
+            state.remaining -= 1
+            switch result {
+            case .success(let ack): state.highest = max(state.highest, ack.sequence)
+            case .failure(let error): state.failure = state.failure ?? error
+            }
+            guard state.remaining == 0, let continuation = state.continuation else { return nil }
+            state.continuation = nil
+            return (continuation, state.failure.map { .failure($0) } ?? .success(state.highest))
+        }
+        if let (continuation, result) = finished { continuation.resume(with: result) }
+    }
+
+    func wait() async throws -> UInt64 {
+        try await withCheckedThrowingContinuation { continuation in
+            let done = state.withLock { state -> Result<UInt64, any Error>? in
+                guard state.remaining > 0 else { return state.failure.map { .failure($0) } ?? .success(state.highest) }
+                state.continuation = continuation
+                return nil
+            }
+            if let done { continuation.resume(with: done) }
         }
     }
 }

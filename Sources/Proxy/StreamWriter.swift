@@ -69,7 +69,7 @@ final class PublishMetrics: Sendable {
     let failures: Counter
 
     init(factory: any MetricsFactory) {
-        latency = Metrics.Timer(label: "fpindex_proxy_publish_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
+        latency = Metrics.Timer(label: "fpindex_proxy_publish_batch_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
         bytes = Counter(label: "fpindex_proxy_published_bytes_total", factory: factory)
         messages = Counter(label: "fpindex_proxy_published_messages_total", factory: factory)
         failures = Counter(label: "fpindex_proxy_publish_failures_total", factory: factory)
@@ -80,25 +80,17 @@ extension NATSClient {
     /// Publishes all messages (many in flight at once) and waits for every acknowledgement.
     /// - Returns: the highest stream sequence among them.
     func publishAll(_ messages: [OutgoingMessage], metrics: PublishMetrics) async throws -> UInt64 {
-        try await withThrowingTaskGroup(of: UInt64.self) { group in
-            for message in messages {
-                group.addTask {
-                    let start = ContinuousClock.now
-                    do {
-                        let ack = try await self.publish(subject: message.subject, payload: message.payload)
-                        metrics.latency.recordInterval(since: start)
-                        metrics.bytes.increment(by: message.payload.count)
-                        metrics.messages.increment()
-                        return ack.sequence
-                    } catch {
-                        metrics.failures.increment()
-                        throw error
-                    }
-                }
-            }
-            var last: UInt64 = 0
-            for try await sequence in group { last = max(last, sequence) }
-            return last
+        guard !messages.isEmpty else { return 0 }
+        let start = ContinuousClock.now
+        do {
+            let sequence = try await publishBatch(messages.map { ($0.subject, $0.payload) })
+            metrics.latency.recordInterval(since: start)
+            metrics.messages.increment(by: messages.count)
+            metrics.bytes.increment(by: messages.reduce(0) { $0 + $1.payload.count })
+            return sequence
+        } catch {
+            metrics.failures.increment()
+            throw error
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import FpindexAPI
 import JetStream
 import NIOCore
@@ -93,5 +94,44 @@ actor Acknowledged {
         statuses[status, default: 0] += 1
         if status == 200 { ok.append(id) }
         slowest = max(slowest, elapsed)
+    }
+}
+
+@Suite("fpindex-proxy shutdown", .timeLimit(.minutes(3)))
+struct ProxyShutdownTests {
+    @Test func sigtermFinishesInFlightWritesAndExits() async throws {
+        try await withNATSServer { nats in
+            let p = try await ProxyHarness.start(nats: nats)
+            _ = try await p.http.json(.PUT, "/s")
+            let acknowledged = Acknowledged()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for writer in 0..<4 {
+                    group.addTask {
+                        for n in 0..<2000 {
+                            let id = UInt32(writer * 10_000 + n + 1)
+                            let body = UpdateRequest(changes: (0..<20).map { .insert(id: id * 100 + UInt32($0), hashes: [id]) })
+                            guard
+                                let reply = try? await p.http.request(
+                                    .POST, "/s/_update", body: body.encoded(as: .msgpack),
+                                    headers: [("Content-Type", "application/vnd.msgpack")],
+                                    timeout: .seconds(30))
+                            else { return }  // the server is gone
+                            await acknowledged.record(id: id, status: reply.status, elapsed: .zero)
+                        }
+                    }
+                }
+                try await eventually("writes under way") { await acknowledged.ok.count > 50 ? true : nil }
+                p.proxy.signal(SIGTERM)
+                try await group.waitForAll()
+            }
+            let status = await p.proxy.waitForExit(timeout: .seconds(30))
+            #expect(status == 0, "\(p.proxy.output)")
+            let statuses = await acknowledged.statuses
+            #expect(Set(statuses.keys).isSubset(of: [200, 503]), "\(statuses)")
+            for id in await acknowledged.ok.suffix(50) {
+                #expect(try await p.stored(p.subjects.fingerprint("s", id: id * 100 + 19)) != nil, "acknowledged \(id) lost")
+            }
+            await p.stop()
+        }
     }
 }
