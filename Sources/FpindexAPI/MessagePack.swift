@@ -118,8 +118,23 @@ public struct MsgPackReader: WireReader {
         let count = try readArrayCount()
         var values: [UInt32] = []
         values.reserveCapacity(count)
+        // The hot loop of every fingerprint: positive fixints and uint16/uint32 inline,
+        // anything else through the general integer reader.
         for _ in 0..<count {
-            values.append(UInt32(truncatingIfNeeded: try readUInt(max: UInt64(UInt32.max))))
+            guard position < bytes.count else { throw .badRequest("MessagePack body ends early") }
+            let b = bytes[position]
+            if b <= 0x7f {
+                values.append(UInt32(b))
+                position += 1
+            } else if b == 0xce, bytes.count - position >= 5 {
+                values.append(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: position + 1, as: UInt32.self)))
+                position += 5
+            } else if b == 0xcd, bytes.count - position >= 3 {
+                values.append(UInt32(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: position + 1, as: UInt16.self))))
+                position += 3
+            } else {
+                values.append(UInt32(truncatingIfNeeded: try readUInt(max: UInt64(UInt32.max))))
+            }
         }
         return values
     }
@@ -266,9 +281,37 @@ public struct MsgPackWriter: WireWriter {
 
     public mutating func writeUInt32Array(_ values: [UInt32]) {
         beginArray(count: values.count)
-        bytes.reserveCapacity(bytes.count + values.count * 5)
+        // Size first, then fill in place: appending byte by byte costs a uniqueness check each.
+        var size = 0
         for value in values {
-            writeUInt(UInt64(value))
+            size += value <= 0x7f ? 1 : value <= 0xff ? 2 : value <= 0xffff ? 3 : 5
+        }
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: size))
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            var p = start
+            for value in values {
+                if value <= 0x7f {
+                    buffer[p] = UInt8(value)
+                    p += 1
+                } else if value <= 0xff {
+                    buffer[p] = 0xcc
+                    buffer[p + 1] = UInt8(value)
+                    p += 2
+                } else if value <= 0xffff {
+                    buffer[p] = 0xcd
+                    buffer[p + 1] = UInt8(value >> 8)
+                    buffer[p + 2] = UInt8(truncatingIfNeeded: value)
+                    p += 3
+                } else {
+                    buffer[p] = 0xce
+                    buffer[p + 1] = UInt8(value >> 24)
+                    buffer[p + 2] = UInt8(truncatingIfNeeded: value >> 16)
+                    buffer[p + 3] = UInt8(truncatingIfNeeded: value >> 8)
+                    buffer[p + 4] = UInt8(truncatingIfNeeded: value)
+                    p += 5
+                }
+            }
         }
     }
 }
