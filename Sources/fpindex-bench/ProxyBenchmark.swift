@@ -25,6 +25,9 @@ struct ProxyBenchmark: AsyncParsableCommand {
     @Option(help: "Concurrent HTTP clients.")
     var clients: Int = 4
 
+    @Option(help: "Rounds of (raw, msgpack, JSON); the figures are the medians, which evens out a noisy machine.")
+    var rounds: Int = 3
+
     @Option(help: "Single PUT /:index/:id requests for the latency figures.")
     var puts: Int = 2000
 
@@ -48,17 +51,8 @@ struct ProxyBenchmark: AsyncParsableCommand {
         try await client.ensureStream(StreamSettings())
         let subjects = StreamSubjects()
 
-        // (a) raw cnats
-        let raw = (1...fingerprints).map { id in
-            (
-                subject: subjects.fingerprint("raw", id: UInt32(id)),
-                payload: FingerprintRecord(hashes: Fingerprints.hashes(id: UInt32(id), count: hashes)).payload
-            )
+        let payloads = (1...fingerprints).map { id in FingerprintRecord(hashes: Fingerprints.hashes(id: UInt32(id), count: hashes)).payload
         }
-        let rawDuration = try await client.publishRawForBenchmark(raw)
-        let rawRate = Double(fingerprints) / rawDuration.seconds
-
-        // (b), (c): through the proxy
         let proxy = try ChildServer.start(
             executable: proxyBinary, arguments: ["--listen", "127.0.0.1:0", "--log-level", "warning"],
             environment: ["NATS_URL": natsURL, "FPINDEX_URL": "http://127.0.0.1:9"], readyMarker: "listening on ",
@@ -68,8 +62,26 @@ struct ProxyBenchmark: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { _ = http.shutdown() }
         try await waitReady(http, base)
-        let msgpackRate = try await load(http, base, index: "mp", format: .msgpack)
-        let jsonRate = try await load(http, base, index: "js", format: .json)
+        let msgpackBodies = bodies(format: .msgpack)
+        let jsonBodies = bodies(format: .json)
+        var rawRates: [Double] = []
+        var msgpackRates: [Double] = []
+        var jsonRates: [Double] = []
+        for round in 1...rounds {
+            // (a) raw cnats, (b) the proxy with MessagePack, (c) the proxy with JSON; the stream
+            // is purged between rounds so every round starts alike.
+            let raw = payloads.enumerated().map {
+                (subject: subjects.fingerprint("raw\(round)", id: UInt32($0.offset + 1)), payload: $0.element)
+            }
+            rawRates.append(Double(fingerprints) / (try await client.publishRawForBenchmark(raw)).seconds)
+            msgpackRates.append(
+                try await load(http, base, index: "mp\(round)", bodies: msgpackBodies, contentType: "application/vnd.msgpack"))
+            jsonRates.append(try await load(http, base, index: "js\(round)", bodies: jsonBodies, contentType: "application/json"))
+            try await client.purge(stream: "fpindex", filter: "fpindex.>")
+        }
+        let rawRate = median(rawRates)
+        let msgpackRate = median(msgpackRates)
+        let jsonRate = median(jsonRates)
 
         var putLatencies: [Double] = []
         _ = try await send(http, .PUT, "\(base)/put", body: nil, contentType: nil)
@@ -87,8 +99,14 @@ struct ProxyBenchmark: AsyncParsableCommand {
         let p50 = percentile(putLatencies, 0.5)
         let p99 = percentile(putLatencies, 0.99)
         let rows: [(String, String)] = [
-            ("fingerprints per phase", "\(fingerprints) x \(hashes) hashes (\(raw.first?.payload.count ?? 0) B messages)"),
-            ("raw cnats async publish", String(format: "%.0f msg/s", rawRate)),
+            (
+                "fingerprints per phase",
+                "\(fingerprints) x \(hashes) hashes (\(payloads.first?.count ?? 0) B messages), median of \(rounds) rounds"
+            ),
+            (
+                "raw cnats async publish",
+                String(format: "%.0f msg/s (rounds: %@)", rawRate, rawRates.map { fmt($0, 0) }.joined(separator: ", "))
+            ),
             (
                 "proxy msgpack _update",
                 String(
@@ -129,18 +147,25 @@ struct ProxyBenchmark: AsyncParsableCommand {
         }
     }
 
-    /// Sends all fingerprints as `_update` requests from `clients` concurrent clients; returns fingerprints/s.
-    func load(_ http: HTTPClient, _ base: String, index: String, format: WireFormat) async throws -> Double {
-        _ = try await send(http, .PUT, "\(base)/\(index)", body: nil, contentType: nil)
-        let contentType = format == .json ? "application/json" : "application/vnd.msgpack"
-        // Bodies are encoded before the clock starts: the figure is the proxy's, not the client's.
-        let bodies = stride(from: 1, through: fingerprints, by: batch).map { first in
+    /// The `_update` bodies, encoded before any clock starts: the figures are the proxy's, not the client's.
+    func bodies(format: WireFormat) -> [[UInt8]] {
+        stride(from: 1, through: fingerprints, by: batch).map { first in
             UpdateRequest(
                 changes: (first..<min(first + batch, fingerprints + 1)).map {
                     .insert(id: UInt32($0), hashes: Fingerprints.hashes(id: UInt32($0), count: hashes))
                 }
             ).encoded(as: format)
         }
+    }
+
+    func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+
+    /// Sends all bodies as `_update` requests from `clients` concurrent clients; returns fingerprints/s.
+    func load(_ http: HTTPClient, _ base: String, index: String, bodies: [[UInt8]], contentType: String) async throws -> Double {
+        _ = try await send(http, .PUT, "\(base)/\(index)", body: nil, contentType: nil)
         let start = ContinuousClock.now
         try await withThrowingTaskGroup(of: Void.self) { group in
             for worker in 0..<clients {
