@@ -70,23 +70,11 @@ struct DevIndexResponder: HTTPResponder {
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
-        let start = ContinuousClock.now
-        let head = request.method == .head
-        var negotiation = Negotiation.beforeBody(request)
-        var routeLabel = "unmatched"
-        let response: Response
-        do {
+        await FpindexHTTP.serve(request, logger: context.logger, metrics: httpMetrics) { exchange in
             let route = try FpindexHTTP.route(request)
-            routeLabel = route.label
-            response = try await handle(route, request: request, head: head, negotiation: &negotiation)
-        } catch {
-            let failure = FpindexHTTP.fpindexError(from: error, logger: context.logger)
-            response = FpindexHTTP.errorResponse(failure, format: negotiation.response, head: head)
+            exchange.routeLabel = route.label
+            return try await handle(route, request: request, head: exchange.head, negotiation: &exchange.negotiation)
         }
-        httpMetrics.record(
-            route: routeLabel, method: request.method.rawValue, status: response.status.code,
-            duration: ContinuousClock.now - start)
-        return response
     }
 
     /// Answers one matched route. `negotiation` is updated once the body is read, so an error

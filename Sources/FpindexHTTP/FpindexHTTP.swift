@@ -126,3 +126,38 @@ public enum FpindexHTTP {
         return route
     }
 }
+
+/// What one request's handler learns as it goes: the route (for metrics) and the formats.
+public struct Exchange: Sendable {
+    public var routeLabel = "unmatched"
+    public var negotiation: Negotiation
+    public let head: Bool
+
+    init(_ request: Request) {
+        negotiation = Negotiation.beforeBody(request)
+        head = request.method == .head
+    }
+}
+
+extension FpindexHTTP {
+    /// The outermost layer of an fpindex-style server: runs `handle`, turns whatever it throws
+    /// into an fpindex error reply in the negotiated format, and records the request's metrics.
+    public static func serve(
+        _ request: Request, logger: Logger, metrics: HTTPMetrics,
+        mapError: (any Error, Logger) -> FpindexError = { fpindexError(from: $0, logger: $1) },
+        _ handle: (inout Exchange) async throws -> Response
+    ) async -> Response {
+        let start = ContinuousClock.now
+        var exchange = Exchange(request)
+        let response: Response
+        do {
+            response = try await handle(&exchange)
+        } catch {
+            response = errorResponse(mapError(error, logger), format: exchange.negotiation.response, head: exchange.head)
+        }
+        metrics.record(
+            route: exchange.routeLabel, method: request.method.rawValue, status: response.status.code, duration: ContinuousClock.now - start
+        )
+        return response
+    }
+}

@@ -278,20 +278,14 @@ extension NATSClient {
                 guard natsMsgHeader_Get(message, "Nats-Sequence", &value) == NATS_OK, let value,
                     let sequence = UInt64(String(cString: value))
                 else { throw JetStreamError(.unavailable, "direct get reply without a sequence", subject: subject) }
-                let length = Int(natsMsg_GetDataLength(message))
-                let payload: [UInt8] =
-                    length == 0
-                    ? []
-                    : natsMsg_GetData(message)!.withMemoryRebound(to: UInt8.self, capacity: length) {
-                        Array(UnsafeBufferPointer(start: $0, count: length))
-                    }
+                let payload = payloadBytes(of: message)
                 return StoredMessage(subject: subject, sequence: sequence, payload: payload)
             case NATS_NOT_FOUND:
                 return nil
             case NATS_TIMEOUT:
                 throw JetStreamError(.timeout, "direct get timed out", subject: subject)
             default:
-                throw JetStreamError(.unavailable, "direct get failed: \(String(cString: natsStatus_GetText(status)))", subject: subject)
+                throw JetStreamError(.unavailable, "direct get failed: \(statusText(status))", subject: subject)
             }
         }
     }

@@ -28,7 +28,7 @@ public final class NATSClient: @unchecked Sendable {
     let logger: Logger
     /// The version the server announced, e.g. `2.15.1`.
     public let serverVersion: String
-    private let closed = Mutex(false)
+    private let closed = OnceFlag()
 
     /// The oldest server this project supports: older ones silently drop stream options it relies on.
     public static let minimumServerVersion = (2, 11)
@@ -76,7 +76,7 @@ public final class NATSClient: @unchecked Sendable {
     }
 
     deinit {
-        if !closed.withLock({ $0 }) {
+        if !closed.isSet {
             jsCtx_Destroy(jetStream)
             natsConnection_Destroy(connection)
             natsOptions_Destroy(options)
@@ -88,12 +88,7 @@ public final class NATSClient: @unchecked Sendable {
 
     /// Waits for in-flight publishes, drains and closes the connection. Idempotent.
     public func close() async {
-        guard
-            closed.withLock({ state in
-                defer { state = true }
-                return !state
-            })
-        else { return }
+        guard closed.setOnce() else { return }
         try? await threadPool.runIfActive { [self] in
             var publishOptions = jsPubOptions()
             jsPubOptions_Init(&publishOptions)
@@ -124,7 +119,7 @@ public final class NATSClient: @unchecked Sendable {
 
     private static func check(_ status: natsStatus, _ what: String, kind: JetStreamError.Kind = .configuration) throws {
         guard status == NATS_OK else {
-            throw JetStreamError(kind, "\(what): \(String(cString: natsStatus_GetText(status)))")
+            throw JetStreamError(kind, "\(what): \(statusText(status))")
         }
     }
 
@@ -174,11 +169,8 @@ public final class NATSClient: @unchecked Sendable {
             }
             try check(natsOptions_LoadCertificatesChain(options, cert, key), "cannot load client certificate \(cert)")
         }
-        let timeoutMs = Int64(
-            configuration.timeout.components.seconds * 1000 + configuration.timeout.components.attoseconds / 1_000_000_000_000_000)
-        let reconnectMs = Int64(
-            configuration.reconnectWait.components.seconds * 1000 + configuration.reconnectWait.components.attoseconds
-                / 1_000_000_000_000_000)
+        let timeoutMs = configuration.timeout.cnatsMilliseconds
+        let reconnectMs = configuration.reconnectWait.cnatsMilliseconds
         try check(natsOptions_SetTimeout(options, timeoutMs), "bad timeout")
         try check(natsOptions_SetMaxReconnect(options, -1), "bad reconnect setting")
         try check(natsOptions_SetReconnectWait(options, reconnectMs), "bad reconnect wait")
@@ -198,7 +190,7 @@ public final class NATSClient: @unchecked Sendable {
         guard status == NATS_OK, let connection else {
             throw JetStreamError(
                 .unavailable,
-                "cannot connect to NATS at \(configuration.redactedServers): \(String(cString: natsStatus_GetText(status)))")
+                "cannot connect to NATS at \(configuration.redactedServers): \(statusText(status))")
         }
         var jsOptions = jsOptions()
         jsOptions_Init(&jsOptions)
@@ -250,7 +242,7 @@ public final class NATSClient: @unchecked Sendable {
     /// Sends a core NATS request and returns the reply's payload.
     public func request(subject: String, payload: [UInt8], timeout: Duration? = nil) async throws -> [UInt8] {
         let timeout = timeout ?? configuration.timeout
-        let milliseconds = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = timeout.cnatsMilliseconds
         return try await threadPool.runIfActive { [self] in
             var reply: OpaquePointer?
             let status = payload.withUnsafeBytes { bytes in
@@ -263,15 +255,13 @@ public final class NATSClient: @unchecked Sendable {
                 if natsMsg_IsNoResponders(reply) {
                     throw JetStreamError(.unavailable, "no responders: is JetStream enabled on the server?", subject: subject)
                 }
-                let length = Int(natsMsg_GetDataLength(reply))
-                guard length > 0, let data = natsMsg_GetData(reply) else { return [] }
-                return data.withMemoryRebound(to: UInt8.self, capacity: length) { Array(UnsafeBufferPointer(start: $0, count: length)) }
+                return payloadBytes(of: reply)
             case NATS_TIMEOUT:
                 throw JetStreamError(.timeout, "no reply within \(timeout)", subject: subject)
             case NATS_NO_RESPONDERS:
                 throw JetStreamError(.unavailable, "no responders: is JetStream enabled on the server?", subject: subject)
             default:
-                throw JetStreamError(.unavailable, String(cString: natsStatus_GetText(status)), subject: subject)
+                throw JetStreamError(.unavailable, statusText(status), subject: subject)
             }
         }
     }
@@ -282,7 +272,7 @@ public final class NATSClient: @unchecked Sendable {
             natsConnection_Publish(connection, subject, bytes.baseAddress, Int32(bytes.count))
         }
         guard status == NATS_OK else {
-            throw JetStreamError(.unavailable, String(cString: natsStatus_GetText(status)), subject: subject)
+            throw JetStreamError(.unavailable, statusText(status), subject: subject)
         }
     }
 }

@@ -16,7 +16,7 @@ public final class OrderedSubscription: @unchecked Sendable {
 
     private let subscription: OpaquePointer
     private let box: Box
-    private let closed = Mutex(false)
+    private let closed = OnceFlag()
 
     init(subscription: OpaquePointer, box: Box) {
         self.subscription = subscription
@@ -25,12 +25,7 @@ public final class OrderedSubscription: @unchecked Sendable {
 
     /// Stops delivery. Idempotent.
     public func cancel() {
-        guard
-            closed.withLock({ closed in
-                defer { closed = true }
-                return !closed
-            })
-        else { return }
+        guard closed.setOnce() else { return }
         natsSubscription_Unsubscribe(subscription)
         natsSubscription_Destroy(subscription)
     }
@@ -48,13 +43,7 @@ private func orderedMessageArrived(
     guard natsMsg_GetMetaData(&metadata, message) == NATS_OK, let metadata else { return }
     defer { jsMsgMetaData_Destroy(metadata) }
     let subject = String(cString: natsMsg_GetSubject(message))
-    let length = Int(natsMsg_GetDataLength(message))
-    let payload: [UInt8] =
-        length == 0
-        ? []
-        : natsMsg_GetData(message)!.withMemoryRebound(to: UInt8.self, capacity: length) {
-            Array(UnsafeBufferPointer(start: $0, count: length))
-        }
+    let payload = payloadBytes(of: message)
     box.handler(StoredMessage(subject: subject, sequence: metadata.pointee.Sequence.Stream, payload: payload), metadata.pointee.NumPending)
 }
 
@@ -79,7 +68,7 @@ extension NATSClient {
             }
             guard status == NATS_OK, let subscription else {
                 throw JetStreamError(
-                    .unavailable, "cannot subscribe: \(String(cString: natsStatus_GetText(status))) (\(errorCode.rawValue))",
+                    .unavailable, "cannot subscribe: \(statusText(status)) (\(errorCode.rawValue))",
                     subject: filter)
             }
             return OpaquePointerBox(subscription)

@@ -142,6 +142,36 @@ func publishAcknowledged(
 }
 
 extension NATSClient {
+    /// A new cnats message holding a copy of `payload`.
+    private func makeMessage(subject: String, payload: [UInt8]) throws -> OpaquePointer {
+        var message: OpaquePointer?
+        let created = payload.withUnsafeBytes { bytes in
+            natsMsg_Create(&message, subject, nil, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
+        }
+        guard created == NATS_OK, let message else {
+            throw JetStreamError(.configuration, "cannot create a message: \(statusText(created))", subject: subject)
+        }
+        return message
+    }
+
+    /// Hands a registered message to cnats; if cnats does not take it, no acknowledgement will
+    /// come, so the waiter is failed here.
+    private func send(_ message: OpaquePointer, subject: String, options: inout jsPubOptions) {
+        var owned: OpaquePointer? = message
+        let status = state == .closed ? NATS_CONNECTION_CLOSED : js_PublishMsgAsync(jetStream, &owned, &options)
+        guard status != NATS_OK else { return }
+        natsMsg_Destroy(owned)
+        let kind: JetStreamError.Kind = status == NATS_TIMEOUT ? .timeout : .unavailable
+        publishes.complete(message, with: .failure(JetStreamError(kind, "publish failed: \(statusText(status))", subject: subject)))
+    }
+
+    private func publishOptions() -> jsPubOptions {
+        var options = jsPubOptions()
+        jsPubOptions_Init(&options)
+        options.MaxWait = configuration.publishTimeout.cnatsMilliseconds
+        return options
+    }
+
     /// Publishes one message to JetStream and waits for the stream's acknowledgement.
     ///
     /// Many publishes may be in flight at once (up to `publishWindow`); each resumes when its
@@ -151,14 +181,7 @@ extension NATSClient {
         await publishes.acquire(window: configuration.publishWindow)
         defer { publishes.release() }
         guard state != .closed else { throw JetStreamError(.unavailable, "the NATS connection is closed", subject: subject) }
-        var message: OpaquePointer?
-        let created = payload.withUnsafeBytes { bytes in
-            natsMsg_Create(&message, subject, nil, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
-        }
-        guard created == NATS_OK, let message else {
-            throw JetStreamError(
-                .configuration, "cannot create a message: \(String(cString: natsStatus_GetText(created)))", subject: subject)
-        }
+        let message = try makeMessage(subject: subject, payload: payload)
         if let id = options.messageId { natsMsgHeader_Set(message, "Nats-Msg-Id", id) }
         if let filter = options.expectedLastSubjectSequenceSubject {
             natsMsgHeader_Set(message, "Nats-Expected-Last-Subject-Sequence-Subject", filter)
@@ -166,27 +189,11 @@ extension NATSClient {
         if let sequence = options.expectedLastSubjectSequence {
             natsMsgHeader_Set(message, "Nats-Expected-Last-Subject-Sequence", String(sequence))
         }
-        let jetStream = self.jetStream
-        let timeout = configuration.publishTimeout
-        let maxWait = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        let publishes = self.publishes
         return try await withCheckedThrowingContinuation { continuation in
             // Registered before the call: the acknowledgement can arrive before it returns.
             publishes.register(message, .single(continuation))
-            var publishOptions = jsPubOptions()
-            jsPubOptions_Init(&publishOptions)
-            publishOptions.MaxWait = maxWait
-            var owned: OpaquePointer? = message
-            let status = js_PublishMsgAsync(jetStream, &owned, &publishOptions)
-            if status != NATS_OK {
-                // Not taken by cnats: no acknowledgement will come.
-                natsMsg_Destroy(owned)
-                let kind: JetStreamError.Kind = status == NATS_TIMEOUT ? .timeout : .unavailable
-                publishes.complete(
-                    message,
-                    with: .failure(JetStreamError(kind, "publish failed: \(String(cString: natsStatus_GetText(status)))", subject: subject))
-                )
-            }
+            var options = publishOptions()
+            send(message, subject: subject, options: &options)
         }
     }
 
@@ -196,34 +203,19 @@ extension NATSClient {
     /// - Throws: the first failure; messages already acknowledged stay stored.
     public func publishBatch(_ messages: [(subject: String, payload: [UInt8])]) async throws -> UInt64 {
         let batch = PublishBatch(total: messages.count)
-        let maxWait = Int64(
-            configuration.publishTimeout.components.seconds * 1000 + configuration.publishTimeout.components.attoseconds
-                / 1_000_000_000_000_000)
-        var publishOptions = jsPubOptions()
-        jsPubOptions_Init(&publishOptions)
-        publishOptions.MaxWait = maxWait
+        var options = publishOptions()
         for (subject, payload) in messages {
             await publishes.acquire(window: configuration.publishWindow)
-            var message: OpaquePointer?
-            let created = payload.withUnsafeBytes { bytes in
-                natsMsg_Create(&message, subject, nil, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), Int32(bytes.count))
-            }
-            guard created == NATS_OK, let message else {
+            let message: OpaquePointer
+            do {
+                message = try makeMessage(subject: subject, payload: payload)
+            } catch {
                 publishes.release()
-                batch.record(.failure(JetStreamError(.configuration, "cannot create a message", subject: subject)))
+                batch.record(.failure(error as? JetStreamError ?? JetStreamError(.configuration, "\(error)", subject: subject)))
                 continue
             }
             publishes.register(message, .batch(batch))
-            var owned: OpaquePointer? = message
-            let status = state == .closed ? NATS_CONNECTION_CLOSED : js_PublishMsgAsync(jetStream, &owned, &publishOptions)
-            if status != NATS_OK {
-                natsMsg_Destroy(owned)
-                let kind: JetStreamError.Kind = status == NATS_TIMEOUT ? .timeout : .unavailable
-                publishes.complete(
-                    message,
-                    with: .failure(JetStreamError(kind, "publish failed: \(String(cString: natsStatus_GetText(status)))", subject: subject))
-                )
-            }
+            send(message, subject: subject, options: &options)
         }
         return try await batch.wait()
     }
@@ -246,7 +238,7 @@ extension NATSClient {
                     }
                     if status == NATS_OK { break }
                     guard status == NATS_TIMEOUT else {
-                        throw JetStreamError(.unavailable, "publish failed: \(String(cString: natsStatus_GetText(status)))")
+                        throw JetStreamError(.unavailable, "publish failed: \(statusText(status))")
                     }
                 }
             }
@@ -255,7 +247,7 @@ extension NATSClient {
             options.MaxWait = 60_000
             let status = js_PublishAsyncComplete(self.jetStream, &options)
             guard status == NATS_OK else {
-                throw JetStreamError(.timeout, "acknowledgements did not all arrive: \(String(cString: natsStatus_GetText(status)))")
+                throw JetStreamError(.timeout, "acknowledgements did not all arrive: \(statusText(status))")
             }
             return ContinuousClock.now - start
         }

@@ -135,7 +135,7 @@ extension NATSClient {
             }
             guard status == NATS_OK, let subscription else {
                 throw JetStreamError(
-                    .unavailable, "cannot bind consumer \(name): \(String(cString: natsStatus_GetText(status))) (\(errorCode.rawValue))")
+                    .unavailable, "cannot bind consumer \(name): \(statusText(status)) (\(errorCode.rawValue))")
             }
             return OpaquePointerBox(subscription)
         }.pointer
@@ -165,7 +165,7 @@ public final class PullConsumer: @unchecked Sendable {
     let client: NATSClient
     let subscription: OpaquePointer
     public let name: String
-    private let closed = Mutex(false)
+    private let closed = OnceFlag()
 
     init(client: NATSClient, subscription: OpaquePointer, name: String) {
         self.client = client
@@ -176,7 +176,7 @@ public final class PullConsumer: @unchecked Sendable {
     /// Fetches up to `batch` messages, waiting at most `timeout` when none are available.
     /// An empty batch means idle, not an error.
     public func fetch(batch: Int, timeout: Duration) async throws -> FetchedBatch {
-        let milliseconds = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = timeout.cnatsMilliseconds
         return try await client.threadPool.runIfActive { [self] in
             var list = natsMsgList()
             var errorCode = jsErrCode(0)
@@ -189,19 +189,14 @@ public final class PullConsumer: @unchecked Sendable {
                 return FetchedBatch(list: natsMsgList())
             default:
                 natsMsgList_Destroy(&list)
-                throw JetStreamError(.unavailable, "fetch failed: \(String(cString: natsStatus_GetText(status))) (\(errorCode.rawValue))")
+                throw JetStreamError(.unavailable, "fetch failed: \(statusText(status)) (\(errorCode.rawValue))")
             }
         }
     }
 
     /// Stops using the consumer (the durable stays on the server).
     public func close() {
-        guard
-            closed.withLock({ closed in
-                defer { closed = true }
-                return !closed
-            })
-        else { return }
+        guard closed.setOnce() else { return }
         natsSubscription_Destroy(subscription)
     }
 
@@ -225,13 +220,7 @@ public final class FetchedBatch: @unchecked Sendable {
                 sequence = metadata.pointee.Sequence.Stream
                 jsMsgMetaData_Destroy(metadata)
             }
-            let length = Int(natsMsg_GetDataLength(message))
-            let payload: [UInt8] =
-                length == 0
-                ? []
-                : natsMsg_GetData(message)!.withMemoryRebound(to: UInt8.self, capacity: length) {
-                    Array(UnsafeBufferPointer(start: $0, count: length))
-                }
+            let payload = payloadBytes(of: message)
             messages.append(
                 DeliveredMessage(subject: String(cString: natsMsg_GetSubject(message)), streamSequence: sequence, payload: payload))
         }
@@ -250,7 +239,7 @@ public final class FetchedBatch: @unchecked Sendable {
             var errorCode = jsErrCode(0)
             let status = natsMsg_AckSync(lastMessage, nil, &errorCode)
             guard status == NATS_OK else {
-                throw JetStreamError(.unavailable, "ack failed: \(String(cString: natsStatus_GetText(status))) (\(errorCode.rawValue))")
+                throw JetStreamError(.unavailable, "ack failed: \(statusText(status)) (\(errorCode.rawValue))")
             }
         }
     }

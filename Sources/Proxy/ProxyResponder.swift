@@ -40,30 +40,18 @@ struct ProxyResponder: HTTPResponder {
     var streamName: String { configuration.stream.name }
 
     func respond(to request: Request, context: Context) async throws -> Response {
-        let start = ContinuousClock.now
-        let head = request.method == .head
-        var negotiation = Negotiation.beforeBody(request)
-        var routeLabel = "unmatched"
-        let response: Response
-        do {
-            switch request.uri.path {
-            case "/_ready":
-                routeLabel = "ready"
-                response =
-                    runtime.isReady
-                    ? FpindexHTTP.text("OK\n", head: head) : FpindexHTTP.text("NOT READY\n", status: .serviceUnavailable, head: head)
-            default:
-                let route = try FpindexHTTP.route(request)
-                routeLabel = route.label
-                response = try await handle(route, request: request, head: head, negotiation: &negotiation, logger: context.logger)
+        await FpindexHTTP.serve(request, logger: context.logger, metrics: httpMetrics, mapError: Self.fpindexError) { exchange in
+            if request.uri.path == "/_ready" {
+                exchange.routeLabel = "ready"
+                return runtime.isReady
+                    ? FpindexHTTP.text("OK\n", head: exchange.head)
+                    : FpindexHTTP.text("NOT READY\n", status: .serviceUnavailable, head: exchange.head)
             }
-        } catch {
-            let failure = Self.fpindexError(from: error, logger: context.logger)
-            response = FpindexHTTP.errorResponse(failure, format: negotiation.response, head: head)
+            let route = try FpindexHTTP.route(request)
+            exchange.routeLabel = route.label
+            return try await handle(
+                route, request: request, head: exchange.head, negotiation: &exchange.negotiation, logger: context.logger)
         }
-        httpMetrics.record(
-            route: routeLabel, method: request.method.rawValue, status: response.status.code, duration: ContinuousClock.now - start)
-        return response
     }
 
     /// NATS trouble is 503 `ServiceUnavailable`: the write was not acknowledged by the stream.
