@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "fpindex-dev", targets: ["fpindex-dev"]),
         .executable(name: "fpindex-proxy", targets: ["fpindex-proxy"]),
+        .executable(name: "fpindex-updater", targets: ["fpindex-updater"]),
         .executable(name: "fpindex-bench", targets: ["fpindex-bench"]),
         .library(name: "FpindexAPI", targets: ["FpindexAPI"]),
         .library(name: "DevIndex", targets: ["DevIndex"]),
@@ -78,6 +79,24 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // fpindex-updater: applies the stream to one fpindex with the checkpoint protocol.
+        .target(
+            name: "Updater",
+            dependencies: [
+                "FpindexAPI",
+                "JetStream",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // The embedded fingerprint index (fpindex-dev): engine, persistence, HTTP server.
         .target(
             name: "DevIndex",
@@ -111,6 +130,21 @@ let package = Package(
             name: "fpindex-proxy",
             dependencies: [
                 "Proxy",
+                "CommandSupport",
+                "JetStream",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fpindex-updater",
+            dependencies: [
+                "Updater",
                 "CommandSupport",
                 "JetStream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

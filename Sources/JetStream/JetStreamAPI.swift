@@ -262,12 +262,22 @@ extension NATSClient {
 
     /// The last message stored on `subject` (a direct get: any replica answers), or nil if there is none.
     public func lastMessage(stream: String, subject: String) async throws -> StoredMessage? {
-        return try await threadPool.runIfActive { [self] in
+        try await directGet(stream: stream, subject: subject, lastBySubject: true, sequence: 0)
+    }
+
+    /// The first message at or after `sequence` on subjects matching `filter`, or nil if there is none.
+    public func firstMessage(stream: String, filter: String, atOrAfter sequence: UInt64) async throws -> StoredMessage? {
+        try await directGet(stream: stream, subject: filter, lastBySubject: false, sequence: sequence)
+    }
+
+    private func directGet(stream: String, subject: String, lastBySubject: Bool, sequence: UInt64) async throws -> StoredMessage? {
+        try await threadPool.runIfActive { [self] in
             var message: OpaquePointer?
             var options = jsDirectGetMsgOptions()
             jsDirectGetMsgOptions_Init(&options)
+            options.Sequence = sequence
             let status = subject.withCString { subjectPointer -> natsStatus in
-                options.LastBySubject = subjectPointer
+                if lastBySubject { options.LastBySubject = subjectPointer } else { options.NextBySubject = subjectPointer }
                 return js_DirectGetMsg(&message, self.jetStream, stream, nil, &options)
             }
             defer { natsMsg_Destroy(message) }
@@ -278,8 +288,11 @@ extension NATSClient {
                 guard natsMsgHeader_Get(message, "Nats-Sequence", &value) == NATS_OK, let value,
                     let sequence = UInt64(String(cString: value))
                 else { throw JetStreamError(.unavailable, "direct get reply without a sequence", subject: subject) }
-                let payload = payloadBytes(of: message)
-                return StoredMessage(subject: subject, sequence: sequence, payload: payload)
+                var storedSubject: UnsafePointer<CChar>?
+                let actualSubject =
+                    natsMsgHeader_Get(message, "Nats-Subject", &storedSubject) == NATS_OK
+                    ? storedSubject.map { String(cString: $0) } ?? subject : subject
+                return StoredMessage(subject: actualSubject, sequence: sequence, payload: payloadBytes(of: message))
             case NATS_NOT_FOUND:
                 return nil
             case NATS_TIMEOUT:

@@ -24,6 +24,9 @@ struct FpindexProxy: AsyncParsableCommand {
     @Option(help: "Where searches and index reads go (env FPINDEX_URL; default http://127.0.0.1:6081).")
     var readURL: String?
 
+    @Option(help: "Bearer token required for writes (visible in the process list: prefer --auth-token-file or env AUTH_TOKEN).")
+    var authToken: String?
+
     @Option(help: "File holding a bearer token required for writes (env AUTH_TOKEN holds the token itself).")
     var authTokenFile: String?
 
@@ -42,7 +45,8 @@ struct FpindexProxy: AsyncParsableCommand {
         }
         let configuration = ProxyConfiguration(
             host: listenAddress.host, port: listenAddress.port, nats: try nats.configuration(name: "fpindex-proxy"),
-            stream: try stream.settings(), readURL: readURL, authToken: try Settings.secret(file: authTokenFile, environment: "AUTH_TOKEN"),
+            stream: try stream.settings(), readURL: readURL,
+            authToken: try authToken ?? Settings.secret(file: authTokenFile, environment: "AUTH_TOKEN"),
             manageStream: !noManageStream)
         _ = try Settings.bootstrapLogging(level: logLevel)
         let registry = PrometheusCollectorRegistry()

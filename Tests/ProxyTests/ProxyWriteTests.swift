@@ -38,6 +38,12 @@ struct ProxyWriteTests {
             #expect(try await p.http.request(.GET, "/main/2").errorName == "FingerprintNotFound")
             #expect(try await p.http.request(.HEAD, "/main/1").status == 200)
             #expect(try await p.http.request(.GET, "/main/3").status == 404)
+
+            let metrics = try await p.http.request(.GET, "/_metrics").text
+            #expect(metrics.contains("fpindex_proxy_nats_connected 1"))
+            #expect(metrics.contains("fpindex_proxy_published_messages_total 4"))
+            #expect(metrics.contains("fpindex_proxy_publish_batch_duration_seconds_bucket"))
+            #expect(metrics.contains(#"fpindex_proxy_http_requests_total{route="update",method="POST",status="200"} 1"#))
         }
     }
 

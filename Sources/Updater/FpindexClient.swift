@@ -1,0 +1,107 @@
+import AsyncHTTPClient
+import FpindexAPI
+import NIOCore
+import NIOHTTP1
+
+/// What went wrong calling fpindex.
+enum FpindexCallError: Error, CustomStringConvertible {
+    /// Unreachable, timed out, or a 5xx: try again later.
+    case unavailable(String)
+    /// The index does not exist (404 `IndexNotFound`).
+    case indexNotFound
+    /// fpindex refused the request as invalid (400): retrying will not help.
+    case rejected(status: Int, name: String)
+
+    var description: String {
+        switch self {
+        case .unavailable(let reason): "fpindex unavailable: \(reason)"
+        case .indexNotFound: "index not found"
+        case .rejected(let status, let name): "fpindex refused the request: \(status) \(name)"
+        }
+    }
+}
+
+/// The fpindex HTTP API as the updater uses it, in MessagePack over pooled connections.
+final class FpindexClient: Sendable {
+    let baseURL: String
+    let client: HTTPClient
+
+    init(baseURL: String) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(2), read: .seconds(120))
+        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    private func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> (status: Int, body: [UInt8]) {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        request.headers.add(name: "Accept", value: "application/vnd.msgpack")
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/vnd.msgpack")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        do {
+            let response = try await client.execute(request, timeout: .seconds(120))
+            let bytes = try await response.body.collect(upTo: 64 << 20)
+            return (Int(response.status.code), Array(bytes.readableBytesView))
+        } catch {
+            throw FpindexCallError.unavailable("\(error)")
+        }
+    }
+
+    private func check(_ reply: (status: Int, body: [UInt8])) throws {
+        switch reply.status {
+        case 200..<300: return
+        case 404:
+            let name = (try? ErrorResponse.decode(from: reply.body, format: .msgpack))?.error
+            if name == FpindexError.Name.indexNotFound.rawValue { throw FpindexCallError.indexNotFound }
+            throw FpindexCallError.rejected(status: 404, name: name ?? "")
+        case 400..<500:
+            let name = (try? ErrorResponse.decode(from: reply.body, format: .msgpack))?.error ?? ""
+            throw FpindexCallError.rejected(status: reply.status, name: name)
+        default:
+            throw FpindexCallError.unavailable("status \(reply.status)")
+        }
+    }
+
+    /// The index's version, metadata and stats, or nil when it does not exist.
+    func indexInfo(_ index: String) async throws -> IndexInfo? {
+        let reply = try await call(.GET, "/\(index)")
+        if reply.status == 404 { return nil }
+        try check(reply)
+        do {
+            return try IndexInfo.decode(from: reply.body, format: .msgpack)
+        } catch {
+            throw FpindexCallError.unavailable("unreadable index info: \(error)")
+        }
+    }
+
+    /// The index's generation, or nil when it does not exist.
+    func indexGeneration(_ index: String) async throws -> UInt64? {
+        let reply = try await call(.GET, "/\(index)/_status")
+        if reply.status == 404 { return nil }
+        try check(reply)
+        return (try? IndexStatus.decode(from: reply.body, format: .msgpack))?.generation
+    }
+
+    /// Creates the index (idempotent) with the given generation; returns the generation it has.
+    func createIndex(_ index: String, generation: UInt64?) async throws -> UInt64 {
+        let reply = try await call(.PUT, "/\(index)", body: CreateIndexRequest(generation: generation).encoded(as: .msgpack))
+        try check(reply)
+        return (try? CreateIndexResponse.decode(from: reply.body, format: .msgpack))?.generation ?? 0
+    }
+
+    func deleteIndex(_ index: String) async throws {
+        try check(try await call(.DELETE, "/\(index)"))
+    }
+
+    /// One atomic write: changes plus metadata (the checkpoint travels with the data).
+    func update(_ index: String, _ request: UpdateRequest) async throws {
+        try check(try await call(.POST, "/\(index)/_update", body: request.encoded(as: .msgpack)))
+    }
+}

@@ -1,0 +1,389 @@
+import FpindexAPI
+import JetStream
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// Feeds one fpindex from the stream, exactly once and without gaps (design.md section 4).
+///
+/// The index holds its own checkpoint (`fpindex-cluster.seq` and `fpindex-cluster.stream`,
+/// written in the same `_update` as the data), so after any crash the checkpoint matches the
+/// data. On start, and whenever something does not add up, it re-synchronises: reads the
+/// stream and every index's checkpoint, computes the resume point, and recreates the consumer
+/// if it would skip data the index does not have.
+public struct Replicator: Service, CustomStringConvertible {
+    let configuration: UpdaterConfiguration
+    let status: UpdaterStatus
+    let fpindex: FpindexClient
+    let logger: Logger
+    let subjects: StreamSubjects
+
+    public var description: String { "Replicator(consumer: \(configuration.consumerName))" }
+
+    init(configuration: UpdaterConfiguration, status: UpdaterStatus, fpindex: FpindexClient, logger: Logger) {
+        self.configuration = configuration
+        self.status = status
+        self.fpindex = fpindex
+        self.logger = logger
+        self.subjects = StreamSubjects(prefix: configuration.stream.subjectPrefix)
+    }
+
+    /// Something that needs a fresh synchronisation (fpindex lost an index, the stream was recreated...).
+    struct ResyncNeeded: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    var streamName: String { configuration.stream.name }
+
+    public func run() async throws {
+        var client: NATSClient?
+        var delay = Duration.milliseconds(200)
+        while client == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                client = try await NATSClient.connect(configuration.nats, logger: logger)
+            } catch let error as JetStreamError where error.kind == .unsupportedServer || error.kind == .configuration {
+                logger.critical("cannot use this NATS server", metadata: ["error": "\(error)"])
+                throw error
+            } catch {
+                logger.warning("cannot connect to NATS yet; retrying", metadata: ["error": "\(error)"])
+                await sleepUnlessShuttingDown(delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+        guard let client else { return }
+        delay = .milliseconds(200)
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                try await replicate(client)
+                delay = .milliseconds(200)
+            } catch let error as ResyncNeeded {
+                logger.warning("re-synchronising", metadata: ["reason": "\(error)"])
+            } catch {
+                status.update { $0.lastError = "\(error)" }
+                logger.warning("replication interrupted; retrying", metadata: ["error": "\(error)", "retry.delay": "\(delay)"])
+                await sleepUnlessShuttingDown(delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+        status.set(phase: .stopping)
+        await client.close()
+        await fpindex.shutdown()
+    }
+
+    /// One synchronisation, then batches until shutdown or until something needs a new one.
+    func replicate(_ client: NATSClient) async throws {
+        status.set(phase: .synchronizing)
+        guard let (indexes, identity, consumer) = try await synchronize(client) else { return }
+        let bound = try await client.bindPullConsumer(stream: streamName, name: configuration.consumerName)
+        defer { bound.close() }
+        status.set(phase: .replicating)
+        var known = indexes
+        var lastIdleCheckpoint = ContinuousClock.now
+        var lastStreamCheck = ContinuousClock.now
+        var applied = consumer.ackFloor.streamSeq
+        status.update { state in
+            state.indexes = known
+            state.consumer = consumer
+            state.appliedSeq = applied
+        }
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            let batch = try await bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
+            if batch.messages.isEmpty {
+                // Idle: advance idle checkpoints, notice a recreated stream or a lost consumer.
+                if ContinuousClock.now - lastIdleCheckpoint > configuration.idleCheckpointInterval {
+                    known = try await advanceIdleCheckpoints(known, to: applied, identity: identity)
+                    lastIdleCheckpoint = ContinuousClock.now
+                }
+                if ContinuousClock.now - lastStreamCheck > .seconds(5) {
+                    lastStreamCheck = ContinuousClock.now
+                    try await checkStream(client, identity: identity)
+                }
+                try await refreshLag(client, applied: applied, indexes: known)
+                continue
+            }
+            let start = ContinuousClock.now
+            let plan = BatchPlan(messages: batch.messages, indexes: known, subjects: subjects)
+            try await apply(plan, identity: identity, batch: batch, client: client)
+            try await batch.acknowledgeAll(using: client)
+            known = plan.indexes
+            applied = batch.messages.last!.streamSequence
+            status.appliedMessages.increment(by: batch.messages.count)
+            status.appliedBatches.increment()
+            status.batchDuration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
+            try? client.publishCore(subject: configuration.appliedSubject, payload: Array(String(applied).utf8))
+            try await refreshLag(client, applied: applied, indexes: known)
+        }
+    }
+
+    func refreshLag(_ client: NATSClient, applied: UInt64, indexes: [String: ReplicaIndex]) async throws {
+        let consumer = try await client.consumerInfo(stream: streamName, name: configuration.consumerName)
+        guard let consumer else { throw ResyncNeeded(description: "consumer \(configuration.consumerName) disappeared") }
+        status.update { state in
+            state.consumer = consumer
+            state.appliedSeq = applied
+            state.streamLastSeq = max(state.streamLastSeq, applied)
+            state.indexes = indexes
+            state.lastError = nil
+        }
+    }
+
+    func checkStream(_ client: NATSClient, identity: String) async throws {
+        guard let info = try await client.streamInfo(streamName) else {
+            throw ResyncNeeded(description: "stream \(streamName) is gone")
+        }
+        guard info.identity == identity else {
+            throw ResyncNeeded(description: "stream \(streamName) was recreated (\(identity) -> \(info.identity))")
+        }
+        status.update { $0.streamLastSeq = info.state.lastSeq }
+    }
+
+    // MARK: Synchronisation
+
+    /// Reads the stream and the index checkpoints, repairs what does not match, and makes sure
+    /// the consumer delivers from the resume point. Nil while the consumer does not exist yet
+    /// (the controller creates it) or foreign data is refused.
+    func synchronize(_ client: NATSClient) async throws -> (indexes: [String: ReplicaIndex], identity: String, consumer: ConsumerInfo)? {
+        guard let info = try await client.streamInfo(streamName, subjectsFilter: subjects.allLifecycle) else {
+            status.update { $0.lastError = "stream \(streamName) does not exist yet" }
+            throw JetStreamError(.unavailable, "stream \(streamName) does not exist yet")
+        }
+        let identity = info.identity
+        status.update { state in
+            state.streamIdentity = identity
+            state.streamLastSeq = info.state.lastSeq
+        }
+        // 1. The indexes the stream knows, from their lifecycle records.
+        var indexes: [String: ReplicaIndex] = [:]
+        for subject in (info.state.subjects ?? [:]).keys.sorted() {
+            guard case .lifecycle(let index)? = subjects.parse(subject),
+                let message = try await client.lastMessage(stream: streamName, subject: subject),
+                let record = try? BatchPlan.decode(LifecycleRecord.self, message.payload)
+            else { continue }
+            indexes[index] = ReplicaIndex(
+                exists: record.op == .create, generation: record.op == .create ? message.sequence : nil, checkpoint: 0)
+        }
+        // 2. Each index's checkpoint, as fpindex holds it; foreign or stale data is rebuilt.
+        for (index, known) in indexes.sorted(by: { $0.key < $1.key }) {
+            guard known.exists else {
+                try await fpindex.deleteIndex(index)
+                indexes[index]?.checkpoint = 0
+                continue
+            }
+            guard let held = try await fpindex.indexInfo(index) else { continue }
+            let checkpoint = UInt64(held.metadata[ReservedMetadata.sequenceKey] ?? "") ?? 0
+            let heldStream = held.metadata[ReservedMetadata.streamKey] ?? ""
+            let generation = try await fpindex.indexGeneration(index)
+            var reason: String?
+            if !heldStream.isEmpty, heldStream != identity {
+                reason = "it was fed from another stream (\(heldStream))"
+            } else if checkpoint > info.state.lastSeq {
+                reason = "its checkpoint \(checkpoint) is ahead of the stream (last sequence \(info.state.lastSeq))"
+            } else if let generation, let wanted = known.generation, generation != wanted {
+                reason = "it is generation \(generation), the stream's is \(wanted)"
+            }
+            if let reason {
+                guard configuration.rebuildForeignData || heldStream == identity else {
+                    logger.critical(
+                        "index holds foreign data; refusing to go on", metadata: ["index.name": "\(index)", "reason": "\(reason)"])
+                    status.set(phase: .refusingForeignData)
+                    await sleepUnlessShuttingDown(.seconds(30))
+                    return nil
+                }
+                logger.error("rebuilding index from the stream", metadata: ["index.name": "\(index)", "reason": "\(reason)"])
+                status.rebuilds.increment()
+                try await fpindex.deleteIndex(index)
+                indexes[index]?.checkpoint = 0
+            } else {
+                indexes[index]?.checkpoint = checkpoint
+            }
+        }
+        // 3. The resume point: the oldest checkpoint of an existing index, plus one.
+        let existing = indexes.values.filter(\.exists)
+        let resume = max(existing.map { $0.checkpoint + 1 }.min() ?? info.state.lastSeq + 1, max(info.state.firstSeq, 1))
+
+        // 4. The consumer must not be ahead of the resume point.
+        var consumer = try await client.consumerInfo(stream: streamName, name: configuration.consumerName)
+        if consumer == nil {
+            guard configuration.createConsumer else {
+                status.set(phase: .waitingForConsumer)
+                logger.notice("waiting for consumer \(configuration.consumerName) to be created")
+                await sleepUnlessShuttingDown(.seconds(2))
+                return nil
+            }
+            consumer = try await createConsumer(client, from: resume)
+            logger.notice("created the consumer", metadata: ["consumer.name": "\(configuration.consumerName)", "stream.seq": "\(resume)"])
+        } else if let current = consumer, current.ackFloor.streamSeq >= resume,
+            let skipped = try await client.firstMessage(stream: streamName, filter: subjects.all, atOrAfter: resume),
+            skipped.sequence <= current.ackFloor.streamSeq
+        {
+            logger.warning(
+                "the consumer is ahead of what the index holds (a wiped or replaced index); recreating it",
+                metadata: [
+                    "consumer.name": "\(configuration.consumerName)", "consumer.ack_floor": "\(current.ackFloor.streamSeq)",
+                    "stream.seq": "\(resume)",
+                ])
+            status.consumerResets.increment()
+            try await client.deleteConsumer(stream: streamName, name: configuration.consumerName)
+            consumer = try await createConsumer(client, from: resume)
+        }
+        guard let consumer else { return nil }
+        logger.info(
+            "synchronised",
+            metadata: [
+                "stream.identity": "\(identity)", "stream.last_seq": "\(info.state.lastSeq)", "resume.seq": "\(resume)",
+                "index.count": "\(existing.count)", "consumer.pending": "\(consumer.numPending)",
+            ])
+        return (indexes, identity, consumer)
+    }
+
+    func createConsumer(_ client: NATSClient, from sequence: UInt64) async throws -> ConsumerInfo {
+        try await client.createConsumer(
+            stream: streamName,
+            config: ConsumerConfig(
+                durableName: configuration.consumerName, filterSubject: subjects.all, startSequence: sequence, batch: configuration.batch))
+    }
+
+    // MARK: Applying
+
+    /// Applies a plan's operations in order; retries while fpindex is unavailable (keeping the
+    /// batch's ack deadline alive), skips what fpindex rejects as invalid, never acks unapplied data.
+    func apply(_ plan: BatchPlan, identity: String, batch: FetchedBatch, client: NATSClient) async throws {
+        for poison in plan.poison {
+            status.skippedPoison.increment()
+            logger.error(
+                "skipping a poison message",
+                metadata: ["stream.seq": "\(poison.sequence)", "stream.subject": "\(poison.subject)", "reason": "\(poison.reason)"])
+        }
+        if plan.alreadyApplied > 0 { status.skippedApplied.increment(by: plan.alreadyApplied) }
+        if plan.orphaned > 0 { status.skippedOrphaned.increment(by: plan.orphaned) }
+        for operation in plan.operations {
+            try await withRetries(batch: batch, client: client) {
+                try await perform(operation, identity: identity)
+            }
+        }
+    }
+
+    func perform(_ operation: ReplicaOperation, identity: String) async throws {
+        switch operation {
+        case .createIndex(let index, let generation):
+            if let generation, let held = try await fpindex.indexGeneration(index), held != generation {
+                // An older generation of this index: replaced by the new one.
+                try await fpindex.deleteIndex(index)
+            }
+            _ = try await fpindex.createIndex(index, generation: generation)
+        case .deleteIndex(let index):
+            try await fpindex.deleteIndex(index)
+        case .update(let index, let changes, let metadata, let checkpoint):
+            try await write(index, changes: changes[...], metadata: metadata, checkpoint: checkpoint, identity: identity)
+        }
+    }
+
+    /// One `_update`, split when over the size limit or when fpindex rejects it, so one bad change
+    /// is found and skipped; the checkpoint and metadata go with the last part.
+    func write(_ index: String, changes: ArraySlice<Change>, metadata: [String: String], checkpoint: UInt64, identity: String) async throws
+    {
+        let size = changes.reduce(0) { total, change in
+            if case .insert(_, let hashes) = change { return total + 8 + hashes.count * 5 }
+            return total + 8
+        }
+        if size > configuration.batchBytes, changes.count > 1 {
+            let middle = changes.startIndex + changes.count / 2
+            try await write(index, changes: changes[..<middle], metadata: [:], checkpoint: 0, identity: identity)
+            try await write(index, changes: changes[middle...], metadata: metadata, checkpoint: checkpoint, identity: identity)
+            return
+        }
+        var entries = metadata
+        if checkpoint > 0 {
+            entries[ReservedMetadata.sequenceKey] = String(checkpoint)
+            entries[ReservedMetadata.streamKey] = identity
+        }
+        do {
+            try await fpindex.update(index, UpdateRequest(changes: Array(changes), metadata: entries.isEmpty ? nil : entries))
+        } catch FpindexCallError.indexNotFound {
+            throw ResyncNeeded(description: "fpindex lost index \(index)")
+        } catch FpindexCallError.rejected(let statusCode, let name) {
+            if changes.count > 1 {
+                let middle = changes.startIndex + changes.count / 2
+                try await write(index, changes: changes[..<middle], metadata: [:], checkpoint: 0, identity: identity)
+                try await write(index, changes: changes[middle...], metadata: metadata, checkpoint: checkpoint, identity: identity)
+            } else if changes.count == 1 {
+                status.skippedPoison.increment()
+                logger.error(
+                    "fpindex rejected a change; skipping it",
+                    metadata: [
+                        "index.name": "\(index)", "change.id": "\(changes.first?.fingerprintId ?? 0)", "error": "\(statusCode) \(name)",
+                    ])
+                if !entries.isEmpty {
+                    try await write(index, changes: [], metadata: metadata, checkpoint: checkpoint, identity: identity)
+                }
+            } else if !metadata.isEmpty {
+                status.skippedPoison.increment()
+                logger.error(
+                    "fpindex rejected metadata; skipping it", metadata: ["index.name": "\(index)", "error": "\(statusCode) \(name)"])
+                try await write(index, changes: [], metadata: [:], checkpoint: checkpoint, identity: identity)
+            } else {
+                throw FpindexCallError.unavailable("fpindex refuses the checkpoint of \(index): \(statusCode) \(name)")
+            }
+        }
+    }
+
+    /// Retries `body` while fpindex is unavailable, with capped exponential backoff, marking
+    /// the batch in progress so JetStream does not redeliver it meanwhile.
+    func withRetries(batch: FetchedBatch, client: NATSClient, _ body: () async throws -> Void) async throws {
+        var delay = Duration.milliseconds(100)
+        while true {
+            do {
+                try await body()
+                return
+            } catch let error as FpindexCallError {
+                guard case .unavailable = error else { throw error }
+                guard !Task.isCancelled, !Task.isShuttingDownGracefully else {
+                    // Not applied, so not acknowledged: JetStream delivers the batch again later.
+                    throw error
+                }
+                status.retries.increment()
+                status.update { $0.lastError = "\(error)" }
+                logger.warning("fpindex unavailable; retrying", metadata: ["error": "\(error)", "retry.delay": "\(delay)"])
+                await batch.markInProgress(using: client)
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Writes the applied sequence into indexes that got no data for a while, so the resume
+    /// point does not fall far behind, and checks that fpindex still has every index (a
+    /// restarted, empty fpindex is noticed here even when no data arrives).
+    func advanceIdleCheckpoints(_ indexes: [String: ReplicaIndex], to applied: UInt64, identity: String) async throws -> [String:
+        ReplicaIndex]
+    {
+        var result = indexes
+        for (index, known) in indexes where known.exists {
+            do {
+                if known.checkpoint < applied {
+                    try await fpindex.update(
+                        index,
+                        UpdateRequest(
+                            changes: [], metadata: [ReservedMetadata.sequenceKey: String(applied), ReservedMetadata.streamKey: identity]))
+                    result[index]?.checkpoint = applied
+                } else if try await fpindex.indexGeneration(index) == nil {
+                    throw ResyncNeeded(description: "fpindex lost index \(index)")
+                }
+            } catch FpindexCallError.indexNotFound {
+                throw ResyncNeeded(description: "fpindex lost index \(index)")
+            } catch let error as FpindexCallError {
+                logger.debug("cannot advance an idle checkpoint yet", metadata: ["index.name": "\(index)", "error": "\(error)"])
+            }
+        }
+        return result
+    }
+}
+
+/// Sleeps, but wakes at once when graceful shutdown begins.
+func sleepUnlessShuttingDown(_ duration: Duration) async {
+    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+}
+
+extension Duration {
+    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+}

@@ -1,0 +1,89 @@
+import ArgumentParser
+import CommandSupport
+import JetStream
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+import Updater
+
+@main
+struct FpindexUpdater: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fpindex-updater",
+        abstract: "Applies the JetStream stream to one fpindex, exactly once and without gaps.",
+        discussion: "Runs next to fpindex (a sidecar). Its readiness (/ready) says whether the replica has caught up.")
+
+    @OptionGroup var nats: NATSOptions
+    @OptionGroup var stream: StreamOptions
+
+    @Option(help: "Durable consumer name (env CONSUMER_NAME; in Kubernetes the pod name).")
+    var consumer: String?
+
+    @Option(help: "The fpindex to feed (env FPINDEX_URL; default http://127.0.0.1:8080).")
+    var fpindexURL: String?
+
+    @Option(help: "Probes and metrics address (env LISTEN_ADDR; default 0.0.0.0:8081; port 0 picks one and prints it).")
+    var listen: String?
+
+    @Option(help: "Messages per fetch (env BATCH; default 5000).")
+    var batch: Int?
+
+    @Option(help: "Largest _update body in bytes before it is split (default 8388608).")
+    var batchBytes: Int = 8 << 20
+
+    @Option(help: "Milliseconds an idle fetch waits for messages (default 1000).")
+    var batchWait: Int = 1000
+
+    @Option(help: "Ready while lag is at most this (env MAX_LAG; default 1000); not ready again above twice it.")
+    var maxLag: UInt64?
+
+    @Flag(help: "Create the durable consumer if it is missing (standalone use; in Kubernetes the controller creates it).")
+    var createConsumer = false
+
+    @Option(help: "An index fed from another stream: rebuild (default) or refuse.")
+    var onForeignData: String = "rebuild"
+
+    @Option(help: "Log level (env LOG_LEVEL; default info).")
+    var logLevel: String?
+
+    func run() async throws {
+        guard let consumerName = consumer ?? Settings.environment("CONSUMER_NAME"), !consumerName.isEmpty else {
+            throw SettingsError("--consumer / CONSUMER_NAME is required (the durable consumer of this replica)")
+        }
+        guard consumerName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), consumerName.utf8.count <= 255 else {
+            throw SettingsError("--consumer / CONSUMER_NAME: '\(consumerName)' must be letters, digits, - and _")
+        }
+        let address = try Settings.hostAndPort(
+            listen ?? Settings.environment("LISTEN_ADDR") ?? "0.0.0.0:8081", flag: "--listen / LISTEN_ADDR")
+        let batchText = batch.map(String.init) ?? Settings.environment("BATCH") ?? "5000"
+        guard let batchSize = Int(batchText), (1...100_000).contains(batchSize) else {
+            throw SettingsError("--batch / BATCH: '\(batchText)' must be 1-100000")
+        }
+        let lagText = maxLag.map(String.init) ?? Settings.environment("MAX_LAG") ?? "1000"
+        guard let lag = UInt64(lagText) else { throw SettingsError("--max-lag / MAX_LAG: '\(lagText)' is not a number") }
+        guard ["rebuild", "refuse"].contains(onForeignData) else { throw SettingsError("--on-foreign-data: rebuild or refuse") }
+        let fpindexURL = self.fpindexURL ?? Settings.environment("FPINDEX_URL") ?? "http://127.0.0.1:8080"
+        let configuration = UpdaterConfiguration(
+            nats: try nats.configuration(name: "fpindex-updater/\(consumerName)"), stream: try stream.settings(),
+            consumerName: consumerName,
+            fpindexURL: fpindexURL, host: address.host, port: address.port, batch: batchSize, batchBytes: batchBytes,
+            batchWait: .milliseconds(batchWait), maxLag: lag, createConsumer: createConsumer, rebuildForeignData: onForeignData == "rebuild"
+        )
+        _ = try Settings.bootstrapLogging(level: logLevel)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var logger = Logger(label: "fpindex-updater")
+        logger[metadataKey: "consumer.name"] = "\(consumerName)"
+        let (services, _) = buildUpdaterServices(configuration: configuration, registry: registry, logger: logger) { port in
+            print("fpindex-updater listening on http://\(address.host):\(port)")
+            flushStandardOutput()
+        }
+        logger.info("starting", metadata: ["configuration": "\(configuration)"])
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(25)
+        try await ServiceGroup(configuration: groupConfiguration).run()
+    }
+}
