@@ -212,6 +212,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "UpdaterTests",
+            dependencies: [
+                "Updater", "JetStream", "FpindexAPI", "TestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "FpindexAPITests",
             dependencies: ["FpindexAPI"],
             swiftSettings: swiftSettings

@@ -154,10 +154,16 @@ struct ConsumerCreateRequest: Encodable {
 }
 
 /// One delivered message.
-public struct DeliveredMessage: Sendable {
+public struct DeliveredMessage: Sendable, Equatable {
     public var subject: String
     public var streamSequence: UInt64
     public var payload: [UInt8]
+
+    public init(subject: String, streamSequence: UInt64, payload: [UInt8]) {
+        self.subject = subject
+        self.streamSequence = streamSequence
+        self.payload = payload
+    }
 }
 
 /// A durable pull consumer bound by this client.

@@ -39,6 +39,9 @@ struct FpindexUpdater: AsyncParsableCommand {
     @Option(help: "Ready while lag is at most this (env MAX_LAG; default 1000); not ready again above twice it.")
     var maxLag: UInt64?
 
+    @Option(help: "Milliseconds between idle checkpoint advances and checks that fpindex still has every index (default 10000).")
+    var idleCheck: Int = 10_000
+
     @Flag(help: "Create the durable consumer if it is missing (standalone use; in Kubernetes the controller creates it).")
     var createConsumer = false
 

@@ -1,0 +1,280 @@
+import Foundation
+import FpindexAPI
+import JetStream
+import Logging
+import Synchronization
+import TestSupport
+
+/// One replica: an fpindex-dev (on a fixed port, so it can be restarted in place) and its updater.
+final class Replica: @unchecked Sendable {
+    let name: String
+    let devPort: Int
+    let natsURL: String
+    let directory: String?
+    private let lock = NSLock()
+    private var _dev: ChildProcess
+    private var _updater: ChildProcess
+    private var _updaterURL: String
+
+    var dev: ChildProcess { lock.withLock { _dev } }
+    var updater: ChildProcess { lock.withLock { _updater } }
+    var updaterURL: String { lock.withLock { _updaterURL } }
+    var devURL: String { "http://127.0.0.1:\(devPort)" }
+    var devHTTP: TestHTTPClient { TestHTTPClient(baseURL: devURL) }
+    var updaterHTTP: TestHTTPClient { TestHTTPClient(baseURL: updaterURL) }
+
+    init(name: String, natsURL: String, persistent: Bool) async throws {
+        self.name = name
+        self.natsURL = natsURL
+        self.devPort = try FreePort.find()
+        self.directory = persistent ? try TemporaryDirectory.make(prefix: "replica-\(name)") : nil
+        _dev = try await Self.startDev(port: devPort, directory: directory)
+        (_updater, _updaterURL) = try await Self.startUpdater(name: name, natsURL: natsURL, devPort: devPort)
+    }
+
+    static func startDev(port: Int, directory: String?) async throws -> ChildProcess {
+        var arguments = ["--host", "127.0.0.1", "--port", String(port)]
+        if let directory { arguments += ["--dir", directory] }
+        let dev = try ChildProcess(name: "fpindex-dev", executable: try Locations.executable("fpindex-dev"), arguments: arguments)
+        _ = try await dev.waitForLine(containing: "listening on ")
+        return dev
+    }
+
+    static func startUpdater(name: String, natsURL: String, devPort: Int) async throws -> (ChildProcess, String) {
+        let updater = try ChildProcess(
+            name: "fpindex-updater-\(name)", executable: try Locations.executable("fpindex-updater"),
+            arguments: [
+                "--consumer", name, "--fpindex-url", "http://127.0.0.1:\(devPort)", "--listen", "127.0.0.1:0", "--create-consumer",
+                "--batch-wait", "100", "--idle-check", "300", "--max-lag", "10", "--batch", "500",
+            ],
+            environment: ["NATS_URL": natsURL, "LOG_LEVEL": "info"])
+        let url = String(try await updater.waitForLine(containing: "listening on ").split(separator: " ").last!)
+        return (updater, url)
+    }
+
+    /// kill -9 the updater and start a new one.
+    func crashUpdater() async throws {
+        updater.signal(SIGKILL)
+        await updater.waitForExit()
+        let (process, url) = try await Self.startUpdater(name: name, natsURL: natsURL, devPort: devPort)
+        lock.withLock {
+            _updater = process
+            _updaterURL = url
+        }
+    }
+
+    /// Restarts fpindex-dev: kill -9, then start again (empty unless it has a directory).
+    func crashDev() async throws {
+        dev.signal(SIGKILL)
+        await dev.waitForExit()
+        let process = try await Self.startDev(port: devPort, directory: directory)
+        lock.withLock { _dev = process }
+    }
+
+    func status() async throws -> [String: Any] {
+        try await updaterHTTP.request(.GET, "/status").jsonObject()
+    }
+
+    func stop() async {
+        await updater.stop()
+        await dev.stop()
+        if let directory { TemporaryDirectory.remove(directory) }
+    }
+
+    var output: String { "\(updater.output)\n\(dev.output)" }
+}
+
+/// The expected content of the cluster: what the proxy acknowledged.
+struct Model {
+    var indexes: [String: [UInt32: [UInt32]]] = [:]
+    var metadata: [String: [String: String]] = [:]
+    var version: UInt32 = 0
+
+    /// Hashes unique to (id, version), so a search for them finds exactly that fingerprint.
+    mutating func hashes(for id: UInt32) -> [UInt32] {
+        version += 1
+        return (0..<5).map { id << 12 | ((version * 5 + $0) & 0xfff) }
+    }
+}
+
+/// nats-server, fpindex-proxy, and replicas, all real processes.
+final class ReplicaCluster: Sendable {
+    let nats: NATSServer
+    let proxy: Mutex<ChildProcess>
+    let proxyURL: Mutex<String>
+    let replicas: [Replica]
+    let inspector: NATSClient
+    let subjects = StreamSubjects(prefix: "fpindex")
+
+    var http: TestHTTPClient { TestHTTPClient(baseURL: proxyURL.withLock { $0 }) }
+
+    static func start(nats: NATSServer, replicas count: Int = 2, persistent: Bool = false) async throws -> ReplicaCluster {
+        let (proxy, url) = try await startProxy(natsURL: nats.url)
+        var replicas: [Replica] = []
+        for n in 0..<count {
+            replicas.append(try await Replica(name: "replica-\(n + 1)", natsURL: nats.url, persistent: persistent))
+        }
+        let inspector = try await NATSClient.connect(NATSConfiguration(servers: [nats.url]), logger: Logger(label: "inspector"))
+        return ReplicaCluster(nats: nats, proxy: proxy, proxyURL: url, replicas: replicas, inspector: inspector)
+    }
+
+    static func startProxy(natsURL: String) async throws -> (ChildProcess, String) {
+        let proxy = try ChildProcess(
+            name: "fpindex-proxy", executable: try Locations.executable("fpindex-proxy"), arguments: ["--listen", "127.0.0.1:0"],
+            environment: ["NATS_URL": natsURL, "FPINDEX_URL": "http://127.0.0.1:9"])
+        let url = String(try await proxy.waitForLine(containing: "listening on ").split(separator: " ").last!)
+        let http = TestHTTPClient(baseURL: url)
+        try await eventually("the proxy to be ready\n\(proxy.output)") { try await http.request(.GET, "/_ready").status == 200 ? true : nil }
+        return (proxy, url)
+    }
+
+    private init(nats: NATSServer, proxy: ChildProcess, proxyURL: String, replicas: [Replica], inspector: NATSClient) {
+        self.nats = nats
+        self.proxy = Mutex(proxy)
+        self.proxyURL = Mutex(proxyURL)
+        self.replicas = replicas
+        self.inspector = inspector
+    }
+
+    func restartProxy() async throws {
+        await proxy.withLock { $0 }.stop()
+        let (process, url) = try await Self.startProxy(natsURL: nats.url)
+        proxy.withLock { $0 = process }
+        proxyURL.withLock { $0 = url }
+    }
+
+    func stop() async {
+        await inspector.close()
+        await proxy.withLock { $0 }.stop()
+        for replica in replicas { await replica.stop() }
+    }
+
+    var output: String { ([proxy.withLock { $0 }.output] + replicas.map(\.output)).joined(separator: "\n") }
+
+    // MARK: Writing through the proxy
+
+    func expectOK(_ reply: HTTPReply, _ what: String) throws {
+        guard reply.status == 200 else { throw TestFailure("\(what): \(reply.status) \(reply.text)") }
+    }
+
+    func createIndex(_ index: String, _ model: inout Model) async throws {
+        try expectOK(try await http.json(.PUT, "/\(index)"), "create \(index)")
+        if model.indexes[index] == nil {
+            model.indexes[index] = [:]
+            model.metadata[index] = [:]
+        }
+    }
+
+    func deleteIndex(_ index: String, _ model: inout Model) async throws {
+        try expectOK(try await http.json(.DELETE, "/\(index)"), "delete \(index)")
+        model.indexes[index] = nil
+        model.metadata[index] = nil
+    }
+
+    /// A random mix of writes to existing indexes, acknowledged one request at a time.
+    func randomWrites(_ model: inout Model, requests: Int, random: inout some RandomNumberGenerator) async throws {
+        for _ in 0..<requests {
+            guard let index = model.indexes.keys.sorted().randomElement(using: &random) else { return }
+            var changes: [Change] = []
+            var after = model.indexes[index]!
+            for _ in 0..<Int.random(in: 1...20, using: &random) {
+                let id = UInt32.random(in: 1...60, using: &random)
+                if Int.random(in: 0..<4, using: &random) == 0 {
+                    changes.append(.delete(id: id))
+                    after[id] = nil
+                } else {
+                    let hashes = model.hashes(for: id)
+                    changes.append(.insert(id: id, hashes: hashes))
+                    after[id] = hashes
+                }
+            }
+            var metadata: [String: String]?
+            if Int.random(in: 0..<5, using: &random) == 0 {
+                metadata = ["key\(Int.random(in: 0..<3, using: &random))": "v\(model.version)"]
+            }
+            let body = UpdateRequest(changes: changes, metadata: metadata).encoded(as: .msgpack)
+            try expectOK(
+                try await http.request(.POST, "/\(index)/_update", body: body, headers: [("Content-Type", "application/vnd.msgpack")]), "update")
+            model.indexes[index] = after
+            for (key, value) in metadata ?? [:] { model.metadata[index]![key] = value }
+        }
+    }
+
+    // MARK: Checking
+
+    /// Waits until every replica has applied everything in the stream and is ready.
+    func waitConverged(timeout: Duration = .seconds(90)) async throws {
+        try await eventually(timeout: timeout, "replicas to converge\n\(output)") { () async throws -> Bool? in
+            guard let last = try await inspector.streamInfo("fpindex")?.state.lastSeq else { return nil }
+            for replica in replicas {
+                let status = try await replica.status()
+                guard status["phase"] as? String == "replicating", status["ready"] as? Bool == true, status["lag"] as? Int == 0,
+                    (status["applied_seq"] as? Int).map({ UInt64($0) >= last }) == true
+                else { return nil }
+            }
+            return true
+        }
+    }
+
+    /// Every replica holds exactly the model: every fingerprint with its current hashes, no
+    /// deleted or stale one, the same metadata, no index the model does not have.
+    func verify(_ model: Model, deletedIndexes: [String] = []) async throws {
+        for replica in replicas {
+            let http = replica.devHTTP
+            for index in deletedIndexes where model.indexes[index] == nil {
+                let reply = try await http.request(.GET, "/\(index)")
+                guard reply.status == 404 else { throw TestFailure("\(replica.name): deleted index \(index) still there") }
+            }
+            for (index, fingerprints) in model.indexes {
+                let info = try await http.request(.GET, "/\(index)").jsonObject()
+                let stats = info["stats"] as? [String: Int]
+                guard stats?["num_docs"] == fingerprints.count else {
+                    throw TestFailure("\(replica.name): \(index) has \(stats?["num_docs"] ?? -1) fingerprints, expected \(fingerprints.count)")
+                }
+                let metadata = (info["metadata"] as? [String: String] ?? [:]).filter { !ReservedMetadata.isReserved($0.key) }
+                guard metadata == model.metadata[index] ?? [:] else {
+                    throw TestFailure("\(replica.name): \(index) metadata \(metadata), expected \(model.metadata[index] ?? [:])")
+                }
+                for id in UInt32(1)...60 {
+                    if let hashes = fingerprints[id] {
+                        let search = SearchRequest(query: hashes, minScore: 1, scorePct: 0).encoded(as: .json)
+                        let reply = try await http.request(.POST, "/\(index)/_search", body: search, headers: [("Content-Type", "application/json")])
+                        let results = try SearchResponse.decode(from: reply.body, format: .json).results
+                        guard results == [SearchResult(id: id, score: UInt32(hashes.count))] else {
+                            throw TestFailure("\(replica.name): \(index)/\(id) search gave \(results)")
+                        }
+                    } else {
+                        let reply = try await http.request(.GET, "/\(index)/\(id)")
+                        guard reply.status == 404 else { throw TestFailure("\(replica.name): \(index)/\(id) should be absent") }
+                    }
+                }
+            }
+        }
+    }
+}
+
+func withCluster<T>(replicas: Int = 2, persistent: Bool = false, _ body: (ReplicaCluster) async throws -> T) async throws -> T {
+    try await withNATSServer { nats in
+        let cluster = try await ReplicaCluster.start(nats: nats, replicas: replicas, persistent: persistent)
+        do {
+            let result = try await body(cluster)
+            await cluster.stop()
+            return result
+        } catch {
+            print(cluster.output)
+            await cluster.stop()
+            throw error
+        }
+    }
+}
+
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &* 0x9e37_79b9_7f4a_7c15 | 1 }
+    mutating func next() -> UInt64 {
+        state ^= state << 13
+        state ^= state >> 7
+        state ^= state << 17
+        return state
+    }
+}

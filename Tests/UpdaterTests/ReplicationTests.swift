@@ -1,0 +1,169 @@
+import Foundation
+import FpindexAPI
+import JetStream
+import Testing
+import TestSupport
+
+@Suite("Replication through real processes", .serialized, .timeLimit(.minutes(5)))
+struct ReplicationTests {
+    @Test func replicasConvergeExactly() async throws {
+        try await withCluster { cluster in
+            var model = Model()
+            var random = SeededRandom(seed: 11)
+            try await cluster.createIndex("a", &model)
+            try await cluster.createIndex("b", &model)
+            try await cluster.randomWrites(&model, requests: 40, random: &random)
+            // Index lifecycle: delete and re-create while writing.
+            try await cluster.deleteIndex("b", &model)
+            try await cluster.randomWrites(&model, requests: 10, random: &random)
+            try await cluster.createIndex("b", &model)
+            try await cluster.createIndex("c", &model)
+            try await cluster.randomWrites(&model, requests: 40, random: &random)
+            try await cluster.deleteIndex("c", &model)
+            try await cluster.waitConverged()
+            try await cluster.verify(model, deletedIndexes: ["c"])
+        }
+    }
+
+    @Test func killingUpdatersDuringLoadNeverLosesOrDuplicates() async throws {
+        try await withCluster { cluster in
+            var model = Model()
+            var random = SeededRandom(seed: 22)
+            try await cluster.createIndex("k", &model)
+            try await cluster.createIndex("m", &model)
+            for round in 0..<5 {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    let replica = cluster.replicas[round % 2]
+                    let delay = Duration.milliseconds(Int.random(in: 0...300, using: &random))
+                    group.addTask {
+                        try await Task.sleep(for: delay)
+                        try await replica.crashUpdater()
+                    }
+                    try await cluster.randomWrites(&model, requests: 25, random: &random)
+                    try await group.waitForAll()
+                }
+            }
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+        }
+    }
+
+    @Test func anEmptiedIndexIsRebuiltFromTheStream() async throws {
+        try await withCluster { cluster in
+            var model = Model()
+            var random = SeededRandom(seed: 33)
+            try await cluster.createIndex("w", &model)
+            try await cluster.randomWrites(&model, requests: 30, random: &random)
+            try await cluster.waitConverged()
+            // fpindex-dev without --dir comes back empty: the updater notices and replays.
+            try await cluster.replicas[0].crashDev()
+            try await cluster.randomWrites(&model, requests: 5, random: &random)
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+            let resets = try await cluster.replicas[0].updaterHTTP.request(.GET, "/_metrics").text
+            #expect(resets.contains("fpindex_updater_consumer_resets_total 1"))
+        }
+    }
+
+    @Test func aPersistentIndexResumesWhereItsCheckpointIs() async throws {
+        try await withCluster(persistent: true) { cluster in
+            var model = Model()
+            var random = SeededRandom(seed: 44)
+            try await cluster.createIndex("p", &model)
+            try await cluster.randomWrites(&model, requests: 30, random: &random)
+            try await cluster.replicas[1].crashDev()
+            try await cluster.randomWrites(&model, requests: 30, random: &random)
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+        }
+    }
+
+    @Test func survivesANATSRestart() async throws {
+        try await withCluster { cluster in
+            var model = Model()
+            var random = SeededRandom(seed: 55)
+            try await cluster.createIndex("n", &model)
+            try await cluster.randomWrites(&model, requests: 20, random: &random)
+            try await cluster.nats.restart()
+            try await eventually("the proxy to be ready again") { try await cluster.http.request(.GET, "/_ready").status == 200 ? true : nil }
+            try await cluster.randomWrites(&model, requests: 20, random: &random)
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+        }
+    }
+
+    @Test func aRecreatedStreamRebuildsEveryReplica() async throws {
+        try await withCluster { cluster in
+            var old = Model()
+            var random = SeededRandom(seed: 66)
+            try await cluster.createIndex("s", &old)
+            try await cluster.randomWrites(&old, requests: 20, random: &random)
+            try await cluster.waitConverged()
+            // The stream is deleted and created anew (its identity changes): nothing of the old may stay.
+            try await cluster.inspector.deleteStream("fpindex")
+            try await cluster.restartProxy()
+            var model = Model()
+            model.version = old.version
+            try await cluster.createIndex("s", &model)
+            try await cluster.randomWrites(&model, requests: 10, random: &random)
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+        }
+    }
+
+    @Test func poisonMessagesAreSkippedAndCounted() async throws {
+        try await withCluster(replicas: 1) { cluster in
+            var model = Model()
+            try await cluster.createIndex("x", &model)
+            _ = try await cluster.inspector.publish(subject: cluster.subjects.fingerprint("x", id: 7), payload: [0xc1, 0x00])
+            _ = try await cluster.inspector.publish(subject: "fpindex.x.not-an-id", payload: [0x80])
+            var random = SeededRandom(seed: 77)
+            try await cluster.randomWrites(&model, requests: 5, random: &random)
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+            let metrics = try await cluster.replicas[0].updaterHTTP.request(.GET, "/_metrics").text
+            #expect(metrics.contains(#"fpindex_updater_skipped_messages_total{reason="poison"} 2"#))
+        }
+    }
+}
+
+@Suite("Updater readiness", .timeLimit(.minutes(5)))
+struct ReadinessTests {
+    @Test func notReadyWhileReplayingReadyAfter() async throws {
+        try await withNATSServer { nats in
+            let cluster = try await ReplicaCluster.start(nats: nats, replicas: 0)
+            do {
+                // A stream with more to replay than the lag threshold (10).
+                _ = try await cluster.http.json(.PUT, "/r")
+                for first in stride(from: 1, through: 20_000, by: 1000) {
+                    let body = UpdateRequest(changes: (first..<first + 1000).map { .insert(id: UInt32($0), hashes: [UInt32($0)]) })
+                    _ = try await cluster.http.request(.POST, "/r/_update", body: body.encoded(as: .msgpack), headers: [("Content-Type", "application/vnd.msgpack")])
+                }
+                let replica = try await Replica(name: "late", natsURL: nats.url, persistent: false)
+                var sawNotReadyWhileLagging = false
+                try await eventually(timeout: .seconds(120), "the replica to catch up") {
+                    let status = try await replica.status()
+                    let ready = try await replica.updaterHTTP.request(.GET, "/ready").status == 200
+                    let lag = status["lag"] as? Int ?? Int.max
+                    if status["phase"] as? String != "replicating" || lag > 20 {
+                        // Lagging (or not replicating yet): never ready.
+                        if ready { throw TestFailure("ready with lag \(lag) in phase \(status["phase"] ?? "?")") }
+                        sawNotReadyWhileLagging = true
+                    }
+                    return ready && lag == 0 ? true : nil
+                }
+                #expect(sawNotReadyWhileLagging)
+                let info = try #require(try await cluster.inspector.consumerInfo(stream: "fpindex", name: "late"))
+                #expect(info.lag == 0)
+                let metrics = try await replica.updaterHTTP.request(.GET, "/_metrics").text
+                #expect(metrics.contains("fpindex_updater_lag_messages 0"))
+                #expect(metrics.contains("fpindex_updater_ready 1"))
+                await replica.stop()
+                await cluster.stop()
+            } catch {
+                await cluster.stop()
+                throw error
+            }
+        }
+    }
+}
