@@ -81,3 +81,57 @@ struct OpaquePointerBox: @unchecked Sendable {
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }
 }
+
+/// A core NATS subscription (nothing stored, nothing acknowledged): progress notices and the like.
+public final class CoreSubscription: @unchecked Sendable {
+    /// Called on a cnats thread with each message's subject and payload.
+    public typealias Handler = @Sendable (_ subject: String, _ payload: [UInt8]) -> Void
+
+    final class Box: Sendable {
+        let handler: Handler
+        init(handler: @escaping Handler) { self.handler = handler }
+    }
+
+    private let subscription: OpaquePointer
+    private let box: Box
+    private let closed = OnceFlag()
+
+    init(subscription: OpaquePointer, box: Box) {
+        self.subscription = subscription
+        self.box = box
+    }
+
+    public func cancel() {
+        guard closed.setOnce() else { return }
+        natsSubscription_Unsubscribe(subscription)
+        natsSubscription_Destroy(subscription)
+    }
+
+    deinit { cancel() }
+}
+
+private func coreMessageArrived(
+    _ connection: OpaquePointer?, _ subscription: OpaquePointer?, _ message: OpaquePointer?, _ closure: UnsafeMutableRawPointer?
+) {
+    guard let message, let closure else { return }
+    defer { natsMsg_Destroy(message) }
+    let box = Unmanaged<CoreSubscription.Box>.fromOpaque(closure).takeUnretainedValue()
+    box.handler(String(cString: natsMsg_GetSubject(message)), payloadBytes(of: message))
+}
+
+extension NATSClient {
+    /// Subscribes to core NATS messages on `subject` (wildcards allowed).
+    public func subscribe(subject: String, handler: @escaping CoreSubscription.Handler) async throws -> CoreSubscription {
+        let box = CoreSubscription.Box(handler: handler)
+        let subscription: OpaquePointer = try await threadPool.runIfActive { [self] in
+            var subscription: OpaquePointer?
+            let status = natsConnection_Subscribe(
+                &subscription, self.connection, subject, coreMessageArrived, Unmanaged.passUnretained(box).toOpaque())
+            guard status == NATS_OK, let subscription else {
+                throw JetStreamError(.unavailable, "cannot subscribe: \(statusText(status))", subject: subject)
+            }
+            return OpaquePointerBox(subscription)
+        }.pointer
+        return CoreSubscription(subscription: subscription, box: box)
+    }
+}

@@ -17,11 +17,20 @@ public struct ProxyConfiguration: Sendable {
     public var readTimeout: Duration
     /// Whether the proxy may create or update the stream (else it only verifies it).
     public var manageStream: Bool
+    /// When a write is answered (`--consistency`, default `stream`); a request may ask with
+    /// the `Fpindex-Consistency` header.
+    public var consistency: WriteConsistency
+    /// Replicas that must have applied a write under `replica` consistency (`--min-replicas`, default 1).
+    public var minReplicas: Int
+    /// How long a write waits for replicas before 504 (`--replica-timeout`, default 5 s).
+    public var replicaTimeout: Duration
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, nats: NATSConfiguration = NATSConfiguration(),
         stream: StreamSettings = StreamSettings(),
-        readURL: String = "http://127.0.0.1:6081", authToken: String? = nil, readTimeout: Duration = .seconds(10), manageStream: Bool = true
+        readURL: String = "http://127.0.0.1:6081", authToken: String? = nil, readTimeout: Duration = .seconds(10),
+        manageStream: Bool = true,
+        consistency: WriteConsistency = .stream, minReplicas: Int = 1, replicaTimeout: Duration = .seconds(5)
     ) {
         self.host = host
         self.port = port
@@ -31,6 +40,9 @@ public struct ProxyConfiguration: Sendable {
         self.authToken = authToken
         self.readTimeout = readTimeout
         self.manageStream = manageStream
+        self.consistency = consistency
+        self.minReplicas = minReplicas
+        self.replicaTimeout = replicaTimeout
     }
 }
 

@@ -1,5 +1,6 @@
 import FpindexAPI
 import FpindexHTTP
+import HTTPTypes
 import Hummingbird
 import JetStream
 import Logging
@@ -115,6 +116,7 @@ struct ProxyResponder: HTTPResponder {
             try StreamWriter.validate(update)
             try requireIndex(name)
             let version = try await publishUpdate(update, index: name)
+            try await awaitReplicas(version, request: request)
             return FpindexHTTP.response(VersionResponse(version: version), format: negotiation.response)
 
         case .fingerprint(let name, let idText):
@@ -127,13 +129,15 @@ struct ProxyResponder: HTTPResponder {
                 (body, negotiation) = try await FpindexHTTP.readBody(request)
                 let put = try FpindexHTTP.decode(PutFingerprintRequest.self, from: body, format: negotiation.request)
                 try requireIndex(name)
-                _ = try await publishUpdate(UpdateRequest(changes: [.insert(id: id, hashes: put.hashes)]), index: name)
+                let sequence = try await publishUpdate(UpdateRequest(changes: [.insert(id: id, hashes: put.hashes)]), index: name)
+                try await awaitReplicas(sequence, request: request)
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
             case .delete:
                 try authorize(request)
                 (_, negotiation) = try await FpindexHTTP.readBody(request)
                 try requireIndex(name)
-                _ = try await publishUpdate(UpdateRequest(changes: [.delete(id: id)]), index: name)
+                let sequence = try await publishUpdate(UpdateRequest(changes: [.delete(id: id)]), index: name)
+                try await awaitReplicas(sequence, request: request)
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
             default:
                 try requireIndex(name)
@@ -149,6 +153,22 @@ struct ProxyResponder: HTTPResponder {
             }
         }
     }
+
+    /// Under `replica` consistency (configured, or asked for with `Fpindex-Consistency: replica`),
+    /// waits until enough replicas applied `sequence`: a search right after the reply sees the write.
+    func awaitReplicas(_ sequence: UInt64, request: Request) async throws {
+        var consistency = configuration.consistency
+        if let asked = request.headers[Self.consistencyHeader] {
+            guard let parsed = WriteConsistency(rawValue: asked.lowercased()) else {
+                throw FpindexError.badRequest("Fpindex-Consistency must be stream or replica")
+            }
+            consistency = parsed
+        }
+        guard consistency == .replica, sequence > 0 else { return }
+        try await runtime.progress.wait(for: sequence, replicas: configuration.minReplicas, timeout: configuration.replicaTimeout)
+    }
+
+    static let consistencyHeader = HTTPField.Name("Fpindex-Consistency")!
 
     /// Writes need the bearer token when one is configured.
     func authorize(_ request: Request) throws(FpindexError) {

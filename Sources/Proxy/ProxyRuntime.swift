@@ -8,6 +8,7 @@ import Synchronization
 /// verified, and the index catalog.
 public final class ProxyRuntime: Sendable {
     public let catalog = IndexCatalog()
+    let progress = ReplicaProgress()
     private let client = Mutex<NATSClient?>(nil)
     private let streamVerified = Mutex<StreamInfo?>(nil)
 
@@ -75,6 +76,7 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
         guard let client else { return }
         runtime.attach(client)
         var subscription: OrderedSubscription?
+        var progressSubscription: CoreSubscription?
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 let info =
@@ -82,6 +84,7 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
                     ? try await client.ensureStream(configuration.stream) : try await verifyOnly(client)
                 runtime.verified(info)
                 subscription = try await followLifecycle(client)
+                progressSubscription = try await followReplicaProgress(client)
                 break
             } catch {
                 logger.error("the stream is not usable yet; retrying in 10 s", metadata: ["error": "\(error)"])
@@ -90,6 +93,7 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
         }
         try? await gracefulShutdown()
         subscription?.cancel()
+        progressSubscription?.cancel()
         if let client = runtime.detach() {
             await client.close()
         }
@@ -104,6 +108,16 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
             throw JetStreamError(.configurationMismatch(field: field), "stream \(configuration.stream.name) differs in \(field)")
         }
         return info
+    }
+
+    /// Listens to the applied sequences the updaters announce, for `replica` consistency.
+    private func followReplicaProgress(_ client: NATSClient) async throws -> CoreSubscription {
+        let prefix = "\(configuration.stream.subjectPrefix)-applied."
+        let progress = runtime.progress
+        return try await client.subscribe(subject: prefix + "*") { subject, payload in
+            guard subject.hasPrefix(prefix), let applied = UInt64(String(decoding: payload, as: UTF8.self)) else { return }
+            progress.observe(replica: String(subject.dropFirst(prefix.count)), applied: applied)
+        }
     }
 
     /// Follows the lifecycle records with an ordered consumer; the catalog is synced once the

@@ -33,8 +33,25 @@ struct FpindexProxy: AsyncParsableCommand {
     @Flag(help: "Only verify the stream; never create or update it (when the operator manages it).")
     var noManageStream = false
 
+    @Option(help: "When writes are answered: stream (durable) or replica (also applied by --min-replicas replicas; env CONSISTENCY).")
+    var consistency: String?
+
+    @Option(help: "Replicas that must apply a write under replica consistency (default 1).")
+    var minReplicas: Int = 1
+
+    @Option(help: "Milliseconds a write waits for replicas before 504 (default 5000).")
+    var replicaTimeout: Int = 5000
+
     @Option(help: "Log level (env LOG_LEVEL; default info).")
     var logLevel: String?
+
+    func writeConsistency() throws -> WriteConsistency {
+        let text = consistency ?? Settings.environment("CONSISTENCY") ?? "stream"
+        guard let value = WriteConsistency(rawValue: text) else {
+            throw SettingsError("--consistency / CONSISTENCY: '\(text)' must be stream or replica")
+        }
+        return value
+    }
 
     func run() async throws {
         let listenAddress = try Settings.hostAndPort(
@@ -47,7 +64,8 @@ struct FpindexProxy: AsyncParsableCommand {
             host: listenAddress.host, port: listenAddress.port, nats: try nats.configuration(name: "fpindex-proxy"),
             stream: try stream.settings(), readURL: readURL,
             authToken: try authToken ?? Settings.secret(file: authTokenFile, environment: "AUTH_TOKEN"),
-            manageStream: !noManageStream)
+            manageStream: !noManageStream, consistency: try writeConsistency(), minReplicas: max(minReplicas, 1),
+            replicaTimeout: .milliseconds(max(replicaTimeout, 1)))
         _ = try Settings.bootstrapLogging(level: logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

@@ -22,11 +22,16 @@ struct BatchPlannerTests {
                 insert(10, "a", 1, [1]), insert(11, "b", 2, [2]), message(12, subjects.fingerprint("a", id: 3), [0x80]),
                 message(13, subjects.metadata("a", key: "k"), MetadataRecord(value: "v").payload), insert(14, "a", 1, [9]),
             ],
-            indexes: ["a": ReplicaIndex(exists: true, generation: 1, checkpoint: 5), "b": ReplicaIndex(exists: true, generation: 2, checkpoint: 9)],
+            indexes: [
+                "a": ReplicaIndex(exists: true, generation: 1, checkpoint: 5),
+                "b": ReplicaIndex(exists: true, generation: 2, checkpoint: 9),
+            ],
             subjects: subjects)
         #expect(
             plan.operations == [
-                .update("a", changes: [.insert(id: 1, hashes: [1]), .delete(id: 3), .insert(id: 1, hashes: [9])], metadata: ["k": "v"], checkpoint: 14),
+                .update(
+                    "a", changes: [.insert(id: 1, hashes: [1]), .delete(id: 3), .insert(id: 1, hashes: [9])], metadata: ["k": "v"],
+                    checkpoint: 14),
                 .update("b", changes: [.insert(id: 2, hashes: [2])], metadata: [:], checkpoint: 14),
             ])
         #expect(plan.indexes["a"]?.checkpoint == 14)
@@ -61,7 +66,10 @@ struct BatchPlannerTests {
 
     @Test func dataForAnUnknownIndexCreatesItFirst() {
         let plan = BatchPlan(messages: [insert(3, "new", 1, [1])], indexes: [:], subjects: subjects)
-        #expect(plan.operations == [.createIndex("new", generation: nil), .update("new", changes: [.insert(id: 1, hashes: [1])], metadata: [:], checkpoint: 3)])
+        #expect(
+            plan.operations == [
+                .createIndex("new", generation: nil), .update("new", changes: [.insert(id: 1, hashes: [1])], metadata: [:], checkpoint: 3),
+            ])
     }
 
     @Test func poisonIsSkippedAndNamed() {

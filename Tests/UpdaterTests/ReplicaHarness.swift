@@ -118,13 +118,18 @@ final class ReplicaCluster: Sendable {
         return ReplicaCluster(nats: nats, proxy: proxy, proxyURL: url, replicas: replicas, inspector: inspector)
     }
 
-    static func startProxy(natsURL: String) async throws -> (ChildProcess, String) {
+    static func startProxy(natsURL: String, readURL: String = "http://127.0.0.1:9", arguments: [String] = []) async throws -> (
+        ChildProcess, String
+    ) {
         let proxy = try ChildProcess(
-            name: "fpindex-proxy", executable: try Locations.executable("fpindex-proxy"), arguments: ["--listen", "127.0.0.1:0"],
-            environment: ["NATS_URL": natsURL, "FPINDEX_URL": "http://127.0.0.1:9"])
+            name: "fpindex-proxy", executable: try Locations.executable("fpindex-proxy"),
+            arguments: ["--listen", "127.0.0.1:0"] + arguments,
+            environment: ["NATS_URL": natsURL, "FPINDEX_URL": readURL])
         let url = String(try await proxy.waitForLine(containing: "listening on ").split(separator: " ").last!)
         let http = TestHTTPClient(baseURL: url)
-        try await eventually("the proxy to be ready\n\(proxy.output)") { try await http.request(.GET, "/_ready").status == 200 ? true : nil }
+        try await eventually("the proxy to be ready\n\(proxy.output)") {
+            try await http.request(.GET, "/_ready").status == 200 ? true : nil
+        }
         return (proxy, url)
     }
 
@@ -136,9 +141,9 @@ final class ReplicaCluster: Sendable {
         self.inspector = inspector
     }
 
-    func restartProxy() async throws {
+    func restartProxy(readURL: String = "http://127.0.0.1:9", arguments: [String] = []) async throws {
         await proxy.withLock { $0 }.stop()
-        let (process, url) = try await Self.startProxy(natsURL: nats.url)
+        let (process, url) = try await Self.startProxy(natsURL: nats.url, readURL: readURL, arguments: arguments)
         proxy.withLock { $0 = process }
         proxyURL.withLock { $0 = url }
     }
@@ -194,7 +199,8 @@ final class ReplicaCluster: Sendable {
             }
             let body = UpdateRequest(changes: changes, metadata: metadata).encoded(as: .msgpack)
             try expectOK(
-                try await http.request(.POST, "/\(index)/_update", body: body, headers: [("Content-Type", "application/vnd.msgpack")]), "update")
+                try await http.request(.POST, "/\(index)/_update", body: body, headers: [("Content-Type", "application/vnd.msgpack")]),
+                "update")
             model.indexes[index] = after
             for (key, value) in metadata ?? [:] { model.metadata[index]![key] = value }
         }
@@ -229,7 +235,8 @@ final class ReplicaCluster: Sendable {
                 let info = try await http.request(.GET, "/\(index)").jsonObject()
                 let stats = info["stats"] as? [String: Int]
                 guard stats?["num_docs"] == fingerprints.count else {
-                    throw TestFailure("\(replica.name): \(index) has \(stats?["num_docs"] ?? -1) fingerprints, expected \(fingerprints.count)")
+                    throw TestFailure(
+                        "\(replica.name): \(index) has \(stats?["num_docs"] ?? -1) fingerprints, expected \(fingerprints.count)")
                 }
                 let metadata = (info["metadata"] as? [String: String] ?? [:]).filter { !ReservedMetadata.isReserved($0.key) }
                 guard metadata == model.metadata[index] ?? [:] else {
@@ -238,7 +245,8 @@ final class ReplicaCluster: Sendable {
                 for id in UInt32(1)...60 {
                     if let hashes = fingerprints[id] {
                         let search = SearchRequest(query: hashes, minScore: 1, scorePct: 0).encoded(as: .json)
-                        let reply = try await http.request(.POST, "/\(index)/_search", body: search, headers: [("Content-Type", "application/json")])
+                        let reply = try await http.request(
+                            .POST, "/\(index)/_search", body: search, headers: [("Content-Type", "application/json")])
                         let results = try SearchResponse.decode(from: reply.body, format: .json).results
                         guard results == [SearchResult(id: id, score: UInt32(hashes.count))] else {
                             throw TestFailure("\(replica.name): \(index)/\(id) search gave \(results)")

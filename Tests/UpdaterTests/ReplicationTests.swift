@@ -1,8 +1,8 @@
 import Foundation
 import FpindexAPI
 import JetStream
-import Testing
 import TestSupport
+import Testing
 
 @Suite("Replication through real processes", .serialized, .timeLimit(.minutes(5)))
 struct ReplicationTests {
@@ -85,7 +85,9 @@ struct ReplicationTests {
             try await cluster.createIndex("n", &model)
             try await cluster.randomWrites(&model, requests: 20, random: &random)
             try await cluster.nats.restart()
-            try await eventually("the proxy to be ready again") { try await cluster.http.request(.GET, "/_ready").status == 200 ? true : nil }
+            try await eventually("the proxy to be ready again") {
+                try await cluster.http.request(.GET, "/_ready").status == 200 ? true : nil
+            }
             try await cluster.randomWrites(&model, requests: 20, random: &random)
             try await cluster.waitConverged()
             try await cluster.verify(model)
@@ -137,7 +139,8 @@ struct ReadinessTests {
                 _ = try await cluster.http.json(.PUT, "/r")
                 for first in stride(from: 1, through: 20_000, by: 1000) {
                     let body = UpdateRequest(changes: (first..<first + 1000).map { .insert(id: UInt32($0), hashes: [UInt32($0)]) })
-                    _ = try await cluster.http.request(.POST, "/r/_update", body: body.encoded(as: .msgpack), headers: [("Content-Type", "application/vnd.msgpack")])
+                    _ = try await cluster.http.request(
+                        .POST, "/r/_update", body: body.encoded(as: .msgpack), headers: [("Content-Type", "application/vnd.msgpack")])
                 }
                 let replica = try await Replica(name: "late", natsURL: nats.url, persistent: false)
                 var sawNotReadyWhileLagging = false
@@ -164,6 +167,51 @@ struct ReadinessTests {
                 await cluster.stop()
                 throw error
             }
+        }
+    }
+}
+
+@Suite("Read-your-writes through the proxy", .timeLimit(.minutes(3)))
+struct ReadYourWritesTests {
+    func search(_ cluster: ReplicaCluster, _ hashes: [UInt32]) async throws -> [SearchResult] {
+        let reply = try await cluster.http.request(
+            .POST, "/y/_search", body: SearchRequest(query: hashes, minScore: 1).encoded(as: .json),
+            headers: [("Content-Type", "application/json")])
+        return try SearchResponse.decode(from: reply.body, format: .json).results
+    }
+
+    @Test func aSearchRightAfterAWriteSeesIt() async throws {
+        try await withCluster(replicas: 1) { cluster in
+            try await cluster.restartProxy(readURL: cluster.replicas[0].devURL, arguments: ["--consistency", "replica"])
+            var model = Model()
+            try await cluster.createIndex("y", &model)
+            for id in UInt32(1)...30 {
+                let hashes = model.hashes(for: id)
+                let put = try await cluster.http.json(.PUT, "/y/\(id)", #"{"hashes":\#(hashes)}"#)
+                #expect(put.status == 200)
+                #expect(try await search(cluster, hashes).first?.id == id, "write \(id) not visible")
+            }
+        }
+    }
+
+    @Test func aRequestCanAskForItAndTimesOutWith504() async throws {
+        try await withCluster(replicas: 1) { cluster in
+            try await cluster.restartProxy(readURL: cluster.replicas[0].devURL, arguments: ["--replica-timeout", "500"])
+            var model = Model()
+            try await cluster.createIndex("y", &model)
+            let hashes = model.hashes(for: 5)
+            let asked = try await cluster.http.json(.PUT, "/y/5", #"{"hashes":\#(hashes)}"#, headers: [("Fpindex-Consistency", "replica")])
+            #expect(asked.status == 200)
+            #expect(try await search(cluster, hashes).first?.id == 5)
+            #expect(
+                try await cluster.http.json(.PUT, "/y/6", #"{"hashes":[1]}"#, headers: [("Fpindex-Consistency", "bogus")]).status == 400)
+
+            // With the replica's updater gone, a replica-consistent write is still durable but answers 504.
+            await cluster.replicas[0].updater.stop()
+            let late = try await cluster.http.json(.PUT, "/y/7", #"{"hashes":[7]}"#, headers: [("Fpindex-Consistency", "replica")])
+            #expect(late.status == 504)
+            #expect((try? late.jsonObject())?["error"] as? String == "GatewayTimeout")
+            #expect(try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("y", id: 7)) != nil)
         }
     }
 }
