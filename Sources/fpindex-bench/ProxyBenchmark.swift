@@ -47,7 +47,7 @@ struct ProxyBenchmark: AsyncParsableCommand {
             readyMarker: nil, logFile: work + "/nats.log")
         defer { nats.stop() }
         let natsURL = "nats://127.0.0.1:\(port)"
-        let client = try await connectWhenUp(natsURL)
+        let client = try await connectNATS(natsURL)
         try await client.ensureStream(StreamSettings())
         let subjects = StreamSubjects()
 
@@ -125,18 +125,6 @@ struct ProxyBenchmark: AsyncParsableCommand {
             ("ratio_json", fmt(jsonRate / rawRate, 3)),
             ("put_p50_ms", fmt(p50, 3)), ("put_p99_ms", fmt(p99, 3)), ("proxy_rss_mb", rss.map { fmt($0, 0) } ?? "null"),
         ])
-    }
-
-    func connectWhenUp(_ url: String) async throws -> NATSClient {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while true {
-            do {
-                return try await NATSClient.connect(NATSConfiguration(servers: [url]), logger: Logger(label: "bench"))
-            } catch {
-                if ContinuousClock.now > deadline { throw error }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
     }
 
     func waitReady(_ http: HTTPClient, _ base: String) async throws {
