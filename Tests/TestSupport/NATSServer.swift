@@ -88,3 +88,80 @@ public func withNATSServer<T>(_ body: (NATSServer) async throws -> T) async thro
         throw error
     }
 }
+
+/// Three nats-servers routed into one JetStream cluster on loopback.
+public final class NATSCluster: Sendable {
+    struct Node: Sendable {
+        let name: String
+        let clientPort: Int
+        let store: String
+    }
+
+    private let nodes: [Node]
+    private let routePorts: [Int]
+    private let processes: Mutex<[ChildProcess]>
+
+    /// Client URLs of every node.
+    public var urls: [String] { nodes.map { "nats://127.0.0.1:\($0.clientPort)" } }
+
+    public static func start(size: Int = 3) async throws -> NATSCluster {
+        var nodes: [Node] = []
+        var routePorts: [Int] = []
+        for n in 0..<size {
+            nodes.append(
+                Node(name: "n\(n + 1)", clientPort: try FreePort.find(), store: try TemporaryDirectory.make(prefix: "nats-n\(n + 1)")))
+            routePorts.append(try FreePort.find())
+        }
+        let cluster = NATSCluster(nodes: nodes, routePorts: routePorts)
+        for n in 0..<size {
+            let process = try cluster.launch(n)
+            cluster.processes.withLock { $0.append(process) }
+        }
+        for process in cluster.processes.withLock({ $0 }) {
+            try await eventually(timeout: .seconds(30), "\(process.name) to be ready\n\(process.output)") {
+                guard process.isRunning else { throw TestFailure("\(process.name) exited\n\(process.output)") }
+                return process.stderr.contains("Server is ready") ? true : nil
+            }
+        }
+        return cluster
+    }
+
+    private init(nodes: [Node], routePorts: [Int]) {
+        self.nodes = nodes
+        self.routePorts = routePorts
+        self.processes = Mutex([])
+    }
+
+    private func launch(_ n: Int) throws -> ChildProcess {
+        let node = nodes[n]
+        let routes = routePorts.enumerated().filter { $0.offset != n }.map { "nats://127.0.0.1:\($0.element)" }.joined(separator: ",")
+        return try ChildProcess(
+            name: "nats-\(node.name)", executable: try Locations.natsServer(),
+            arguments: [
+                "-a", "127.0.0.1", "-p", String(node.clientPort), "-js", "-sd", node.store, "--server_name", node.name, "--cluster_name",
+                "fpc",
+                "--cluster", "nats://127.0.0.1:\(routePorts[n])", "--routes", routes,
+            ])
+    }
+
+    /// Stops node `n` (its store stays).
+    public func kill(_ n: Int) async {
+        await processes.withLock { $0[n] }.stop()
+    }
+
+    /// Starts node `n` again with its store.
+    public func restart(_ n: Int) async throws {
+        let process = try launch(n)
+        processes.withLock { $0[n] = process }
+        try await eventually(timeout: .seconds(30), "\(process.name) to be ready again") {
+            process.stderr.contains("Server is ready") ? true : nil
+        }
+    }
+
+    public func stop() async {
+        for process in processes.withLock({ $0 }) { await process.stop() }
+        for node in nodes { TemporaryDirectory.remove(node.store) }
+    }
+
+    public var output: String { processes.withLock { $0 }.map(\.output).joined(separator: "\n") }
+}

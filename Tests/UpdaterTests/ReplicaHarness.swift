@@ -99,23 +99,34 @@ struct Model {
 
 /// nats-server, fpindex-proxy, and replicas, all real processes.
 final class ReplicaCluster: Sendable {
-    let nats: NATSServer
+    /// The single server, when the cluster runs on one (restart tests use it).
+    let natsServer: NATSServer?
+    let natsURL: String
     let proxy: Mutex<ChildProcess>
     let proxyURL: Mutex<String>
     let replicas: [Replica]
     let inspector: NATSClient
     let subjects = StreamSubjects(prefix: "fpindex")
+    /// Requests refused (and retried) during outages.
+    let refused = Mutex(0)
 
     var http: TestHTTPClient { TestHTTPClient(baseURL: proxyURL.withLock { $0 }) }
 
     static func start(nats: NATSServer, replicas count: Int = 2, persistent: Bool = false) async throws -> ReplicaCluster {
-        let (proxy, url) = try await startProxy(natsURL: nats.url)
+        try await start(natsURL: nats.url, server: nats, replicas: count, persistent: persistent)
+    }
+
+    static func start(
+        natsURL: String, server: NATSServer? = nil, replicas count: Int = 2, persistent: Bool = false, proxyArguments: [String] = []
+    ) async throws -> ReplicaCluster {
+        let (proxy, url) = try await startProxy(natsURL: natsURL, arguments: proxyArguments)
         var replicas: [Replica] = []
         for n in 0..<count {
-            replicas.append(try await Replica(name: "replica-\(n + 1)", natsURL: nats.url, persistent: persistent))
+            replicas.append(try await Replica(name: "replica-\(n + 1)", natsURL: natsURL, persistent: persistent))
         }
-        let inspector = try await NATSClient.connect(NATSConfiguration(servers: [nats.url]), logger: Logger(label: "inspector"))
-        return ReplicaCluster(nats: nats, proxy: proxy, proxyURL: url, replicas: replicas, inspector: inspector)
+        let inspector = try await NATSClient.connect(
+            NATSConfiguration(servers: natsURL.split(separator: ",").map(String.init)), logger: Logger(label: "inspector"))
+        return ReplicaCluster(natsServer: server, natsURL: natsURL, proxy: proxy, proxyURL: url, replicas: replicas, inspector: inspector)
     }
 
     static func startProxy(natsURL: String, readURL: String = "http://127.0.0.1:9", arguments: [String] = []) async throws -> (
@@ -133,8 +144,11 @@ final class ReplicaCluster: Sendable {
         return (proxy, url)
     }
 
-    private init(nats: NATSServer, proxy: ChildProcess, proxyURL: String, replicas: [Replica], inspector: NATSClient) {
-        self.nats = nats
+    private init(
+        natsServer: NATSServer?, natsURL: String, proxy: ChildProcess, proxyURL: String, replicas: [Replica], inspector: NATSClient
+    ) {
+        self.natsServer = natsServer
+        self.natsURL = natsURL
         self.proxy = Mutex(proxy)
         self.proxyURL = Mutex(proxyURL)
         self.replicas = replicas
@@ -143,7 +157,7 @@ final class ReplicaCluster: Sendable {
 
     func restartProxy(readURL: String = "http://127.0.0.1:9", arguments: [String] = []) async throws {
         await proxy.withLock { $0 }.stop()
-        let (process, url) = try await Self.startProxy(natsURL: nats.url, readURL: readURL, arguments: arguments)
+        let (process, url) = try await Self.startProxy(natsURL: natsURL, readURL: readURL, arguments: arguments)
         proxy.withLock { $0 = process }
         proxyURL.withLock { $0 = url }
     }
@@ -177,7 +191,11 @@ final class ReplicaCluster: Sendable {
     }
 
     /// A random mix of writes to existing indexes, acknowledged one request at a time.
-    func randomWrites(_ model: inout Model, requests: Int, random: inout some RandomNumberGenerator) async throws {
+    /// - Parameter retryUntilAcknowledged: retry a refused request until it is acknowledged
+    ///   (through an outage), so the model stays exact.
+    func randomWrites(_ model: inout Model, requests: Int, random: inout some RandomNumberGenerator, retryUntilAcknowledged: Bool = false)
+        async throws
+    {
         for _ in 0..<requests {
             guard let index = model.indexes.keys.sorted().randomElement(using: &random) else { return }
             var changes: [Change] = []
@@ -198,9 +216,17 @@ final class ReplicaCluster: Sendable {
                 metadata = ["key\(Int.random(in: 0..<3, using: &random))": "v\(model.version)"]
             }
             let body = UpdateRequest(changes: changes, metadata: metadata).encoded(as: .msgpack)
-            try expectOK(
-                try await http.request(.POST, "/\(index)/_update", body: body, headers: [("Content-Type", "application/vnd.msgpack")]),
-                "update")
+            var reply = try? await http.request(
+                .POST, "/\(index)/_update", body: body, headers: [("Content-Type", "application/vnd.msgpack")])
+            let deadline = ContinuousClock.now + .seconds(60)
+            while retryUntilAcknowledged, reply?.status != 200, ContinuousClock.now < deadline {
+                refused.withLock { $0 += 1 }
+                try await Task.sleep(for: .milliseconds(100))
+                reply = try? await http.request(
+                    .POST, "/\(index)/_update", body: body, headers: [("Content-Type", "application/vnd.msgpack")])
+            }
+            guard let reply else { throw TestFailure("update: no reply") }
+            try expectOK(reply, "update")
             model.indexes[index] = after
             for (key, value) in metadata ?? [:] { model.metadata[index]![key] = value }
         }

@@ -1,6 +1,7 @@
 import Foundation
 import FpindexAPI
 import JetStream
+import Logging
 import TestSupport
 import Testing
 
@@ -84,7 +85,7 @@ struct ReplicationTests {
             var random = SeededRandom(seed: 55)
             try await cluster.createIndex("n", &model)
             try await cluster.randomWrites(&model, requests: 20, random: &random)
-            try await cluster.nats.restart()
+            try await cluster.natsServer!.restart()
             try await eventually("the proxy to be ready again") {
                 try await cluster.http.request(.GET, "/_ready").status == 200 ? true : nil
             }
@@ -212,6 +213,56 @@ struct ReadYourWritesTests {
             #expect(late.status == 504)
             #expect((try? late.jsonObject())?["error"] as? String == "GatewayTimeout")
             #expect(try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("y", id: 7)) != nil)
+        }
+    }
+}
+
+@Suite("Replication on a three-node NATS cluster", .timeLimit(.minutes(5)))
+struct DistributedNATSTests {
+    @Test func losingANodeUnderLoadLosesNothing() async throws {
+        let nats = try await NATSCluster.start()
+        do {
+            let urls = nats.urls.joined(separator: ",")
+            // JetStream needs its meta leader before a replicated stream can be made.
+            try await eventually(timeout: .seconds(60), "a replicated stream\n\(nats.output)") { () async throws -> Bool? in
+                guard let setup = try? await NATSClient.connect(NATSConfiguration(servers: nats.urls), logger: Logger(label: "setup"))
+                else {
+                    return nil
+                }
+                let created = (try? await setup.ensureStream(StreamSettings(replicas: 3))) != nil
+                await setup.close()
+                return created ? true : nil
+            }
+            let cluster = try await ReplicaCluster.start(natsURL: urls, proxyArguments: ["--stream-replicas", "3"])
+            do {
+                var model = Model()
+                var random = SeededRandom(seed: 88)
+                try await cluster.createIndex("d", &model)
+                try await cluster.randomWrites(&model, requests: 20, random: &random)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        await nats.kill(1)
+                        try await Task.sleep(for: .seconds(2))
+                        try await nats.restart(1)
+                    }
+                    try await cluster.randomWrites(&model, requests: 60, random: &random, retryUntilAcknowledged: true)
+                    try await group.waitForAll()
+                }
+                try await cluster.randomWrites(&model, requests: 10, random: &random, retryUntilAcknowledged: true)
+                try await cluster.waitConverged(timeout: .seconds(120))
+                try await cluster.verify(model)
+                #expect(try await cluster.inspector.streamInfo("fpindex")?.config.numReplicas == 3)
+                await cluster.stop()
+            } catch {
+                print(cluster.output)
+                await cluster.stop()
+                throw error
+            }
+            await nats.stop()
+        } catch {
+            print(nats.output)
+            await nats.stop()
+            throw error
         }
     }
 }
