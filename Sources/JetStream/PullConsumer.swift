@@ -250,6 +250,16 @@ public final class FetchedBatch: @unchecked Sendable {
         }
     }
 
+    /// Hands the batch back: the server redelivers it at once instead of after the ack wait.
+    public func negativeAcknowledge(using client: NATSClient) async {
+        guard list.Count > 0 else { return }
+        try? await client.threadPool.runIfActive { [self] in
+            for i in 0..<Int(list.Count) {
+                if let message = list.Msgs[i] { _ = natsMsg_Nak(message, nil) }
+            }
+        }
+    }
+
     /// Tells the server the batch is still being worked on, so it is not redelivered yet.
     public func markInProgress(using client: NATSClient) async {
         try? await client.threadPool.runIfActive { [self] in

@@ -86,8 +86,8 @@ public struct Replicator: Service, CustomStringConvertible {
             state.consumer = consumer
             state.appliedSeq = applied
         }
+        var batch = try await bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            let batch = try await bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
             if batch.messages.isEmpty {
                 // Idle: advance idle checkpoints, notice a recreated stream or a lost consumer.
                 if ContinuousClock.now - lastIdleCheckpoint > configuration.idleCheckpointInterval {
@@ -99,20 +99,34 @@ public struct Replicator: Service, CustomStringConvertible {
                     try await checkStream(client, identity: identity)
                 }
                 try await refreshLag(client, applied: applied, indexes: known)
+                batch = try await bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
                 continue
             }
             let start = ContinuousClock.now
-            let plan = BatchPlan(messages: batch.messages, indexes: known, subjects: subjects)
-            try await apply(plan, identity: identity, batch: batch, client: client)
-            try await batch.acknowledgeAll(using: client)
-            known = plan.indexes
+            // The next batch is fetched while this one is applied, so NATS and fpindex work overlap;
+            // batches are still applied and acknowledged strictly in order.
+            async let following = bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
+            do {
+                let plan = BatchPlan(messages: batch.messages, indexes: known, subjects: subjects)
+                try await apply(plan, identity: identity, batch: batch, client: client)
+                try await batch.acknowledgeAll(using: client)
+                known = plan.indexes
+            } catch {
+                // Not applied: hand the messages back at once rather than after the ack wait.
+                await batch.negativeAcknowledge(using: client)
+                await (try? await following)?.negativeAcknowledge(using: client)
+                throw error
+            }
             applied = batch.messages.last!.streamSequence
             status.appliedMessages.increment(by: batch.messages.count)
             status.appliedBatches.increment()
             status.batchDuration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
             try? client.publishCore(subject: configuration.appliedSubject, payload: Array(String(applied).utf8))
             try await refreshLag(client, applied: applied, indexes: known)
+            batch = try await following
         }
+        // Shutting down: a batch fetched but not applied goes back to the stream at once.
+        await batch.negativeAcknowledge(using: client)
     }
 
     func refreshLag(_ client: NATSClient, applied: UInt64, indexes: [String: ReplicaIndex]) async throws {
@@ -266,9 +280,16 @@ public struct Replicator: Service, CustomStringConvertible {
     func perform(_ operation: ReplicaOperation, identity: String) async throws {
         switch operation {
         case .createIndex(let index, let generation):
-            if let generation, let held = try await fpindex.indexGeneration(index), held != generation {
-                // An older generation of this index: replaced by the new one.
-                try await fpindex.deleteIndex(index)
+            // What fpindex holds under this name is kept only if it is this very generation of
+            // this very stream (a redelivered create); an older generation, or one fed from a
+            // stream that was since recreated (whose sequences start again at 1), is replaced.
+            if let held = try await fpindex.indexGeneration(index) {
+                let heldStream = try await fpindex.indexInfo(index)?.metadata[ReservedMetadata.streamKey] ?? ""
+                let sameGeneration = generation == nil || held == generation
+                if !sameGeneration || (!heldStream.isEmpty && heldStream != identity) {
+                    status.rebuilds.increment()
+                    try await fpindex.deleteIndex(index)
+                }
             }
             _ = try await fpindex.createIndex(index, generation: generation)
         case .deleteIndex(let index):
