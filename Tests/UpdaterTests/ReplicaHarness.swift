@@ -237,10 +237,13 @@ final class ReplicaCluster: Sendable {
     /// Waits until every replica has applied everything in the stream and is ready.
     func waitConverged(timeout: Duration = .seconds(90)) async throws {
         try await eventually(timeout: timeout, "replicas to converge\n\(output)") { () async throws -> Bool? in
-            guard let last = try await inspector.streamInfo("fpindex")?.state.lastSeq else { return nil }
+            guard let info = try await inspector.streamInfo("fpindex") else { return nil }
+            let last = info.state.lastSeq
             for replica in replicas {
                 let status = try await replica.status()
-                guard status["phase"] as? String == "replicating", status["ready"] as? Bool == true, status["lag"] as? Int == 0,
+                // The same stream (a recreated one starts its sequences again), fully applied.
+                guard (status["stream"] as? [String: Any])?["identity"] as? String == info.identity,
+                    status["phase"] as? String == "replicating", status["ready"] as? Bool == true, status["lag"] as? Int == 0,
                     (status["applied_seq"] as? Int).map({ UInt64($0) >= last }) == true
                 else { return nil }
             }
