@@ -1,7 +1,7 @@
 # fpindex-cluster: the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: all setup build test run stop bench bench-proxy clean
+.PHONY: all setup build test run stop bench bench-proxy bench-replay bench-e2e clean
 
 all: build
 
@@ -37,6 +37,16 @@ bench-proxy: setup
 	$(SWIFT) build -c release --product fpindex-proxy
 	$(SWIFT) build -c release --product fpindex-bench
 	.build/release/fpindex-bench proxy --proxy-binary .build/release/fpindex-proxy $(BENCH_ARGS)
+
+## bench-replay: a fresh replica replaying the stream (release build): fpindex-bench replay
+bench-replay: setup
+	$(SWIFT) build -c release
+	.build/release/fpindex-bench replay $(BENCH_ARGS)
+
+## bench-e2e: steady writes through the proxy, visibility on two replicas: fpindex-bench e2e
+bench-e2e: setup
+	$(SWIFT) build -c release
+	.build/release/fpindex-bench e2e $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .local
