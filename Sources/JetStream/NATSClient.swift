@@ -60,6 +60,31 @@ public final class NATSClient: @unchecked Sendable {
         return client
     }
 
+    /// Connects, retrying with capped exponential backoff while no server answers (NATS may start
+    /// after us). Errors that retrying cannot fix (an unsupported server, bad settings) are thrown.
+    /// - Parameters:
+    ///   - sleep: how to wait between attempts (services wake early on shutdown).
+    ///   - keepTrying: false stops the retries (shutdown); the result is then nil.
+    public static func connectRetrying(
+        _ configuration: NATSConfiguration, logger: Logger, threadPool: NIOThreadPool = .singleton,
+        sleep: (Duration) async -> Void, keepTrying: () -> Bool
+    ) async throws -> NATSClient? {
+        var delay = Duration.milliseconds(200)
+        while keepTrying() {
+            do {
+                return try await connect(configuration, logger: logger, threadPool: threadPool)
+            } catch let error as JetStreamError where error.kind == .unsupportedServer || error.kind == .configuration {
+                logger.critical("cannot use this NATS server", metadata: ["error": "\(error)"])
+                throw error
+            } catch {
+                logger.warning("cannot connect to NATS yet; retrying", metadata: ["error": "\(error)", "retry.delay": "\(delay)"])
+                await sleep(delay)
+                delay = min(delay * 2, .seconds(10))
+            }
+        }
+        return nil
+    }
+
     private init(
         connection: OpaquePointer, jetStream: OpaquePointer, options: OpaquePointer, events: ConnectionEvents,
         publishes: PublishTracker, threadPool: NIOThreadPool, configuration: NATSConfiguration, logger: Logger, serverVersion: String

@@ -2,23 +2,15 @@ import CNats
 import NIOPosix
 import Synchronization
 
-/// A JetStream ordered consumer: every stored message matching a filter, in stream order,
-/// starting with the last one of each subject. cnats recreates it after reconnects and gaps,
-/// so the view it feeds stays complete.
-public final class OrderedSubscription: @unchecked Sendable {
-    /// Called on a cnats thread for each message, with how many more are pending right now.
-    public typealias Handler = @Sendable (StoredMessage, _ pending: UInt64) -> Void
-
-    final class Box: Sendable {
-        let handler: Handler
-        init(handler: @escaping Handler) { self.handler = handler }
-    }
-
+/// A subscription made by this client (an ordered consumer or a core one). Messages go to its
+/// handler on a cnats thread until it is cancelled.
+public final class Subscription: @unchecked Sendable {
     private let subscription: OpaquePointer
-    private let box: Box
+    /// Keeps the handler alive while cnats may call it.
+    private let box: AnyObject
     private let closed = OnceFlag()
 
-    init(subscription: OpaquePointer, box: Box) {
+    init(subscription: OpaquePointer, box: AnyObject) {
         self.subscription = subscription
         self.box = box
     }
@@ -31,6 +23,30 @@ public final class OrderedSubscription: @unchecked Sendable {
     }
 
     deinit { cancel() }
+}
+
+/// A JetStream ordered consumer's handler: every stored message matching a filter, in stream
+/// order, starting with the last one of each subject. cnats recreates the consumer after
+/// reconnects and gaps, so the view it feeds stays complete.
+public enum OrderedSubscription {
+    /// Called on a cnats thread for each message, with how many more are pending right now.
+    public typealias Handler = @Sendable (StoredMessage, _ pending: UInt64) -> Void
+
+    final class Box: Sendable {
+        let handler: Handler
+        init(handler: @escaping Handler) { self.handler = handler }
+    }
+}
+
+/// A core NATS subscription's handler (nothing stored, nothing acknowledged): progress notices and the like.
+public enum CoreSubscription {
+    /// Called on a cnats thread with each message's subject and payload.
+    public typealias Handler = @Sendable (_ subject: String, _ payload: [UInt8]) -> Void
+
+    final class Box: Sendable {
+        let handler: Handler
+        init(handler: @escaping Handler) { self.handler = handler }
+    }
 }
 
 private func orderedMessageArrived(
@@ -51,7 +67,7 @@ extension NATSClient {
     /// Starts an ordered consumer on `filter` that first delivers the last message of each
     /// matching subject, then every new one.
     public func subscribeOrdered(stream: String, filter: String, handler: @escaping OrderedSubscription.Handler) async throws
-        -> OrderedSubscription
+        -> Subscription
     {
         let box = OrderedSubscription.Box(handler: handler)
         let subscription: OpaquePointer = try await threadPool.runIfActive { [self] in
@@ -73,41 +89,13 @@ extension NATSClient {
             }
             return OpaquePointerBox(subscription)
         }.pointer
-        return OrderedSubscription(subscription: subscription, box: box)
+        return Subscription(subscription: subscription, box: box)
     }
 }
 
 struct OpaquePointerBox: @unchecked Sendable {
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }
-}
-
-/// A core NATS subscription (nothing stored, nothing acknowledged): progress notices and the like.
-public final class CoreSubscription: @unchecked Sendable {
-    /// Called on a cnats thread with each message's subject and payload.
-    public typealias Handler = @Sendable (_ subject: String, _ payload: [UInt8]) -> Void
-
-    final class Box: Sendable {
-        let handler: Handler
-        init(handler: @escaping Handler) { self.handler = handler }
-    }
-
-    private let subscription: OpaquePointer
-    private let box: Box
-    private let closed = OnceFlag()
-
-    init(subscription: OpaquePointer, box: Box) {
-        self.subscription = subscription
-        self.box = box
-    }
-
-    public func cancel() {
-        guard closed.setOnce() else { return }
-        natsSubscription_Unsubscribe(subscription)
-        natsSubscription_Destroy(subscription)
-    }
-
-    deinit { cancel() }
 }
 
 private func coreMessageArrived(
@@ -121,7 +109,7 @@ private func coreMessageArrived(
 
 extension NATSClient {
     /// Subscribes to core NATS messages on `subject` (wildcards allowed).
-    public func subscribe(subject: String, handler: @escaping CoreSubscription.Handler) async throws -> CoreSubscription {
+    public func subscribe(subject: String, handler: @escaping CoreSubscription.Handler) async throws -> Subscription {
         let box = CoreSubscription.Box(handler: handler)
         let subscription: OpaquePointer = try await threadPool.runIfActive { [self] in
             var subscription: OpaquePointer?
@@ -132,6 +120,6 @@ extension NATSClient {
             }
             return OpaquePointerBox(subscription)
         }.pointer
-        return CoreSubscription(subscription: subscription, box: box)
+        return Subscription(subscription: subscription, box: box)
     }
 }

@@ -59,24 +59,13 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
     }
 
     public func run() async throws {
-        var delay = Duration.milliseconds(200)
-        var client: NATSClient?
-        while client == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                client = try await NATSClient.connect(configuration.nats, logger: logger)
-            } catch let error as JetStreamError where error.kind == .unsupportedServer || error.kind == .configuration {
-                logger.critical("cannot use this NATS server", metadata: ["error": "\(error)"])
-                throw error
-            } catch {
-                logger.warning("cannot connect to NATS yet; retrying", metadata: ["error": "\(error)", "retry.delay": "\(delay)"])
-                await sleepUnlessShuttingDown(delay)
-                delay = min(delay * 2, .seconds(10))
-            }
-        }
+        let client = try await NATSClient.connectRetrying(
+            configuration.nats, logger: logger, sleep: sleepUnlessShuttingDown,
+            keepTrying: { !Task.isShuttingDownGracefully && !Task.isCancelled })
         guard let client else { return }
         runtime.attach(client)
-        var subscription: OrderedSubscription?
-        var progressSubscription: CoreSubscription?
+        var subscription: Subscription?
+        var progressSubscription: Subscription?
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 let info =
@@ -111,7 +100,7 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
     }
 
     /// Listens to the applied sequences the updaters announce, for `replica` consistency.
-    private func followReplicaProgress(_ client: NATSClient) async throws -> CoreSubscription {
+    private func followReplicaProgress(_ client: NATSClient) async throws -> Subscription {
         let prefix = "\(configuration.stream.subjectPrefix)-applied."
         let progress = runtime.progress
         return try await client.subscribe(subject: prefix + "*") { subject, payload in
@@ -122,7 +111,7 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
 
     /// Follows the lifecycle records with an ordered consumer; the catalog is synced once the
     /// consumer has nothing pending (or there are no records at all).
-    private func followLifecycle(_ client: NATSClient) async throws -> OrderedSubscription {
+    private func followLifecycle(_ client: NATSClient) async throws -> Subscription {
         let subjects = StreamSubjects(prefix: configuration.stream.subjectPrefix)
         let catalog = runtime.catalog
         let logger = self.logger

@@ -36,22 +36,11 @@ public struct Replicator: Service, CustomStringConvertible {
     var streamName: String { configuration.stream.name }
 
     public func run() async throws {
-        var client: NATSClient?
-        var delay = Duration.milliseconds(200)
-        while client == nil, !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                client = try await NATSClient.connect(configuration.nats, logger: logger)
-            } catch let error as JetStreamError where error.kind == .unsupportedServer || error.kind == .configuration {
-                logger.critical("cannot use this NATS server", metadata: ["error": "\(error)"])
-                throw error
-            } catch {
-                logger.warning("cannot connect to NATS yet; retrying", metadata: ["error": "\(error)"])
-                await sleepUnlessShuttingDown(delay)
-                delay = min(delay * 2, .seconds(10))
-            }
-        }
+        let client = try await NATSClient.connectRetrying(
+            configuration.nats, logger: logger, sleep: sleepUnlessShuttingDown,
+            keepTrying: { !Task.isShuttingDownGracefully && !Task.isCancelled })
         guard let client else { return }
-        delay = .milliseconds(200)
+        var delay = Duration.milliseconds(200)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 try await replicate(client)

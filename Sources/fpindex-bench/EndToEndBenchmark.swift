@@ -32,17 +32,12 @@ struct EndToEndBenchmark: AsyncParsableCommand {
     var binaries: String = ".build/release"
 
     func run() async throws {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("fpindex-bench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let port = try freePort()
+        let workspace = try BenchWorkspace(natsServer: natsServer)
+        defer { workspace.close() }
+        let work = workspace.path
+        let natsURL = workspace.natsURL
         var servers: [ChildServer] = []
         defer { for server in servers.reversed() { server.stop() } }
-        servers.append(
-            try ChildServer.start(
-                executable: natsServer, arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", work + "/nats"], readyMarker: nil,
-                logFile: work + "/nats.log"))
-        let natsURL = "nats://127.0.0.1:\(port)"
         let client = try await connectNATS(natsURL)
         let proxy = try ChildServer.start(
             executable: binaries + "/fpindex-proxy", arguments: ["--listen", "127.0.0.1:0", "--log-level", "warning"],

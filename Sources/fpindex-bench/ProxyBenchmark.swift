@@ -38,15 +38,10 @@ struct ProxyBenchmark: AsyncParsableCommand {
     var proxyBinary: String = ".build/release/fpindex-proxy"
 
     func run() async throws {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("fpindex-bench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let port = try freePort()
-        let nats = try ChildServer.start(
-            executable: natsServer, arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", work + "/nats"],
-            readyMarker: nil, logFile: work + "/nats.log")
-        defer { nats.stop() }
-        let natsURL = "nats://127.0.0.1:\(port)"
+        let workspace = try BenchWorkspace(natsServer: natsServer)
+        defer { workspace.close() }
+        let work = workspace.path
+        let natsURL = workspace.natsURL
         let client = try await connectNATS(natsURL)
         try await client.ensureStream(StreamSettings())
         let subjects = StreamSubjects()

@@ -33,15 +33,10 @@ struct ReplayBenchmark: AsyncParsableCommand {
     var updaterBinary: String = ".build/release/fpindex-updater"
 
     func run() async throws {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("fpindex-bench-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: work) }
-        let port = try freePort()
-        let nats = try ChildServer.start(
-            executable: natsServer, arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", work + "/nats"], readyMarker: nil,
-            logFile: work + "/nats.log")
-        defer { nats.stop() }
-        let natsURL = "nats://127.0.0.1:\(port)"
+        let workspace = try BenchWorkspace(natsServer: natsServer)
+        defer { workspace.close() }
+        let work = workspace.path
+        let natsURL = workspace.natsURL
         let client = try await connectNATS(natsURL)
         let stream = try await client.ensureStream(StreamSettings())
         let subjects = StreamSubjects()
@@ -155,5 +150,27 @@ func connectNATS(_ url: String) async throws -> NATSClient {
             if ContinuousClock.now > deadline { throw error }
             try await Task.sleep(for: .milliseconds(100))
         }
+    }
+}
+
+/// A benchmark's scratch folder and its nats-server, removed and stopped by `close()`.
+final class BenchWorkspace {
+    let path: String
+    let nats: ChildServer
+    let natsURL: String
+
+    init(natsServer: String) throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("fpindex-bench-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let port = try freePort()
+        nats = try ChildServer.start(
+            executable: natsServer, arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path + "/nats"], readyMarker: nil,
+            logFile: path + "/nats.log")
+        natsURL = "nats://127.0.0.1:\(port)"
+    }
+
+    func close() {
+        nats.stop()
+        try? FileManager.default.removeItem(atPath: path)
     }
 }

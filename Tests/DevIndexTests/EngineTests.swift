@@ -94,17 +94,6 @@ struct EngineTests {
     }
 }
 
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &* 0x9e37_79b9_7f4a_7c15 | 1 }
-    mutating func next() -> UInt64 {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return state
-    }
-}
-
 @Suite("Write-ahead log")
 struct WriteAheadLogTests {
     @Test func recordsSpanningReadChunksReplayInOrder() throws {

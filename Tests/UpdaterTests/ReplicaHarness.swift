@@ -304,14 +304,3 @@ func withCluster<T>(replicas: Int = 2, persistent: Bool = false, _ body: (Replic
         }
     }
 }
-
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &* 0x9e37_79b9_7f4a_7c15 | 1 }
-    mutating func next() -> UInt64 {
-        state ^= state << 13
-        state ^= state >> 7
-        state ^= state << 17
-        return state
-    }
-}
