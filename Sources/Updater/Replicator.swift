@@ -215,6 +215,18 @@ public struct Replicator: Service, CustomStringConvertible {
             }
             consumer = try await createConsumer(client, from: resume)
             logger.notice("created the consumer", metadata: ["consumer.name": "\(configuration.consumerName)", "stream.seq": "\(resume)"])
+        } else if let current = consumer, current.delivered.streamSeq > current.ackFloor.streamSeq {
+            // Deliveries of a previous run that were never acknowledged (it stopped mid-batch)
+            // would come back only after the ack wait, behind newer messages whose ack-all would
+            // cover them: start over from the resume point instead.
+            logger.notice(
+                "the consumer has unacknowledged deliveries from a previous run; recreating it from the resume point",
+                metadata: [
+                    "consumer.name": "\(configuration.consumerName)", "consumer.ack_floor": "\(current.ackFloor.streamSeq)",
+                    "consumer.delivered": "\(current.delivered.streamSeq)", "stream.seq": "\(resume)",
+                ])
+            try await client.deleteConsumer(stream: streamName, name: configuration.consumerName)
+            consumer = try await createConsumer(client, from: resume)
         } else if let current = consumer, current.ackFloor.streamSeq >= resume,
             let skipped = try await client.firstMessage(stream: streamName, filter: subjects.all, atOrAfter: resume),
             skipped.sequence <= current.ackFloor.streamSeq

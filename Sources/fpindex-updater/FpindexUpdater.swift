@@ -52,6 +52,9 @@ struct FpindexUpdater: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
+        // A sidecar should stay small: glibc's default of one malloc arena per thread keeps
+        // freed batch buffers around in each; two arenas are plenty for this workload.
+        _ = glibcMallopt(-8, 2)  // M_ARENA_MAX
         guard let consumerName = consumer ?? Settings.environment("CONSUMER_NAME"), !consumerName.isEmpty else {
             throw SettingsError("--consumer / CONSUMER_NAME is required (the durable consumer of this replica)")
         }
@@ -90,3 +93,7 @@ struct FpindexUpdater: AsyncParsableCommand {
         try await ServiceGroup(configuration: groupConfiguration).run()
     }
 }
+
+/// glibc's `mallopt` (declared in malloc.h, which the Glibc module does not import).
+@_silgen_name("mallopt")
+func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

@@ -104,7 +104,8 @@ final class ReplicaCluster: Sendable {
     let natsURL: String
     let proxy: Mutex<ChildProcess>
     let proxyURL: Mutex<String>
-    let replicas: [Replica]
+    private let replicaList: Mutex<[Replica]>
+    var replicas: [Replica] { replicaList.withLock { $0 } }
     let inspector: NATSClient
     let subjects = StreamSubjects(prefix: "fpindex")
     /// Requests refused (and retried) during outages.
@@ -151,8 +152,15 @@ final class ReplicaCluster: Sendable {
         self.natsURL = natsURL
         self.proxy = Mutex(proxy)
         self.proxyURL = Mutex(proxyURL)
-        self.replicas = replicas
+        self.replicaList = Mutex(replicas)
         self.inspector = inspector
+    }
+
+    /// Starts one more replica (fpindex-dev + updater).
+    func addReplica(name: String) async throws -> Replica {
+        let replica = try await Replica(name: name, natsURL: natsURL, persistent: false)
+        replicaList.withLock { $0.append(replica) }
+        return replica
     }
 
     func restartProxy(readURL: String = "http://127.0.0.1:9", arguments: [String] = []) async throws {

@@ -49,6 +49,32 @@ struct ReplicationTests {
         }
     }
 
+    /// An updater that fetched a batch and died before acknowledging it leaves deliveries the
+    /// server would hand back only after the ack wait, behind newer messages whose ack-all would
+    /// cover them. The next updater must still apply them.
+    @Test func deliveriesLeftUnacknowledgedByADeadUpdaterAreApplied() async throws {
+        try await withCluster(replicas: 1) { cluster in
+            var model = Model()
+            var random = SeededRandom(seed: 99)
+            try await cluster.createIndex("u", &model)
+            try await cluster.randomWrites(&model, requests: 20, random: &random)
+            try await cluster.waitConverged()
+            let replica = cluster.replicas[0]
+            await replica.updater.stop()
+            try await cluster.randomWrites(&model, requests: 20, random: &random)
+            // A dead updater: it fetched a batch and never acknowledged it.
+            let dead = try await cluster.inspector.bindPullConsumer(stream: "fpindex", name: replica.name)
+            let fetched = try await dead.fetch(batch: 15, timeout: .seconds(2))
+            #expect(fetched.messages.count == 15)
+            dead.close()
+            try await replica.crashUpdater()  // starts a new one
+            // Newer writes, whose ack-all would cover the stranded deliveries.
+            try await cluster.randomWrites(&model, requests: 10, random: &random)
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+        }
+    }
+
     @Test func anEmptiedIndexIsRebuiltFromTheStream() async throws {
         try await withCluster { cluster in
             var model = Model()
