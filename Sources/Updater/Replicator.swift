@@ -225,6 +225,7 @@ public struct Replicator: Service, CustomStringConvertible {
                     "consumer.name": "\(configuration.consumerName)", "consumer.ack_floor": "\(current.ackFloor.streamSeq)",
                     "consumer.delivered": "\(current.delivered.streamSeq)", "stream.seq": "\(resume)",
                 ])
+            status.consumerResets.increment()
             try await client.deleteConsumer(stream: streamName, name: configuration.consumerName)
             consumer = try await createConsumer(client, from: resume)
         } else if let current = consumer, current.ackFloor.streamSeq >= resume,
