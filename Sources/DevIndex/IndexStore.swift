@@ -194,9 +194,12 @@ public final class IndexStore: Sendable {
             case .setMetadata: break
             }
         }
-        finalChanges.reserveCapacity(touched.count)
-        for (id, hashes) in touched.sorted(by: { $0.key < $1.key }) {
-            finalChanges.append(hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
+        // The log record holds the collapsed changes; without a log there is nothing to write.
+        if log.withLock({ $0 != nil }) {
+            finalChanges.reserveCapacity(touched.count)
+            for (id, hashes) in touched.sorted(by: { $0.key < $1.key }) {
+                finalChanges.append(hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
+            }
         }
         var metadata: [String: String] = [:]
         let entries = request.metadataEntries

@@ -178,8 +178,13 @@ struct ProxyResponder: HTTPResponder {
         else { throw FpindexError(.unauthorized, "missing or wrong bearer token") }
     }
 
-    func requireIndex(_ name: String) throws(FpindexError) {
+    /// Which indexes exist is known only once the lifecycle records are replayed.
+    func requireCatalog() throws(FpindexError) {
         guard runtime.catalog.isSynced else { throw FpindexError(.serviceUnavailable, "the index catalog is not loaded yet") }
+    }
+
+    func requireIndex(_ name: String) throws(FpindexError) {
+        try requireCatalog()
         guard runtime.catalog.generation(name) != nil else { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
     }
 
@@ -208,7 +213,7 @@ struct ProxyResponder: HTTPResponder {
     }
 
     func createIndex(_ name: String, _ request: CreateIndexRequest) async throws -> CreateIndexResponse {
-        try runtime.catalog.isSynced ? () : { throw FpindexError(.serviceUnavailable, "the index catalog is not loaded yet") }()
+        try requireCatalog()
         if let generation = runtime.catalog.generation(name) {
             if request.expectDoesNotExist == true { throw FpindexError(.indexAlreadyExists, "index \(name) exists") }
             return CreateIndexResponse(version: generation, ready: true, generation: generation)
@@ -222,7 +227,7 @@ struct ProxyResponder: HTTPResponder {
     /// Publishes the delete record, then purges the index's subjects below it: writes that
     /// race with the delete, or go to an index re-created right after, survive.
     func deleteIndex(_ name: String, _ request: DeleteIndexRequest) async throws -> DeleteIndexResponse {
-        try runtime.catalog.isSynced ? () : { throw FpindexError(.serviceUnavailable, "the index catalog is not loaded yet") }()
+        try requireCatalog()
         guard FpindexNames.isValidIndexName(name), runtime.catalog.generation(name) != nil else {
             if request.expectExists == true { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
             return DeleteIndexResponse(deleted: false)
