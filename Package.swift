@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "fpindex-proxy", targets: ["fpindex-proxy"]),
         .executable(name: "fpindex-updater", targets: ["fpindex-updater"]),
         .executable(name: "fpindex-bench", targets: ["fpindex-bench"]),
+        .executable(name: "kubesim", targets: ["kubesim"]),
         .library(name: "FpindexAPI", targets: ["FpindexAPI"]),
         .library(name: "DevIndex", targets: ["DevIndex"]),
     ],
@@ -26,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // C libraries (Debian packages), used through pkg-config.
@@ -170,6 +174,45 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Kubernetes REST client: kubeconfig (libyaml) and in-cluster config, libcurl transport, watch, models.
+        .target(
+            name: "Kubernetes",
+            dependencies: [
+                "CCurl",
+                "CYaml",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // kubesim: a Kubernetes API server emulator (tests and local runs). Does not import Kubernetes.
+        .target(
+            name: "KubeSim",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "kubesim",
+            dependencies: [
+                "KubeSim",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // Flag + environment handling shared by the executables.
         .target(
             name: "CommandSupport",
@@ -217,6 +260,16 @@ let package = Package(
                 "Updater", "JetStream", "FpindexAPI", "TestSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KubernetesTests",
+            dependencies: ["Kubernetes", "KubeSim", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KubeSimTests",
+            dependencies: ["KubeSim", "TestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

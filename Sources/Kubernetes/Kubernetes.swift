@@ -1,0 +1,1 @@
+// The Kubernetes REST client. See KubernetesClient.swift.
