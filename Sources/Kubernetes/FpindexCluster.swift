@@ -1,0 +1,142 @@
+/// The `FpindexCluster` custom resource (`fpindex.acoustid.org/v1alpha1`), see design.md
+/// section 6 and `crds/fpindexclusters.yaml` (the schema, defaults and descriptions).
+public struct FpindexCluster: KubernetesObject, Equatable {
+    public static let resourceType = ResourceType.fpindexClusters
+    public var apiVersion: String? = "fpindex.acoustid.org/v1alpha1"
+    public var kind: String? = "FpindexCluster"
+    public var metadata = ObjectMeta()
+    public var spec = Spec()
+    public var status: ClusterStatus?
+    public init() {}
+
+    enum CodingKeys: String, CodingKey { case apiVersion, kind, metadata, spec, status }
+
+    /// An object without `spec` (allowed by the API) decodes with an empty one.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        apiVersion = try container.decodeIfPresent(String.self, forKey: .apiVersion)
+        kind = try container.decodeIfPresent(String.self, forKey: .kind)
+        metadata = try container.decodeIfPresent(ObjectMeta.self, forKey: .metadata) ?? ObjectMeta()
+        spec = try container.decodeIfPresent(Spec.self, forKey: .spec) ?? Spec()
+        status = try container.decodeIfPresent(ClusterStatus.self, forKey: .status)
+    }
+
+    public struct Spec: Codable, Sendable, Equatable {
+        public var replicas: Int?
+        public var nats: NATS?
+        public var stream: Stream?
+        public var index: Index?
+        public var proxy: Proxy?
+        public var updater: Updater?
+        public var workerImage: String?
+        public var imagePullPolicy: String?
+        public var imagePullSecrets: [LocalObjectReference]?
+        public var readiness: Readiness?
+        public var nodeSelector: [String: String]?
+        public var tolerations: [JSONValue]?
+        public var affinity: JSONValue?
+        public init() {}
+    }
+
+    public struct SecretKeySelector: Codable, Sendable, Equatable {
+        public var name: String
+        public var key: String?
+        public init(name: String, key: String?) {
+            self.name = name
+            self.key = key
+        }
+    }
+
+    public struct NATS: Codable, Sendable, Equatable {
+        public var url: String?
+        /// A NATS credentials file (JWT + NKey seed) in a Secret.
+        public var credentialsSecret: SecretKeySelector?
+        /// A Secret with `ca.crt` (and optionally `tls.crt`/`tls.key`) for TLS to NATS.
+        public var tlsSecret: SecretKeySelector?
+        public init() {}
+    }
+
+    public struct Stream: Codable, Sendable, Equatable {
+        public var name: String?
+        public var subjectPrefix: String?
+        public var replicas: Int?
+        /// File or Memory.
+        public var storage: String?
+        /// Retain or Delete.
+        public var deletionPolicy: String?
+        public init() {}
+    }
+
+    public struct Index: Codable, Sendable, Equatable {
+        public var image: String?
+        public var args: [String]?
+        public var env: [EnvVar]?
+        public var port: Int?
+        public var resources: ResourceRequirements?
+        public var storage: Storage?
+        public init() {}
+    }
+
+    public struct Storage: Codable, Sendable, Equatable {
+        public var size: String?
+        public var storageClassName: String?
+        /// `persistentVolumeClaimRetentionPolicy` of the StatefulSet.
+        public var retentionPolicy: StatefulSet.RetentionPolicy?
+        public init() {}
+    }
+
+    public struct Proxy: Codable, Sendable, Equatable {
+        public var replicas: Int?
+        public var resources: ResourceRequirements?
+        public var args: [String]?
+        public init() {}
+    }
+
+    public struct Updater: Codable, Sendable, Equatable {
+        public var batchSize: Int?
+        public var resources: ResourceRequirements?
+        public init() {}
+    }
+
+    public struct Readiness: Codable, Sendable, Equatable {
+        public var maxLag: Int?
+        public init(maxLag: Int?) { self.maxLag = maxLag }
+    }
+
+    public struct ClusterStatus: Codable, Sendable, Equatable {
+        public var observedGeneration: Int64?
+        public var replicas: Int?
+        public var readyReplicas: Int?
+        public var selector: String?
+        public var maxLag: Int?
+        public var proxyReplicas: Int?
+        public var proxyReadyReplicas: Int?
+        public var stream: StreamStatus?
+        public var replicaStatus: [ReplicaStatus]?
+        public var conditions: [Condition]?
+        public init() {}
+    }
+
+    public struct StreamStatus: Codable, Sendable, Equatable {
+        public var name: String?
+        public var messages: Int64?
+        public var bytes: Int64?
+        public var firstSeq: Int64?
+        public var lastSeq: Int64?
+        public init() {}
+    }
+
+    public struct ReplicaStatus: Codable, Sendable, Equatable {
+        public var name: String
+        public var consumer: String
+        public var pending: Int64?
+        public var ackFloor: Int64?
+        public var caughtUp: Bool
+        public var lastProgressTime: String?
+        public init(name: String, consumer: String, caughtUp: Bool) {
+            self.name = name
+            self.consumer = consumer
+            self.caughtUp = caughtUp
+        }
+    }
+}

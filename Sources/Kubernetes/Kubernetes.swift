@@ -1,1 +1,0 @@
-// The Kubernetes REST client. See KubernetesClient.swift.
