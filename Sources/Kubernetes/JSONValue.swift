@@ -116,7 +116,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
                 patch[key] = value
             }
         }
-        for key in old.keys where new[key] == nil { patch[key] = .null }
+        for key in old.keys where new.index(forKey: key) == nil { patch[key] = .null }
         return patch.isEmpty ? nil : .object(patch)
     }
 
@@ -136,8 +136,9 @@ public enum JSONValue: Sendable, Hashable, Codable {
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
-    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
 {
+    // Not ExpressibleByNilLiteral: `dictionary[key] = nil` must keep meaning removal.
     public init(stringLiteral value: String) { self = .string(value) }
     public init(integerLiteral value: Int64) { self = .integer(value) }
     public init(booleanLiteral value: Bool) { self = .bool(value) }
@@ -145,5 +146,4 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         self = .object(Dictionary(elements, uniquingKeysWith: { $1 }))
     }
-    public init(nilLiteral: ()) { self = .null }
 }
