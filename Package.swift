@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "fpindex-updater", targets: ["fpindex-updater"]),
         .executable(name: "fpindex-bench", targets: ["fpindex-bench"]),
         .executable(name: "kubesim", targets: ["kubesim"]),
+        .executable(name: "fpindex-controller", targets: ["fpindex-controller"]),
         .library(name: "FpindexAPI", targets: ["FpindexAPI"]),
         .library(name: "DevIndex", targets: ["DevIndex"]),
     ],
@@ -213,6 +214,38 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // fpindex-controller: the FpindexCluster operator (decide, then apply).
+        .target(
+            name: "Controller",
+            dependencies: [
+                "Kubernetes",
+                "JetStream",
+                "FpindexAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fpindex-controller",
+            dependencies: [
+                "Controller",
+                "Kubernetes",
+                "CommandSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // Flag + environment handling shared by the executables.
         .target(
             name: "CommandSupport",
@@ -265,6 +298,14 @@ let package = Package(
         .testTarget(
             name: "KubernetesTests",
             dependencies: ["Kubernetes", "KubeSim", "TestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ControllerTests",
+            dependencies: [
+                "Controller", "Kubernetes", "KubeSim", "JetStream", "FpindexAPI", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

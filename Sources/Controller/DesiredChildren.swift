@@ -1,0 +1,237 @@
+import JetStream
+import Kubernetes
+
+/// Where the controller mounts the NATS secrets in worker pods.
+enum SecretMounts {
+    static let credentialsDirectory = "/etc/fpindex/nats-creds"
+    static let tlsDirectory = "/etc/fpindex/nats-tls"
+}
+
+/// The objects a cluster owns, built from the spec alone. Pure: table-tested, and compared
+/// against what the API server holds to decide whether anything must be written.
+public struct DesiredChildren: Sendable, Equatable {
+    public var statefulSet: StatefulSet
+    public var headlessService: Service
+    public var readService: Service
+    public var podDisruptionBudget: PodDisruptionBudget
+    public var proxyDeployment: Deployment
+    public var proxyService: Service
+    public var stream: StreamSettings
+    /// Consumers wanted now: one per replica ordinal.
+    public var consumers: [String]
+
+    /// Updater probes and metrics port.
+    public static let updaterPort = 8081
+    public static let proxyPort = 8080
+
+    public init(_ cluster: FpindexCluster) {
+        self.init(model: ClusterModel(cluster), spec: cluster.spec)
+    }
+
+    public init(model: ClusterModel, spec: FpindexCluster.Spec) {
+        stream = StreamSettings(
+            name: model.streamName, subjectPrefix: model.subjectPrefix, replicas: model.streamReplicas,
+            memoryStorage: model.memoryStorage)
+        consumers = (0..<model.replicas).map(model.consumerName(ordinal:))
+        statefulSet = Self.statefulSet(model, spec)
+        headlessService = Self.service(
+            model, name: model.indexName, component: "index", port: model.indexPort, headless: true)
+        readService = Self.service(
+            model, name: model.readServiceName, component: "index", port: model.indexPort, headless: false)
+        proxyDeployment = Self.proxyDeployment(model, spec)
+        proxyService = Self.service(
+            model, name: model.proxyName, component: "proxy", port: Self.proxyPort, headless: false)
+        var pdb = PodDisruptionBudget()
+        pdb.metadata = Self.metadata(model, name: model.indexName, component: "index")
+        var pdbSpec = PodDisruptionBudget.Spec()
+        pdbSpec.maxUnavailable = .int(1)
+        pdbSpec.selector = LabelSelector(matchLabels: model.selectorLabels(component: "index"))
+        pdb.spec = pdbSpec
+        podDisruptionBudget = pdb
+    }
+
+    static func metadata(_ model: ClusterModel, name: String, component: String) -> ObjectMeta {
+        ObjectMeta(
+            name: name, namespace: model.namespace, labels: model.labels(component: component),
+            ownerReferences: [model.ownerReference])
+    }
+
+    /// Environment shared by the proxy and the updater: NATS and the stream.
+    static func natsEnvironment(_ model: ClusterModel) -> [EnvVar] {
+        var env = [
+            EnvVar(name: "NATS_URL", value: model.natsURL),
+            EnvVar(name: "STREAM_NAME", value: model.streamName),
+            EnvVar(name: "SUBJECT_PREFIX", value: model.subjectPrefix),
+            EnvVar(name: "LOG_LEVEL", value: "info"),
+        ]
+        if let creds = model.credentialsSecret {
+            env.append(EnvVar(name: "NATS_CREDS", value: "\(SecretMounts.credentialsDirectory)/\(creds.key ?? "creds")"))
+        }
+        if let tls = model.tlsSecret {
+            env.append(EnvVar(name: "NATS_TLS_CA", value: "\(SecretMounts.tlsDirectory)/\(tls.key ?? "ca.crt")"))
+            env.append(EnvVar(name: "NATS_TLS", value: "true"))
+        }
+        return env
+    }
+
+    static func secretVolumes(_ model: ClusterModel) -> (volumes: [Volume], mounts: [VolumeMount]) {
+        var volumes: [Volume] = []
+        var mounts: [VolumeMount] = []
+        if let creds = model.credentialsSecret {
+            var volume = Volume(name: "nats-creds")
+            volume.secret = ["secretName": .string(creds.name), "defaultMode": 0o440]
+            volumes.append(volume)
+            mounts.append(VolumeMount(name: "nats-creds", mountPath: SecretMounts.credentialsDirectory, readOnly: true))
+        }
+        if let tls = model.tlsSecret {
+            var volume = Volume(name: "nats-tls")
+            volume.secret = ["secretName": .string(tls.name), "defaultMode": 0o440]
+            volumes.append(volume)
+            mounts.append(VolumeMount(name: "nats-tls", mountPath: SecretMounts.tlsDirectory, readOnly: true))
+        }
+        return (volumes, mounts)
+    }
+
+    static let restrictedContainer: JSONValue = [
+        "runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+        "capabilities": ["drop": ["ALL"]],
+    ]
+
+    static func podSpecCommon(_ model: ClusterModel, _ spec: FpindexCluster.Spec) -> PodSpec {
+        var pod = PodSpec()
+        pod.nodeSelector = spec.nodeSelector
+        pod.tolerations = spec.tolerations
+        pod.imagePullSecrets = spec.imagePullSecrets
+        pod.securityContext = ["runAsNonRoot": true, "runAsUser": 65532, "fsGroup": 65532]
+        pod.automountServiceAccountToken = false
+        return pod
+    }
+
+    static func statefulSet(_ model: ClusterModel, _ spec: FpindexCluster.Spec) -> StatefulSet {
+        let (secretVolumes, secretMounts) = Self.secretVolumes(model)
+
+        var index = Container(name: "fpindex")
+        index.image = model.indexImage
+        index.imagePullPolicy = model.imagePullPolicy
+        index.args = spec.index?.args
+        index.env = spec.index?.env
+        index.ports = [ContainerPort(name: "http", containerPort: model.indexPort)]
+        index.resources = spec.index?.resources
+        index.volumeMounts = [VolumeMount(name: "data", mountPath: "/data")]
+        index.securityContext = ["runAsNonRoot": true, "allowPrivilegeEscalation": false, "capabilities": ["drop": ["ALL"]]]
+
+        var updater = Container(name: "updater")
+        updater.image = model.workerImage
+        updater.imagePullPolicy = model.imagePullPolicy
+        updater.command = ["fpindex-updater"]
+        updater.env =
+            [EnvVar(name: "CONSUMER_NAME", valueFrom: .field("metadata.name"))]
+            + natsEnvironment(model) + [
+                EnvVar(name: "FPINDEX_URL", value: "http://127.0.0.1:\(model.indexPort)"),
+                EnvVar(name: "LISTEN_ADDR", value: "0.0.0.0:\(updaterPort)"),
+                EnvVar(name: "BATCH", value: String(model.batchSize)),
+                EnvVar(name: "MAX_LAG", value: String(model.maxLag)),
+            ]
+        updater.ports = [ContainerPort(name: "probes", containerPort: updaterPort)]
+        updater.resources = spec.updater?.resources
+        updater.volumeMounts = secretMounts.isEmpty ? nil : secretMounts
+        // Ready only once caught up (the updater's /ready); alive while its loop runs.
+        updater.readinessProbe = .http(path: "/ready", port: .string("probes"), period: 2, failureThreshold: 1)
+        updater.livenessProbe = .http(path: "/_health", port: .string("probes"), period: 10, failureThreshold: 3)
+        // A replica replaying millions of messages is slow to start: give it up to 10 minutes.
+        updater.startupProbe = .http(path: "/_health", port: .string("probes"), period: 5, failureThreshold: 120)
+        updater.securityContext = restrictedContainer
+
+        var pod = podSpecCommon(model, spec)
+        pod.containers = [index, updater]
+        pod.volumes = secretVolumes.isEmpty ? nil : secretVolumes
+        pod.affinity = spec.affinity
+        pod.terminationGracePeriodSeconds = 60
+
+        var template = PodTemplateSpec()
+        template.metadata = ObjectMeta(labels: model.labels(component: "index"))
+        template.spec = pod
+
+        var claim = PersistentVolumeClaim()
+        claim.apiVersion = nil
+        claim.kind = nil
+        claim.metadata = ObjectMeta(name: "data", labels: model.labels(component: "index"))
+        var claimSpec = PersistentVolumeClaim.Spec()
+        claimSpec.accessModes = ["ReadWriteOnce"]
+        claimSpec.storageClassName = spec.index?.storage?.storageClassName
+        claimSpec.resources = ResourceRequirements(requests: ["storage": spec.index?.storage?.size ?? "10Gi"])
+        claim.spec = claimSpec
+
+        var set = StatefulSet()
+        set.metadata = metadata(model, name: model.indexName, component: "index")
+        var setSpec = StatefulSet.Spec()
+        setSpec.replicas = model.replicas
+        setSpec.serviceName = model.indexName
+        setSpec.selector = LabelSelector(matchLabels: model.selectorLabels(component: "index"))
+        // Replicas catch up independently: scaling must not wait for each one in turn.
+        setSpec.podManagementPolicy = "Parallel"
+        setSpec.updateStrategy = ["type": "RollingUpdate", "rollingUpdate": ["partition": 0]]
+        setSpec.template = template
+        setSpec.volumeClaimTemplates = [claim]
+        let retention = spec.index?.storage?.retentionPolicy
+        setSpec.persistentVolumeClaimRetentionPolicy = StatefulSet.RetentionPolicy(
+            whenDeleted: retention?.whenDeleted ?? "Retain", whenScaled: retention?.whenScaled ?? "Retain")
+        set.spec = setSpec
+        return set
+    }
+
+    static func proxyDeployment(_ model: ClusterModel, _ spec: FpindexCluster.Spec) -> Deployment {
+        let (secretVolumes, secretMounts) = Self.secretVolumes(model)
+        var proxy = Container(name: "proxy")
+        proxy.image = model.workerImage
+        proxy.imagePullPolicy = model.imagePullPolicy
+        proxy.command = ["fpindex-proxy"]
+        // The controller owns the stream; proxies only check it.
+        proxy.args = ["--no-manage-stream"] + (spec.proxy?.args ?? [])
+        proxy.env =
+            natsEnvironment(model) + [
+                EnvVar(name: "FPINDEX_URL", value: "http://\(model.readServiceName):\(model.indexPort)"),
+                EnvVar(name: "LISTEN_ADDR", value: "0.0.0.0:\(proxyPort)"),
+            ]
+        proxy.ports = [ContainerPort(name: "http", containerPort: proxyPort)]
+        proxy.resources = spec.proxy?.resources
+        proxy.volumeMounts = secretMounts.isEmpty ? nil : secretMounts
+        proxy.readinessProbe = .http(path: "/_ready", port: .string("http"), period: 2, failureThreshold: 2)
+        proxy.livenessProbe = .http(path: "/_health", port: .string("http"), period: 10, failureThreshold: 3)
+        proxy.securityContext = restrictedContainer
+
+        var pod = podSpecCommon(model, spec)
+        pod.containers = [proxy]
+        pod.volumes = secretVolumes.isEmpty ? nil : secretVolumes
+        pod.terminationGracePeriodSeconds = 30
+
+        var template = PodTemplateSpec()
+        template.metadata = ObjectMeta(labels: model.labels(component: "proxy"))
+        template.spec = pod
+
+        var deployment = Deployment()
+        deployment.metadata = metadata(model, name: model.proxyName, component: "proxy")
+        var deploymentSpec = Deployment.Spec()
+        deploymentSpec.replicas = model.proxyReplicas
+        deploymentSpec.selector = LabelSelector(matchLabels: model.selectorLabels(component: "proxy"))
+        deploymentSpec.template = template
+        deploymentSpec.strategy = ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": 0, "maxSurge": 1]]
+        deployment.spec = deploymentSpec
+        return deployment
+    }
+
+    static func service(_ model: ClusterModel, name: String, component: String, port: Int, headless: Bool) -> Service {
+        var service = Service()
+        service.metadata = metadata(model, name: name, component: component)
+        var spec = Service.Spec()
+        spec.selector = model.selectorLabels(component: component)
+        spec.ports = [Service.Port(name: "http", port: port, targetPort: .string("http"))]
+        if headless {
+            spec.clusterIP = "None"
+            // Peers resolve every replica, ready or catching up.
+            spec.publishNotReadyAddresses = true
+        }
+        service.spec = spec
+        return service
+    }
+}

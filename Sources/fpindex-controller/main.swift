@@ -1,0 +1,1 @@
+print("fpindex-controller: not yet wired")
