@@ -1,1 +1,0 @@
-// kubesim: a Kubernetes API server emulator.

@@ -1,0 +1,205 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// Settings of a kubesim server.
+public struct KubeSimConfiguration: Sendable {
+    /// Address to listen on (`--listen HOST:PORT`, default `127.0.0.1`).
+    public var host: String
+    /// Port to listen on; 0 picks a free one (the bound port is reported).
+    public var port: Int
+    /// Accepted bearer tokens (`--token`, repeatable); empty: no authentication.
+    public var tokens: Set<String>
+    /// Generate a CA and a serving certificate and serve HTTPS (`--tls`).
+    public var tls: Bool
+    /// Events retained for watch resume; older resourceVersions get 410 Expired.
+    public var watchHistory: Int
+    /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK (real servers: about a minute).
+    public var bookmarkInterval: Duration
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 0, tokens: Set<String> = [], tls: Bool = false, watchHistory: Int = 1000,
+        bookmarkInterval: Duration = .seconds(5)
+    ) {
+        self.host = host
+        self.port = port
+        self.tokens = tokens
+        self.tls = tls
+        self.watchHistory = watchHistory
+        self.bookmarkInterval = bookmarkInterval
+    }
+}
+
+/// The emulator's state without a listener: the object store, fault controls and TLS material.
+/// `buildKubeSimApplication` serves it; `KubeSimServer` and `KubeSimService` wrap both.
+public final class KubeSimEmulator: Sendable {
+    public let configuration: KubeSimConfiguration
+    public let faults: KubeSimFaults
+    /// The generated CA and serving certificate, when `configuration.tls`.
+    public let tlsMaterial: TLSMaterial?
+    let store: ResourceStore
+    let boundPort = Mutex<Int?>(nil)
+
+    public init(configuration: KubeSimConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.store = ResourceStore(watchHistory: configuration.watchHistory, logger: logger)
+        self.faults = KubeSimFaults(hub: store.hub)
+        self.tlsMaterial = configuration.tls ? try TLSMaterial.generate() : nil
+    }
+
+    /// The port once listening (else the configured one).
+    public var port: Int { boundPort.withLock { $0 } ?? configuration.port }
+
+    /// `http(s)://host:port`.
+    public var url: String {
+        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+        return "\(tlsMaterial == nil ? "http" : "https")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+    }
+
+    /// A kubeconfig (YAML) with one cluster, user and context named `kubesim`.
+    public func kubeconfig(token: String?, namespace: String?) -> String {
+        var cluster = "    server: \(url)\n"
+        if let pem = tlsMaterial?.caCertificatePEM {
+            cluster += "    certificate-authority-data: \(Data(pem.utf8).base64EncodedString())\n"
+        }
+        let user = token.map { "    token: \"\($0)\"\n" } ?? "    {}\n"
+        let context = "    cluster: kubesim\n    user: kubesim\n" + (namespace.map { "    namespace: \($0)\n" } ?? "")
+        return """
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: kubesim
+              cluster:
+            \(cluster)users:
+            - name: kubesim
+              user:
+            \(user)contexts:
+            - name: kubesim
+              context:
+            \(context)current-context: kubesim
+            preferences: {}
+
+            """
+    }
+
+    /// Ends every open watch (used before a graceful shutdown so no stream holds it up).
+    public func closeWatches() { store.hub.closeAll() }
+}
+
+/// Builds the HTTP(S) application serving `emulator`.
+///
+/// - Parameters:
+///   - emulator: the state to serve.
+///   - logger: the server's logger.
+///   - onServerRunning: called with the bound port once the server listens.
+public func buildKubeSimApplication(
+    emulator: KubeSimEmulator, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) throws -> some ApplicationProtocol {
+    let configuration = emulator.configuration
+    let responder = KubeSimResponder(
+        store: emulator.store, faults: emulator.faults, tokens: configuration.tokens,
+        bookmarkInterval: configuration.bookmarkInterval,
+        serverAddress: { [emulator] in "\(emulator.configuration.host):\(emulator.port)" })
+    let server: HTTPServerBuilder
+    if let tls = emulator.tlsMaterial {
+        server = try .tls(.http1(), tlsConfiguration: tls.serverConfiguration())
+    } else {
+        server = .http1()
+    }
+    return Application(
+        responder: responder, server: server,
+        configuration: ApplicationConfiguration(
+            address: .hostname(configuration.host, port: configuration.port), serverName: "kubesim"),
+        onServerRunning: { channel in
+            let port = channel.localAddress?.port ?? configuration.port
+            emulator.boundPort.withLock { $0 = port }
+            await onServerRunning(port)
+        },
+        logger: logger)
+}
+
+/// kubesim as a `Service` (for a `ServiceGroup`): serves until graceful shutdown, then closes
+/// the open watches so that the HTTP server can drain.
+public struct KubeSimService: Service {
+    public let emulator: KubeSimEmulator
+    let logger: Logger
+    let onServerRunning: @Sendable (Int) async -> Void
+
+    public init(emulator: KubeSimEmulator, logger: Logger, onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) {
+        self.emulator = emulator
+        self.logger = logger
+        self.onServerRunning = onServerRunning
+    }
+
+    public func run() async throws {
+        let app = try buildKubeSimApplication(emulator: emulator, logger: logger, onServerRunning: onServerRunning)
+        try await withGracefulShutdownHandler {
+            try await app.run()
+        } onGracefulShutdown: { [emulator] in
+            emulator.closeWatches()
+        }
+    }
+}
+
+/// A kubesim running in this process, for tests.
+///
+/// ```swift
+/// let server = try await KubeSimServer.start(configuration: .init(tokens: ["t"]), logger: logger)
+/// defer { Task { await server.shutdown() } }   // or call shutdown() at the end
+/// try server.kubeconfig(token: "t", namespace: "default").write(toFile: path, atomically: true, encoding: .utf8)
+/// server.faults.failNext(1, method: "GET", pathContains: "/pods", status: 429, retryAfterSeconds: 1)
+/// ```
+public final class KubeSimServer: Sendable {
+    public let emulator: KubeSimEmulator
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    private init(emulator: KubeSimEmulator, group: ServiceGroup, task: Task<Void, any Error>) {
+        self.emulator = emulator
+        self.group = group
+        self.task = task
+    }
+
+    /// Starts a server and returns once it listens.
+    public static func start(configuration: KubeSimConfiguration, logger: Logger) async throws -> KubeSimServer {
+        let emulator = try KubeSimEmulator(configuration: configuration, logger: logger)
+        let (started, startedContinuation) = AsyncStream<Int>.makeStream()
+        let service = KubeSimService(emulator: emulator, logger: logger) { port in
+            startedContinuation.yield(port)
+            startedContinuation.finish()
+        }
+        let group = ServiceGroup(configuration: .init(services: [service], logger: logger))
+        let task = Task {
+            defer { startedContinuation.finish() }
+            try await group.run()
+        }
+        var iterator = started.makeAsyncIterator()
+        guard await iterator.next() != nil else {
+            try await task.value
+            throw KubeSimError(code: 500, reason: "InternalError", message: "kubesim stopped before listening")
+        }
+        return KubeSimServer(emulator: emulator, group: group, task: task)
+    }
+
+    public var port: Int { emulator.port }
+    public var url: String { emulator.url }
+    public var caCertificatePEM: String? { emulator.tlsMaterial?.caCertificatePEM }
+    public var faults: KubeSimFaults { emulator.faults }
+
+    /// A kubeconfig (YAML) for kubectl and clients.
+    public func kubeconfig(token: String?, namespace: String?) -> String {
+        emulator.kubeconfig(token: token, namespace: namespace)
+    }
+
+    /// Stops the server: ends watches, then shuts down gracefully.
+    public func shutdown() async {
+        emulator.closeWatches()
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+}

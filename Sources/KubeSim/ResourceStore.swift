@@ -1,0 +1,646 @@
+import Foundation
+import Logging
+
+/// A page of a list.
+struct ListPage: Sendable {
+    var items: [JSONValue]
+    var resourceVersion: Int64
+    var continueToken: String?
+    var remaining: Int
+}
+
+/// What a patch request does to the current object (nil: the object does not exist yet).
+struct PatchOutcome: Sendable {
+    var object: JSONValue
+    /// Server-side apply already wrote `metadata.managedFields`.
+    var managedFieldsDone: Bool = false
+}
+
+/// Every object of the server, keyed by type, namespace and name, with one global
+/// resourceVersion counter. All writes go through here, so every API semantic (generation,
+/// conflicts, status rules, finalizers, garbage collection, namespace deletion) lives in one place.
+actor ResourceStore {
+    let hub: WatchHub
+    let logger: Logger
+    private(set) var registry = ResourceRegistry()
+    /// storageKey -> "namespace/name" -> object (storage form).
+    private var objects: [String: [String: JSONValue]] = [:]
+    private var resourceVersion: Int64 = 0
+
+    init(watchHistory: Int, logger: Logger) {
+        self.hub = WatchHub(capacity: watchHistory)
+        self.logger = logger
+        let now = Timestamps.format(Date())
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            resourceVersion += 1
+            objects["/namespaces", default: [:]]["/" + name] = [
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": [
+                    "name": .string(name), "uid": .string(UUID().uuidString.lowercased()),
+                    "creationTimestamp": .string(now), "resourceVersion": .string(String(resourceVersion)),
+                    "labels": ["kubernetes.io/metadata.name": .string(name)],
+                ],
+                "spec": ["finalizers": ["kubernetes"]], "status": ["phase": "Active"],
+            ]
+        }
+        hub.publish(
+            WatchEvent(resourceVersion: resourceVersion, storageKey: "", namespace: "", type: "BOOKMARK", object: .null))
+    }
+
+    var currentResourceVersion: Int64 { resourceVersion }
+
+    static func objectKey(_ namespace: String, _ name: String) -> String { namespace + "/" + name }
+
+    // MARK: Reads
+
+    func get(_ type: ResourceType, namespace: String, name: String) throws(KubeSimError) -> JSONValue {
+        guard let object = objects[type.storageKey]?[Self.objectKey(namespace, name)] else {
+            throw .notFound(type, name)
+        }
+        return object
+    }
+
+    func list(
+        _ type: ResourceType, namespace: String?, labels: LabelSelector?, fields: FieldSelector?, limit: Int?,
+        continueToken: String?
+    ) throws(KubeSimError) -> ListPage {
+        var start: String?
+        var listRV = resourceVersion
+        if let continueToken, !continueToken.isEmpty {
+            guard let data = Data(base64Encoded: continueToken), let token = try? JSONValue.parse(Array(data)),
+                let key = token["start"]?.stringValue, let rv = token["rv"]?.intValue
+            else { throw .badRequest("invalid continue token") }
+            start = key
+            listRV = rv
+        }
+        let all = (objects[type.storageKey] ?? [:]).sorted { $0.key < $1.key }
+        var matching: [(String, JSONValue)] = []
+        for (key, object) in all {
+            if let start, key <= start { continue }
+            if let namespace, object.value(at: ["metadata", "namespace"])?.stringValue != namespace { continue }
+            if let labels, !labels.matches(object: object) { continue }
+            if let fields, !fields.matches(object) { continue }
+            matching.append((key, object))
+        }
+        if let limit, limit > 0, matching.count > limit {
+            let last = matching[limit - 1].0
+            let token = JSONValue.object(["rv": .int(listRV), "start": .string(last)]).serialized()
+            return ListPage(
+                items: matching.prefix(limit).map(\.1), resourceVersion: listRV,
+                continueToken: Data(token.utf8).base64EncodedString(), remaining: matching.count - limit)
+        }
+        return ListPage(items: matching.map(\.1), resourceVersion: listRV, continueToken: nil, remaining: 0)
+    }
+
+    /// Opens a watch on a type (optionally one namespace). Without a resourceVersion (or "0")
+    /// the current objects come first as ADDED events.
+    func watch(_ type: ResourceType, namespace: String?, from: Int64?) throws(KubeSimError) -> (
+        id: Int, events: AsyncStream<WatchEvent>
+    ) {
+        var initial: [WatchEvent] = []
+        if from == nil || from == 0 {
+            for (_, object) in (objects[type.storageKey] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                let ns = object.value(at: ["metadata", "namespace"])?.stringValue ?? ""
+                if let namespace, ns != namespace { continue }
+                initial.append(
+                    WatchEvent(
+                        resourceVersion: Self.rv(of: object), storageKey: type.storageKey, namespace: ns, type: "ADDED",
+                        object: object))
+            }
+        }
+        return try hub.subscribe(
+            storageKey: type.storageKey, namespace: namespace, from: from == 0 ? nil : from, initial: initial)
+    }
+
+    static func rv(of object: JSONValue) -> Int64 {
+        Int64(object.value(at: ["metadata", "resourceVersion"])?.stringValue ?? "") ?? 0
+    }
+
+    // MARK: Writes
+
+    private func nextResourceVersion() -> Int64 {
+        resourceVersion += 1
+        return resourceVersion
+    }
+
+    private func store(_ type: ResourceType, _ object: JSONValue, event: String, old: JSONValue?) -> JSONValue {
+        var object = object
+        let rv = nextResourceVersion()
+        object.setValue(.string(String(rv)), at: ["metadata", "resourceVersion"])
+        let namespace = object.value(at: ["metadata", "namespace"])?.stringValue ?? ""
+        let name = object.value(at: ["metadata", "name"])?.stringValue ?? ""
+        let key = Self.objectKey(namespace, name)
+        if event == "DELETED" {
+            objects[type.storageKey]?[key] = nil
+        } else {
+            objects[type.storageKey, default: [:]][key] = object
+        }
+        hub.publish(
+            WatchEvent(
+                resourceVersion: rv, storageKey: type.storageKey, namespace: namespace, type: event, object: object, old: old))
+        return object
+    }
+
+    func create(
+        _ type: ResourceType, namespace: String, object incoming: JSONValue, manager: String, dryRun: Bool,
+        managedFieldsDone: Bool = false
+    ) throws(KubeSimError) -> JSONValue {
+        guard case .object = incoming else { throw .badRequest("the body of the request must be a JSON object") }
+        var object = incoming
+        var name = object.value(at: ["metadata", "name"])?.stringValue ?? ""
+        if name.isEmpty, let prefix = object.value(at: ["metadata", "generateName"])?.stringValue, !prefix.isEmpty {
+            let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
+            name = prefix + String((0..<5).map { _ in alphabet.randomElement()! })
+            object.setValue(.string(name), at: ["metadata", "name"])
+        }
+        if name.isEmpty {
+            throw .invalid(
+                type, "",
+                [.init(reason: "FieldValueRequired", message: "Required value: name or generateName is required", field: "metadata.name")])
+        }
+        if let problem = Self.nameProblem(name) {
+            throw .invalid(
+                type, name, [.init(reason: "FieldValueInvalid", message: "Invalid value: \"\(name)\": \(problem)", field: "metadata.name")])
+        }
+        if type.namespaced {
+            if let bodyNamespace = object.value(at: ["metadata", "namespace"])?.stringValue, !bodyNamespace.isEmpty,
+                bodyNamespace != namespace
+            {
+                throw .badRequest("the namespace of the provided object does not match the namespace sent on the request")
+            }
+            let namespaceType = registry.type(forKey: "/namespaces")!
+            guard let ns = objects["/namespaces"]?[Self.objectKey("", namespace)] else {
+                throw .notFound(namespaceType, namespace)
+            }
+            if ns.value(at: ["metadata", "deletionTimestamp"]) != nil {
+                throw KubeSimError(
+                    code: 403, reason: "Forbidden",
+                    message:
+                        "\(type.qualifiedResource) \"\(name)\" is forbidden: unable to create new content in namespace \(namespace) because it is being terminated",
+                    name: name, group: type.group, kind: type.resource)
+            }
+            object.setValue(.string(namespace), at: ["metadata", "namespace"])
+        } else {
+            object.setValue(nil, at: ["metadata", "namespace"])
+        }
+        if objects[type.storageKey]?[Self.objectKey(type.namespaced ? namespace : "", name)] != nil {
+            throw .alreadyExists(type, name)
+        }
+        if type.hasStatus, type.isCustom { object["status"] = nil }
+        let now = Date()
+        object["apiVersion"] = .string(type.apiVersion(type.preferredVersion))
+        object["kind"] = .string(type.kind)
+        for key in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"] {
+            object.setValue(nil, at: ["metadata", key])
+        }
+        object.setValue(.string(UUID().uuidString.lowercased()), at: ["metadata", "uid"])
+        object.setValue(.string(Timestamps.format(now)), at: ["metadata", "creationTimestamp"])
+        object.setValue(1, at: ["metadata", "generation"])
+        object = builtinDefaults(type, object)
+        object = try customResourceChecks(type, object, name: name)
+        var crdType: ResourceType?
+        if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
+            switch ResourceRegistry.customType(from: object) {
+            case .failure(let error): throw error
+            case .success(let served):
+                if let existing = registry.type(forKey: served.typeKey), !existing.isCustom {
+                    throw .invalid(
+                        type, name, [.init(reason: "FieldValueInvalid", message: "a built-in resource", field: "spec.group")])
+                }
+                crdType = served
+                object["status"] = Self.crdStatus(object, now: now)
+            }
+        }
+        if !managedFieldsDone {
+            object = FieldManagement.recordUpdate(
+                old: nil, new: object, manager: manager, apiVersion: type.apiVersion(type.preferredVersion),
+                subresource: nil, now: Timestamps.format(now))
+        }
+        if dryRun {
+            object.setValue(.string(String(resourceVersion)), at: ["metadata", "resourceVersion"])
+            return object
+        }
+        let stored = store(type, object, event: "ADDED", old: nil)
+        if let crdType { registry.register(crdType) }
+        return stored
+    }
+
+    /// Replaces an object (PUT), or its status (`subresource: "status"`).
+    func update(
+        _ type: ResourceType, namespace: String, name: String, object incoming: JSONValue, subresource: String?,
+        manager: String, dryRun: Bool
+    ) throws(KubeSimError) -> JSONValue {
+        let old = try get(type, namespace: namespace, name: name)
+        return try commitUpdate(
+            type, old: old, incoming: incoming, subresource: subresource, manager: manager, dryRun: dryRun,
+            managedFieldsDone: false)
+    }
+
+    /// Read-modify-write with a patch function, atomically. `mutate` gets the current object (nil
+    /// if missing) and returns the whole new object; a missing object is created only if
+    /// `createIfMissing` (server-side apply).
+    func patch(
+        _ type: ResourceType, namespace: String, name: String, subresource: String?, manager: String, dryRun: Bool,
+        createIfMissing: Bool, mutate: (JSONValue?) throws(KubeSimError) -> PatchOutcome
+    ) throws(KubeSimError) -> JSONValue {
+        let current = objects[type.storageKey]?[Self.objectKey(type.namespaced ? namespace : "", name)]
+        guard let current else {
+            guard createIfMissing else { throw .notFound(type, name) }
+            var outcome = try mutate(nil)
+            outcome.object.setValue(.string(name), at: ["metadata", "name"])
+            return try create(
+                type, namespace: namespace, object: outcome.object, manager: manager, dryRun: dryRun,
+                managedFieldsDone: outcome.managedFieldsDone)
+        }
+        let outcome = try mutate(current)
+        return try commitUpdate(
+            type, old: current, incoming: outcome.object, subresource: subresource, manager: manager, dryRun: dryRun,
+            managedFieldsDone: outcome.managedFieldsDone)
+    }
+
+    private func commitUpdate(
+        _ type: ResourceType, old: JSONValue, incoming: JSONValue, subresource: String?, manager: String, dryRun: Bool,
+        managedFieldsDone: Bool
+    ) throws(KubeSimError) -> JSONValue {
+        guard case .object = incoming else { throw .badRequest("the body of the request must be a JSON object") }
+        let name = old.value(at: ["metadata", "name"])?.stringValue ?? ""
+        var new = incoming
+        if let bodyName = new.value(at: ["metadata", "name"])?.stringValue, !bodyName.isEmpty, bodyName != name {
+            throw .badRequest("the name of the object (\(bodyName)) does not match the name on the URL (\(name))")
+        }
+        if let wanted = new.value(at: ["metadata", "resourceVersion"])?.stringValue, !wanted.isEmpty,
+            wanted != old.value(at: ["metadata", "resourceVersion"])?.stringValue
+        {
+            throw .conflict(type, name, "the object has been modified; please apply your changes to the latest version and try again")
+        }
+        if subresource == "status" {
+            var merged = old
+            merged["status"] = new["status"]
+            if managedFieldsDone { merged.setValue(new.value(at: ["metadata", "managedFields"]), at: ["metadata", "managedFields"]) }
+            new = merged
+        } else if type.hasStatus {
+            new["status"] = old["status"]
+        }
+        for key in [
+            "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name",
+            "resourceVersion",
+        ] {
+            new.setValue(old.value(at: ["metadata", key]), at: ["metadata", key])
+        }
+        if new.value(at: ["metadata", "managedFields"]) == nil {
+            new.setValue(old.value(at: ["metadata", "managedFields"]), at: ["metadata", "managedFields"])
+        }
+        new["apiVersion"] = old["apiVersion"]
+        new["kind"] = old["kind"]
+        if old.value(at: ["metadata", "deletionTimestamp"]) != nil {
+            let before = Set((old.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue))
+            let after = (new.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue)
+            if after.contains(where: { !before.contains($0) }) {
+                throw .invalid(
+                    type, name,
+                    [
+                        .init(
+                            reason: "FieldValueForbidden",
+                            message: "Forbidden: no new finalizers can be added if the object is being deleted",
+                            field: "metadata.finalizers")
+                    ])
+            }
+        }
+        if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
+            if case .failure(let error) = ResourceRegistry.customType(from: new) { throw error }
+        }
+        new = try customResourceChecks(type, new, name: name)
+        if Self.specPart(old) != Self.specPart(new) {
+            let generation = old.value(at: ["metadata", "generation"])?.intValue ?? 1
+            new.setValue(.int(generation + 1), at: ["metadata", "generation"])
+        }
+        if Self.withoutVolatile(new) == Self.withoutVolatile(old) { return old }
+        if !managedFieldsDone {
+            new = FieldManagement.recordUpdate(
+                old: old, new: new, manager: manager, apiVersion: old["apiVersion"]?.stringValue ?? "",
+                subresource: subresource, now: Timestamps.format(Date()))
+        }
+        if dryRun { return new }
+        if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions",
+            case .success(let served) = ResourceRegistry.customType(from: new)
+        {
+            new["status"] = Self.crdStatus(new, now: Date())
+            registry.register(served)
+        }
+        let stored = store(type, new, event: "MODIFIED", old: old)
+        if Self.finalizers(stored).isEmpty, stored.value(at: ["metadata", "deletionTimestamp"]) != nil {
+            let removed = remove(type, stored)
+            collectGarbage()
+            return removed
+        }
+        collectGarbage()
+        return stored
+    }
+
+    /// DELETE: finalizers and propagation policy decide between marking and removing.
+    func delete(
+        _ type: ResourceType, namespace: String, name: String, propagationPolicy: String?, preconditionUID: String?,
+        preconditionResourceVersion: String?, dryRun: Bool
+    ) throws(KubeSimError) -> JSONValue {
+        let object = try get(type, namespace: namespace, name: name)
+        if let uid = preconditionUID, uid != object.value(at: ["metadata", "uid"])?.stringValue {
+            throw .conflict(
+                type, name,
+                "Precondition failed: UID in precondition: \(uid), UID in object meta: \(object.value(at: ["metadata", "uid"])?.stringValue ?? "")"
+            )
+        }
+        if let rv = preconditionResourceVersion, rv != object.value(at: ["metadata", "resourceVersion"])?.stringValue {
+            throw .conflict(
+                type, name,
+                "Precondition failed: ResourceVersion in precondition: \(rv), ResourceVersion in object meta: \(object.value(at: ["metadata", "resourceVersion"])?.stringValue ?? "")"
+            )
+        }
+        if dryRun { return object }
+        let result = deleteObject(type, object, policy: propagationPolicy ?? "Background")
+        collectGarbage()
+        return result
+    }
+
+    /// Marks (finalizers) or removes one object.
+    @discardableResult
+    private func deleteObject(_ type: ResourceType, _ object: JSONValue, policy: String) -> JSONValue {
+        var updated = object
+        var finalizers = Self.finalizers(object)
+        if type.typeKey == "/namespaces" {
+            if object.value(at: ["metadata", "deletionTimestamp"]) == nil {
+                updated.setValue(.string(Timestamps.format(Date())), at: ["metadata", "deletionTimestamp"])
+                updated.setValue(0, at: ["metadata", "deletionGracePeriodSeconds"])
+                updated.setValue("Terminating", at: ["status", "phase"])
+                return store(type, updated, event: "MODIFIED", old: object)
+            }
+            return object
+        }
+        if policy == "Foreground", !finalizers.contains("foregroundDeletion"), hasDependents(object) {
+            finalizers.append("foregroundDeletion")
+        }
+        if policy == "Orphan", !finalizers.contains("orphan"), hasDependents(object) { finalizers.append("orphan") }
+        if finalizers.isEmpty { return remove(type, object) }
+        let alreadyDeleting = object.value(at: ["metadata", "deletionTimestamp"]) != nil
+        if alreadyDeleting, finalizers == Self.finalizers(object) { return object }
+        updated.setValue(.array(finalizers.map { .string($0) }), at: ["metadata", "finalizers"])
+        if !alreadyDeleting {
+            updated.setValue(.string(Timestamps.format(Date())), at: ["metadata", "deletionTimestamp"])
+            updated.setValue(0, at: ["metadata", "deletionGracePeriodSeconds"])
+            let generation = object.value(at: ["metadata", "generation"])?.intValue ?? 1
+            updated.setValue(.int(generation + 1), at: ["metadata", "generation"])
+        }
+        return store(type, updated, event: "MODIFIED", old: object)
+    }
+
+    private func remove(_ type: ResourceType, _ object: JSONValue) -> JSONValue {
+        let removed = store(type, object, event: "DELETED", old: nil)
+        if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions",
+            case .success(let served) = ResourceRegistry.customType(from: object)
+        {
+            for (_, item) in (objects[served.storageKey] ?? [:]).sorted(by: { $0.key < $1.key }) {
+                _ = store(served, item, event: "DELETED", old: nil)
+            }
+            objects[served.storageKey] = nil
+            registry.unregister(group: served.group, resource: served.resource)
+        }
+        return removed
+    }
+
+    /// DELETE on a collection: every matching object, as if deleted one by one.
+    func deleteCollection(
+        _ type: ResourceType, namespace: String?, labels: LabelSelector?, fields: FieldSelector?, propagationPolicy: String?
+    ) throws(KubeSimError) -> [JSONValue] {
+        let page = try list(type, namespace: namespace, labels: labels, fields: fields, limit: nil, continueToken: nil)
+        var deleted: [JSONValue] = []
+        for object in page.items {
+            deleted.append(deleteObject(type, object, policy: propagationPolicy ?? "Background"))
+        }
+        collectGarbage()
+        return deleted
+    }
+
+    // MARK: Garbage collection
+
+    private func hasDependents(_ owner: JSONValue) -> Bool {
+        guard let uid = owner.value(at: ["metadata", "uid"])?.stringValue else { return false }
+        for (_, byName) in objects {
+            for (_, object) in byName where Self.ownerUIDs(object).contains(uid) { return true }
+        }
+        return false
+    }
+
+    /// Settles owner references, finalizer-free deletions and terminating namespaces until
+    /// nothing changes (the garbage collector and namespace controller, run synchronously).
+    private func collectGarbage() {
+        for _ in 0..<100 {
+            if !collectOnce() { return }
+        }
+        logger.warning("garbage collection did not settle")
+    }
+
+    private func collectOnce() -> Bool {
+        var byUID: [String: JSONValue] = [:]
+        var referenced: Set<String> = []
+        for (_, byName) in objects {
+            for (_, object) in byName {
+                if let uid = object.value(at: ["metadata", "uid"])?.stringValue { byUID[uid] = object }
+                referenced.formUnion(Self.ownerUIDs(object))
+            }
+        }
+        for (storageKey, byName) in objects.sorted(by: { $0.key < $1.key }) {
+            guard let type = registry.type(forKey: storageKey) else { continue }
+            for (_, object) in byName.sorted(by: { $0.key < $1.key }) {
+                let deleting = object.value(at: ["metadata", "deletionTimestamp"]) != nil
+                let finalizers = Self.finalizers(object)
+                let uid = object.value(at: ["metadata", "uid"])?.stringValue ?? ""
+                // A dependent-waiting finalizer whose dependents are gone.
+                if deleting, !referenced.contains(uid), finalizers.contains("foregroundDeletion") || finalizers.contains("orphan") {
+                    var updated = object
+                    let left = finalizers.filter { $0 != "foregroundDeletion" && $0 != "orphan" }
+                    updated.setValue(left.isEmpty ? nil : .array(left.map { .string($0) }), at: ["metadata", "finalizers"])
+                    let stored = store(type, updated, event: "MODIFIED", old: object)
+                    if left.isEmpty { _ = remove(type, stored) }
+                    return true
+                }
+                if deleting, finalizers.isEmpty, type.typeKey != "/namespaces" {
+                    _ = remove(type, object)
+                    return true
+                }
+                // Owner references.
+                let references = object.value(at: ["metadata", "ownerReferences"])?.arrayValue ?? []
+                if !references.isEmpty {
+                    var kept: [JSONValue] = []
+                    var liveOwner = false
+                    var foregroundOwner = false
+                    for reference in references {
+                        guard let ownerUID = reference["uid"]?.stringValue, let owner = byUID[ownerUID] else { continue }
+                        let ownerFinalizers = Self.finalizers(owner)
+                        let ownerDeleting = owner.value(at: ["metadata", "deletionTimestamp"]) != nil
+                        if ownerDeleting, ownerFinalizers.contains("orphan") { continue }
+                        kept.append(reference)
+                        if ownerDeleting, ownerFinalizers.contains("foregroundDeletion") {
+                            foregroundOwner = true
+                        } else {
+                            liveOwner = true
+                        }
+                    }
+                    if !liveOwner, !foregroundOwner {
+                        if !deleting {
+                            if kept.count != references.count, references.contains(where: { byUID[$0["uid"]?.stringValue ?? ""] != nil }) {
+                                // Orphaned: the owner asked to keep its dependents.
+                                var updated = object
+                                updated.setValue(nil, at: ["metadata", "ownerReferences"])
+                                _ = store(type, updated, event: "MODIFIED", old: object)
+                                return true
+                            }
+                            deleteObject(type, object, policy: "Background")
+                            return true
+                        }
+                    } else if !liveOwner, foregroundOwner, !deleting {
+                        deleteObject(type, object, policy: "Foreground")
+                        return true
+                    } else if kept.count != references.count, liveOwner {
+                        var updated = object
+                        updated.setValue(.array(kept), at: ["metadata", "ownerReferences"])
+                        _ = store(type, updated, event: "MODIFIED", old: object)
+                        return true
+                    }
+                }
+                // Namespace deletion.
+                if type.typeKey == "/namespaces", deleting {
+                    let name = object.value(at: ["metadata", "name"])?.stringValue ?? ""
+                    var empty = true
+                    for (key, members) in objects.sorted(by: { $0.key < $1.key }) {
+                        guard let memberType = registry.type(forKey: key), memberType.namespaced else { continue }
+                        for (_, member) in members.sorted(by: { $0.key < $1.key })
+                        where member.value(at: ["metadata", "namespace"])?.stringValue == name {
+                            empty = false
+                            if member.value(at: ["metadata", "deletionTimestamp"]) == nil {
+                                deleteObject(memberType, member, policy: "Background")
+                                return true
+                            }
+                        }
+                    }
+                    if empty, finalizers.isEmpty {
+                        var updated = object
+                        updated.setValue(nil, at: ["spec", "finalizers"])
+                        _ = remove(type, updated)
+                        return true
+                    }
+                }
+            }
+        }
+        return false
+    }
+
+    // MARK: Helpers
+
+    static func finalizers(_ object: JSONValue) -> [String] {
+        (object.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue)
+    }
+
+    static func ownerUIDs(_ object: JSONValue) -> [String] {
+        (object.value(at: ["metadata", "ownerReferences"])?.arrayValue ?? []).compactMap { $0["uid"]?.stringValue }
+    }
+
+    /// What `metadata.generation` tracks: everything except metadata and status.
+    static func specPart(_ object: JSONValue) -> JSONValue {
+        var o = object
+        o["metadata"] = nil
+        o["status"] = nil
+        o["apiVersion"] = nil
+        o["kind"] = nil
+        return o
+    }
+
+    static func withoutVolatile(_ object: JSONValue) -> JSONValue {
+        var o = object
+        o.setValue(nil, at: ["metadata", "resourceVersion"])
+        o.setValue(nil, at: ["metadata", "managedFields"])
+        return o
+    }
+
+    /// A DNS subdomain (RFC 1123): what most kinds require of names.
+    static func nameProblem(_ name: String) -> String? {
+        if name.count > 253 { return "must be no more than 253 characters" }
+        let allowed = name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "." }
+        let edges = name.first.map { $0.isLetter || $0.isNumber } == true && name.last.map { $0.isLetter || $0.isNumber } == true
+        if !allowed || !edges {
+            return
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+        }
+        return nil
+    }
+
+    static func crdStatus(_ crd: JSONValue, now: Date) -> JSONValue {
+        let time = JSONValue.string(Timestamps.format(now))
+        let versions = (crd.value(at: ["spec", "versions"])?.arrayValue ?? []).filter { $0["storage"]?.boolValue == true }
+            .compactMap { $0["name"] }
+        return [
+            "acceptedNames": crd.value(at: ["spec", "names"]) ?? [:],
+            "storedVersions": .array(versions),
+            "conditions": [
+                [
+                    "type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                    "message": "no conflicts found", "lastTransitionTime": time,
+                ],
+                [
+                    "type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted", "lastTransitionTime": time,
+                ],
+            ],
+        ]
+    }
+
+    /// Defaults the real API server fills in for the built-in kinds, the few clients look at.
+    private func builtinDefaults(_ type: ResourceType, _ object: JSONValue) -> JSONValue {
+        var o = object
+        switch type.typeKey {
+        case "/namespaces":
+            let name = o.value(at: ["metadata", "name"]) ?? ""
+            o.setValue(name, at: ["metadata", "labels", "kubernetes.io/metadata.name"])
+            o.setValue(["kubernetes"], at: ["spec", "finalizers"])
+            o.setValue("Active", at: ["status", "phase"])
+        case "/services":
+            if o.value(at: ["spec", "type"]) == nil { o.setValue("ClusterIP", at: ["spec", "type"]) }
+            if o.value(at: ["spec", "clusterIP"]) == nil {
+                let n = resourceVersion % 65000 + 10
+                o.setValue(.string("10.96.\(n / 250).\(n % 250 + 1)"), at: ["spec", "clusterIP"])
+            }
+            if let ports = o.value(at: ["spec", "ports"])?.arrayValue {
+                o.setValue(
+                    .array(
+                        ports.map { port in
+                            var p = port
+                            if p["protocol"] == nil { p["protocol"] = "TCP" }
+                            if p["targetPort"] == nil { p["targetPort"] = p["port"] }
+                            return p
+                        }), at: ["spec", "ports"])
+            }
+        case "/secrets":
+            if o["type"] == nil { o["type"] = "Opaque" }
+        case "/pods":
+            if o.value(at: ["status", "phase"]) == nil { o.setValue("Pending", at: ["status", "phase"]) }
+        case "apps/deployments", "apps/statefulsets", "apps/replicasets":
+            if o.value(at: ["spec", "replicas"]) == nil { o.setValue(1, at: ["spec", "replicas"]) }
+        default:
+            break
+        }
+        return o
+    }
+
+    /// Defaults, pruning and validation of a custom resource against its schema.
+    private func customResourceChecks(_ type: ResourceType, _ object: JSONValue, name: String) throws(KubeSimError) -> JSONValue {
+        guard type.isCustom, let schema = type.schemas[type.preferredVersion] else { return object }
+        var o = Schema.applyDefaults(object, schema)
+        var pruned: [String] = []
+        var metadata = o["metadata"]
+        Schema.prune(&o, schema, path: "", pruned: &pruned)
+        if metadata != nil { o["metadata"] = metadata }
+        metadata = nil
+        var causes: [KubeSimError.Cause] = []
+        Schema.validate(o, schema, path: "", causes: &causes)
+        if !causes.isEmpty { throw .invalid(type, name, causes) }
+        return o
+    }
+}

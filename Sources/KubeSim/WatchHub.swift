@@ -1,0 +1,124 @@
+import Synchronization
+
+/// One change of a stored object, as watches see it.
+struct WatchEvent: Sendable {
+    var resourceVersion: Int64
+    var storageKey: String
+    var namespace: String
+    var type: String  // ADDED, MODIFIED, DELETED, BOOKMARK
+    var object: JSONValue
+    /// The object before a MODIFIED change (for selector transitions).
+    var old: JSONValue?
+}
+
+/// The retained event history and the open watches. Thread-safe and synchronous so that fault
+/// injection (`closeAllWatches`, `expireResourceVersions`) works from any context; the store
+/// actor is its only publisher, so history and live delivery stay in resourceVersion order.
+final class WatchHub: Sendable {
+    struct Subscriber {
+        var storageKey: String
+        var namespace: String?
+        var continuation: AsyncStream<WatchEvent>.Continuation
+    }
+
+    struct State {
+        var history: [WatchEvent] = []
+        /// Events with a resourceVersion above `floor` are all in `history`.
+        var floor: Int64 = 0
+        var lastResourceVersion: Int64 = 0
+        var subscribers: [Int: Subscriber] = [:]
+        var nextID = 0
+    }
+
+    let state: Mutex<State>
+    let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        self.state = Mutex(State())
+    }
+
+    var lastResourceVersion: Int64 { state.withLock { $0.lastResourceVersion } }
+    var watchCount: Int { state.withLock { $0.subscribers.count } }
+
+    func publish(_ event: WatchEvent) {
+        state.withLock { state in
+            state.history.append(event)
+            if state.history.count > capacity {
+                let drop = state.history.count - capacity
+                state.floor = state.history[drop - 1].resourceVersion
+                state.history.removeFirst(drop)
+            }
+            state.lastResourceVersion = max(state.lastResourceVersion, event.resourceVersion)
+            var gone: [Int] = []
+            for (id, subscriber) in state.subscribers
+            where subscriber.storageKey == event.storageKey
+                && (subscriber.namespace == nil || subscriber.namespace == event.namespace)
+            {
+                if case .terminated = subscriber.continuation.yield(event) { gone.append(id) }
+            }
+            for id in gone { state.subscribers[id] = nil }
+        }
+    }
+
+    /// Opens a watch. With `from`, replays the retained events after it (410 if they are no
+    /// longer all retained); `initial` events are delivered first (the "ADDED" state for watches
+    /// without a resourceVersion).
+    func subscribe(storageKey: String, namespace: String?, from: Int64?, initial: [WatchEvent]) throws(KubeSimError)
+        -> (id: Int, events: AsyncStream<WatchEvent>)
+    {
+        let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
+        let id = try state.withLock { state throws(KubeSimError) -> Int in
+            for event in initial { continuation.yield(event) }
+            if let from {
+                if from < state.floor {
+                    throw KubeSimError.gone("too old resource version: \(from) (\(state.floor + 1))")
+                }
+                for event in state.history
+                where event.resourceVersion > from && event.storageKey == storageKey
+                    && (namespace == nil || namespace == event.namespace)
+                {
+                    continuation.yield(event)
+                }
+            }
+            let id = state.nextID
+            state.nextID += 1
+            state.subscribers[id] = Subscriber(storageKey: storageKey, namespace: namespace, continuation: continuation)
+            return id
+        }
+        return (id, stream)
+    }
+
+    func unsubscribe(_ id: Int) {
+        let subscriber = state.withLock { $0.subscribers.removeValue(forKey: id) }
+        subscriber?.continuation.finish()
+    }
+
+    /// Queues a BOOKMARK at the current resourceVersion behind the events already delivered.
+    func bookmark(_ id: Int) {
+        state.withLock { state in
+            guard let subscriber = state.subscribers[id] else { return }
+            subscriber.continuation.yield(
+                WatchEvent(
+                    resourceVersion: state.lastResourceVersion, storageKey: subscriber.storageKey, namespace: "",
+                    type: "BOOKMARK", object: .null))
+        }
+    }
+
+    /// Ends every open watch (clients see the stream close and must resume).
+    func closeAll() {
+        let subscribers = state.withLock { state in
+            defer { state.subscribers.removeAll() }
+            return Array(state.subscribers.values)
+        }
+        for subscriber in subscribers { subscriber.continuation.finish() }
+    }
+
+    /// Forgets the history: a watch from any resourceVersion before now gets 410 Expired.
+    func expire() {
+        state.withLock { state in
+            state.history.removeAll()
+            state.floor = state.lastResourceVersion
+        }
+    }
+}

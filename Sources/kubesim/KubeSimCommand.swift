@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import KubeSim
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+@main
+struct KubeSimCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kubesim",
+        abstract: "A Kubernetes API server emulator for tests and local runs.",
+        discussion: """
+            Prints 'kubesim listening on URL' once it listens. With --write-kubeconfig the file is written \
+            before that line, ready for kubectl --kubeconfig.
+            """)
+
+    @Option(help: "Address to listen on, HOST:PORT (port 0 picks a free one).")
+    var listen: String = "127.0.0.1:0"
+
+    @Option(help: "A bearer token to accept (repeatable); without any, requests are not authenticated.")
+    var token: [String] = []
+
+    @Option(help: "Write a kubeconfig for kubectl to this path.")
+    var writeKubeconfig: String?
+
+    @Option(help: "The namespace the kubeconfig's context uses.")
+    var namespace: String?
+
+    @Flag(help: "Generate a CA and a serving certificate and serve HTTPS.")
+    var tls = false
+
+    @Option(help: "Events retained for watch resume.")
+    var watchHistory: Int = 1000
+
+    @Option(help: "Log level (trace, debug, info, notice, warning, error, critical); default $LOG_LEVEL or info.")
+    var logLevel: String?
+
+    var hostAndPort: (String, Int)? {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        let host = listen[..<colon].trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+
+    var resolvedLogLevel: String? {
+        logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    func validate() throws {
+        guard hostAndPort != nil else { throw ValidationError("--listen must be HOST:PORT with a port 0-65535") }
+        guard watchHistory > 0 else { throw ValidationError("--watch-history must be positive") }
+        if let level = resolvedLogLevel, Logger.Level(rawValue: level) == nil {
+            throw ValidationError("--log-level / LOG_LEVEL: unknown level '\(level)'")
+        }
+    }
+
+    func run() async throws {
+        let level = resolvedLogLevel.flatMap(Logger.Level.init(rawValue:)) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "kubesim")
+        let (host, port) = hostAndPort!
+        let configuration = KubeSimConfiguration(
+            host: host, port: port, tokens: Set(token), tls: tls, watchHistory: watchHistory)
+        let emulator = try KubeSimEmulator(configuration: configuration, logger: logger)
+        let kubeconfigPath = writeKubeconfig
+        let token = token.first
+        let namespace = namespace
+        let service = KubeSimService(emulator: emulator, logger: logger) { _ in
+            if let kubeconfigPath {
+                do {
+                    try emulator.kubeconfig(token: token, namespace: namespace).write(
+                        toFile: kubeconfigPath, atomically: true, encoding: .utf8)
+                } catch {
+                    logger.error("cannot write the kubeconfig", metadata: ["path": "\(kubeconfigPath)", "error": "\(error)"])
+                }
+            }
+            // A stable line on standard output, for scripts and tests that start us on port 0.
+            print("kubesim listening on \(emulator.url)")
+            fflush(nil)
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        logger.info("stopped")
+    }
+}

@@ -1,1 +1,0 @@
-print("kubesim: not yet implemented")
