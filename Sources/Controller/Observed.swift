@@ -50,15 +50,19 @@ public struct Observed: Sendable {
     public var cluster: FpindexCluster
     /// Children as the API server holds them (raw JSON: compared with what is wanted).
     public var children: [ChildRole: JSONValue]
+    /// Children that exist with another owner: never written.
+    public var foreign: Set<ChildRole>
     /// The index pods of the StatefulSet.
     public var pods: [Pod]
     public var jetStream: JetStreamObservation
 
     public init(
-        cluster: FpindexCluster, children: [ChildRole: JSONValue], pods: [Pod], jetStream: JetStreamObservation
+        cluster: FpindexCluster, children: [ChildRole: JSONValue], foreign: Set<ChildRole> = [], pods: [Pod],
+        jetStream: JetStreamObservation
     ) {
         self.cluster = cluster
         self.children = children
+        self.foreign = foreign
         self.pods = pods
         self.jetStream = jetStream
     }

@@ -96,7 +96,7 @@ public enum Planner {
         }
 
         // Children whose wanted fields are not all present are written (created or patched).
-        for role in ChildRole.allCases {
+        for role in ChildRole.allCases where !observed.foreign.contains(role) {
             guard let wanted = try? role.desired(desired) else { continue }
             if let current = observed.children[role] {
                 if !wanted.isSubset(of: current) { actions.append(.patchChild(role)) }

@@ -105,6 +105,23 @@ extension NATSClient {
         }
     }
 
+    /// The names of every consumer of a stream (the server pages them; all pages are read).
+    public func consumerNames(stream: String) async throws -> [String] {
+        struct Page: Decodable {
+            var total: Int
+            var consumers: [String]?
+        }
+        let subject = "$JS.API.CONSUMER.NAMES.\(stream)"
+        var names: [String] = []
+        while true {
+            let reply = try await request(subject: subject, payload: JetStreamAPI.encode(["offset": names.count]))
+            let page = try JetStreamAPI.decode(Page.self, from: reply, what: "consumer names", subject: subject)
+            let consumers = page.consumers ?? []
+            names += consumers
+            if consumers.isEmpty || names.count >= page.total { return names }
+        }
+    }
+
     /// Deletes a consumer; true if it existed.
     @discardableResult
     public func deleteConsumer(stream: String, name: String) async throws -> Bool {

@@ -1,1 +1,0 @@
-print("fpindex-controller: not yet wired")
