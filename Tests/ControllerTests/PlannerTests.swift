@@ -1,0 +1,181 @@
+import Controller
+import Foundation
+import JetStream
+import Kubernetes
+import Testing
+
+@Suite("Desired children")
+struct DesiredChildrenTests {
+    @Test func statefulSetCarriesTheUpdaterSidecar() throws {
+        var cluster = Fixtures.cluster(replicas: 3)
+        cluster.spec.nats?.credentialsSecret = .init(name: "nats-creds", key: "user.creds")
+        let desired = DesiredChildren(cluster)
+        let set = desired.statefulSet
+        #expect(set.metadata.name == "main-index")
+        #expect(set.metadata.ownerReferences == [ClusterModel(cluster).ownerReference])
+        #expect(set.metadata.labels?["app.kubernetes.io/managed-by"] == "fpindex-controller")
+        #expect(set.spec?.replicas == 3)
+        #expect(set.spec?.serviceName == "main-index")
+        #expect(set.spec?.podManagementPolicy == "Parallel")
+        #expect(set.spec?.volumeClaimTemplates?.first?.spec?.resources?.requests?["storage"] == "10Gi")
+        let containers = try #require(set.spec?.template?.spec?.containers)
+        #expect(containers.map(\.name) == ["fpindex", "updater"])
+        #expect(containers[0].image == "fpindex:1")
+        #expect(containers[0].args == ["--dir", "/data"])
+        let updater = containers[1]
+        #expect(updater.image == "fpindex-cluster:1")
+        #expect(updater.command == ["fpindex-updater"])
+        let env = Dictionary(uniqueKeysWithValues: (updater.env ?? []).map { ($0.name, $0) })
+        #expect(env["CONSUMER_NAME"]?.valueFrom?.fieldRef?.fieldPath == "metadata.name")
+        #expect(env["FPINDEX_URL"]?.value == "http://127.0.0.1:6081")
+        #expect(env["NATS_URL"]?.value == "nats://nats:4222")
+        #expect(env["NATS_CREDS"]?.value == "/etc/fpindex/nats-creds/user.creds")
+        #expect(env["MAX_LAG"]?.value == "100")
+        #expect(updater.readinessProbe?.httpGet?.path == "/ready")
+        #expect(updater.livenessProbe?.httpGet?.path == "/_health")
+        #expect(updater.startupProbe != nil)
+        #expect(updater.volumeMounts?.first?.mountPath == "/etc/fpindex/nats-creds")
+        #expect(set.spec?.template?.spec?.volumes?.first?.secret?["secretName"]?.string == "nats-creds")
+        #expect(desired.consumers == ["main-index-0", "main-index-1", "main-index-2"])
+    }
+
+    @Test func servicesProxyAndBudget() {
+        let desired = DesiredChildren(Fixtures.cluster())
+        #expect(desired.headlessService.spec?.clusterIP == "None")
+        #expect(desired.headlessService.spec?.publishNotReadyAddresses == true)
+        #expect(desired.readService.metadata.name == "main-index-read")
+        #expect(desired.readService.spec?.clusterIP == nil)
+        #expect(desired.readService.spec?.selector?["app.kubernetes.io/component"] == "index")
+        #expect(desired.proxyService.spec?.selector?["app.kubernetes.io/component"] == "proxy")
+        let proxy = desired.proxyDeployment.spec?.template?.spec?.containers.first
+        #expect(proxy?.args?.first == "--no-manage-stream")
+        #expect(proxy?.env?.first { $0.name == "FPINDEX_URL" }?.value == "http://main-index-read:6081")
+        #expect(desired.proxyDeployment.spec?.replicas == 2)
+        #expect(desired.podDisruptionBudget.spec?.maxUnavailable == .int(1))
+        #expect(desired.stream.name == "fpindex")
+        #expect(desired.stream.subjectPrefix == "fpindex")
+    }
+}
+
+@Suite("Planner")
+struct PlannerTests {
+    func observed(
+        _ cluster: FpindexCluster, children: [ChildRole: Kubernetes.JSONValue]? = nil, pods: [String] = [],
+        stream: StreamInfo? = Fixtures.streamInfo(), consumers: [ConsumerInfo] = []
+    ) -> Observed {
+        Observed(
+            cluster: cluster, children: children ?? Fixtures.children(of: cluster),
+            pods: pods.map { Fixtures.pod($0, ready: true) },
+            jetStream: .seen(stream: stream, consumers: Dictionary(uniqueKeysWithValues: consumers.map { ($0.name, $0) })))
+    }
+
+    func plan(_ cluster: FpindexCluster, _ observed: Observed, expired: Bool = false) -> [Action] {
+        Planner.plan(
+            model: ClusterModel(cluster), desired: DesiredChildren(cluster), observed: observed, finalizerExpired: expired)
+    }
+
+    @Test func convergedClusterNeedsNothing() {
+        let cluster = Fixtures.cluster()
+        let consumers = [Fixtures.consumer("main-index-0", pending: 0), Fixtures.consumer("main-index-1", pending: 0)]
+        #expect(plan(cluster, observed(cluster, pods: ["main-index-0", "main-index-1"], consumers: consumers)).isEmpty)
+    }
+
+    @Test func newClusterGetsEverythingStreamAndConsumersFirst() {
+        let cluster = Fixtures.cluster(finalizer: false)
+        let actions = plan(cluster, observed(cluster, children: [:], stream: nil))
+        #expect(actions.first == .addFinalizer)
+        let stream = actions.firstIndex(of: .ensureStream)!
+        let consumer = actions.firstIndex(of: .createConsumer("main-index-1"))!
+        let set = actions.firstIndex(of: .createChild(.statefulSet))!
+        #expect(stream < consumer && consumer < set)
+        #expect(actions.filter { if case .createChild = $0 { true } else { false } }.count == ChildRole.allCases.count)
+    }
+
+    /// Scale 2 -> 3 -> 1: the new consumer exists before the StatefulSet grows; consumers of
+    /// scaled-away replicas stay until their pods are gone.
+    @Test func scalingUpAndDown() {
+        let two = Fixtures.cluster(replicas: 2)
+        let three = Fixtures.cluster(replicas: 3)
+        let consumers2 = [Fixtures.consumer("main-index-0", pending: 0), Fixtures.consumer("main-index-1", pending: 0)]
+        let up = plan(three, observed(three, children: Fixtures.children(of: two), consumers: consumers2))
+        #expect(up == [.createConsumer("main-index-2"), .patchChild(.statefulSet)])
+
+        let one = Fixtures.cluster(replicas: 1)
+        let consumers3 = consumers2 + [Fixtures.consumer("main-index-2", pending: 0)]
+        let shrinking = plan(
+            one,
+            observed(
+                one, children: Fixtures.children(of: three), pods: ["main-index-0", "main-index-1", "main-index-2"],
+                consumers: consumers3))
+        #expect(shrinking == [.patchChild(.statefulSet)])
+        let podsGone = plan(one, observed(one, pods: ["main-index-0", "main-index-1"], consumers: consumers3))
+        #expect(podsGone == [.deleteConsumer("main-index-2")])
+    }
+
+    @Test func driftIsRepaired() {
+        let cluster = Fixtures.cluster()
+        let children = Fixtures.children(of: cluster) { role, json in
+            if role == .proxyDeployment { json["spec"]?["replicas"] = .integer(0) }
+            // Fields the server or other writers add are not drift.
+            if role == .readService { json["spec"]?["clusterIP"] = .string("10.0.0.7") }
+            if role == .statefulSet { json["metadata"]?["labels"]?["team"] = .string("search") }
+        }
+        let consumers = [
+            Fixtures.consumer("main-index-0", pending: 0, maxAckPending: 10),
+            Fixtures.consumer("main-index-1", pending: 0, ackFloor: 40, filter: "other.>"),
+        ]
+        let actions = plan(
+            cluster, observed(cluster, children: children, stream: Fixtures.streamInfo(replicas: 3), consumers: consumers))
+        #expect(
+            actions == [
+                .ensureStream, .updateConsumer("main-index-0"),
+                .recreateConsumer("main-index-1", resumeAfter: 40, fields: ["filter_subject"]),
+                .patchChild(.proxyDeployment),
+            ])
+    }
+
+    @Test(arguments: [(nil as String?, false), ("Delete", true)])
+    func deletionReleasesJetStream(policy: String?, deletesStream: Bool) {
+        let cluster = Fixtures.cluster(deletionPolicy: policy, deleting: true)
+        let consumers = [Fixtures.consumer("main-index-0", pending: 0), Fixtures.consumer("someone-else", pending: 0)]
+        let actions = plan(cluster, observed(cluster, consumers: consumers))
+        #expect(
+            actions == [
+                .cleanUpJetStream(consumers: ["main-index-0"], deleteStream: deletesStream),
+                .removeFinalizer(reason: "JetStream resources released"),
+            ])
+    }
+
+    @Test func deletionWithNATSDownIsBounded() {
+        let cluster = Fixtures.cluster(deleting: true)
+        let down = Observed(cluster: cluster, children: [:], pods: [], jetStream: .unavailable("connection refused"))
+        #expect(plan(cluster, down).isEmpty)
+        let released = plan(cluster, down, expired: true)
+        #expect(released.count == 1)
+        if case .removeFinalizer(let reason) = released.first {
+            #expect(reason.contains("unreachable"))
+        } else {
+            Issue.record("expected the finalizer to be released, got \(released)")
+        }
+    }
+
+    @Test func pausedChangesNothing() {
+        let cluster = Fixtures.cluster(paused: true)
+        #expect(plan(cluster, observed(cluster, children: [:], stream: nil)).isEmpty)
+    }
+
+    @Test func foreignChildrenAreLeftAlone() {
+        let cluster = Fixtures.cluster()
+        var children = Fixtures.children(of: cluster)
+        children[.proxyService] = nil
+        let observed = Observed(
+            cluster: cluster, children: children, foreign: [.proxyService], pods: [],
+            jetStream: .seen(
+                stream: Fixtures.streamInfo(),
+                consumers: [
+                    "main-index-0": Fixtures.consumer("main-index-0", pending: 0),
+                    "main-index-1": Fixtures.consumer("main-index-1", pending: 0),
+                ]))
+        #expect(plan(cluster, observed).isEmpty)
+    }
+}
