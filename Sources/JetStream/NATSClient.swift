@@ -102,6 +102,10 @@ public final class NATSClient: @unchecked Sendable {
 
     deinit {
         if !closed.isSet {
+            // cnats calls the disconnected/closed callbacks while destroying the connection, on
+            // its own thread, with `events` as their closure: keep it alive for good (a few
+            // bytes, only for clients dropped without close()).
+            _ = Unmanaged.passRetained(events)
             jsCtx_Destroy(jetStream)
             natsConnection_Destroy(connection)
             natsOptions_Destroy(options)
