@@ -66,3 +66,66 @@ struct ControllerIntegrationTests {
         }
     }
 }
+
+@Suite("Lag-gated readiness end to end", .serialized, .timeLimit(.minutes(3)))
+struct LagGatedReadinessTests {
+    /// Replicas are Ready only once they have caught up: while their consumers lag by more
+    /// than maxLag the cluster is not Ready and MAX-LAG shows it; then it goes to 0 and Ready.
+    @Test func clusterBecomesReadyWhenReplicasCatchUp() async throws {
+        try await withControllerHarness { harness in
+            let kubelet = Kubelet(harness: harness)
+            try await harness.startController()
+            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2, maxLag: 10))
+            _ = try await eventually("the consumers") {
+                try await harness.jetStream.consumerInfo(stream: "fpindex", name: "main-index-1")
+            }
+            _ = try await eventually("the proxy Deployment") {
+                try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
+            }
+            let proxyURL = try await kubelet.startProxy()
+            do {
+                try await writeFingerprints(proxyURL: proxyURL, index: "music", count: 2000)
+
+                // No replica runs yet: lag is the whole stream, the cluster is not Ready.
+                let lagging = try await eventually("the status shows the lag") {
+                    let cluster = try await harness.cluster()
+                    return (cluster.status?.maxLag ?? 0) >= 2000 ? cluster : nil
+                }
+                #expect(harness.condition(lagging, "ReplicasCaughtUp")?.status == "False")
+                #expect(harness.condition(lagging, "Ready")?.status == "False")
+                #expect(harness.condition(lagging, "Ready")?.reason == "Lagging")
+                #expect(harness.condition(lagging, "ProxyAvailable")?.status == "True")
+                let wide = try harness.kubectl(["get", "fpc", "main", "-n", "fp", "--no-headers"])
+                #expect(wide.contains("Lagging"))
+
+                // The "kubelet" starts the pods: they replay and catch up.
+                let readiness = Task { await kubelet.syncReadiness() }
+                defer { readiness.cancel() }
+                try await kubelet.startIndexPod(0)
+                try await kubelet.startIndexPod(1)
+                let ready = try await eventually(timeout: .seconds(90), "Ready") {
+                    let cluster = try await harness.cluster()
+                    return harness.condition(cluster, "Ready")?.status == "True" ? cluster : nil
+                }
+                #expect(ready.status?.maxLag ?? 99 <= 10)
+                #expect(ready.status?.readyReplicas == 2)
+                #expect(harness.condition(ready, "ReplicasCaughtUp")?.status == "True")
+                #expect(ready.status?.replicaStatus?.allSatisfy(\.caughtUp) == true)
+                let columns = try harness.kubectl(["get", "fpc", "main", "-n", "fp", "--no-headers"])
+                    .split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+                // NAME READY REPLICAS MAX-LAG STATUS AGE
+                #expect(columns.count >= 5)
+                #expect(columns[1] == "2")
+                #expect(columns[3] == "0")
+                #expect(columns[4] == "Ready")
+                let waited = try harness.kubectl(["wait", "--for=condition=Ready", "fpc/main", "-n", "fp", "--timeout=30s"])
+                #expect(waited.contains("condition met"))
+            } catch {
+                print(kubelet.output)
+                await kubelet.stop()
+                throw error
+            }
+            await kubelet.stop()
+        }
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import Kubernetes
+import Synchronization
+import TestSupport
+import Testing
+
+/// Plays the kubelet (and the Deployment controller) for a cluster's pods: runs fpindex-dev and
+/// fpindex-updater for each index pod with the environment the StatefulSet gives its updater,
+/// an fpindex-proxy with the proxy Deployment's, creates the Pod objects and keeps their Ready
+/// condition equal to the updater's readiness probe.
+final class Kubelet: Sendable {
+    struct PodProcesses: Sendable {
+        let dev: ChildProcess
+        let updater: ChildProcess
+        let probeURL: String
+        let devURL: String
+    }
+
+    let harness: ControllerHarness
+    let pods = Mutex<[String: PodProcesses]>([:])
+    let proxy = Mutex<(process: ChildProcess, url: String)?>(nil)
+
+    init(harness: ControllerHarness) { self.harness = harness }
+
+    /// The container's environment as Kubernetes would give it to pod `podName`.
+    static func environment(_ container: Container, podName: String) -> [String: String] {
+        var env: [String: String] = [:]
+        for variable in container.env ?? [] {
+            if let value = variable.value {
+                env[variable.name] = value
+            } else if variable.valueFrom?.fieldRef?.fieldPath == "metadata.name" {
+                env[variable.name] = podName
+            }
+        }
+        return env
+    }
+
+    /// Starts the processes of index pod `ordinal` and creates its Pod object (not ready).
+    func startIndexPod(_ ordinal: Int, cluster: String = "main") async throws {
+        let set = try await harness.client.get(StatefulSet.self, namespace: "fp", name: "\(cluster)-index")
+        let podName = "\(cluster)-index-\(ordinal)"
+        let template = try #require(set.spec?.template)
+        let updaterContainer = try #require(template.spec?.containers.first { $0.name == "updater" })
+        let devPort = try FreePort.find()
+        let dev = try ChildProcess(
+            name: "\(podName)-fpindex", executable: try Locations.executable("fpindex-dev"),
+            arguments: ["--host", "127.0.0.1", "--port", String(devPort)])
+        _ = try await dev.waitForLine(containing: "listening on ")
+        var env = Self.environment(updaterContainer, podName: podName)
+        #expect(env["CONSUMER_NAME"] == podName)
+        env["FPINDEX_URL"] = "http://127.0.0.1:\(devPort)"  // localhost in the pod: the same here
+        env["LISTEN_ADDR"] = "127.0.0.1:0"
+        let updater = try ChildProcess(
+            name: "\(podName)-updater", executable: try Locations.executable("fpindex-updater"),
+            arguments: ["--batch-wait", "100", "--idle-check", "300"], environment: env)
+        let probeURL = String(try await updater.waitForLine(containing: "listening on ").split(separator: " ").last!)
+        pods.withLock {
+            $0[podName] = PodProcesses(dev: dev, updater: updater, probeURL: probeURL, devURL: "http://127.0.0.1:\(devPort)")
+        }
+
+        var pod = Pod()
+        pod.metadata = ObjectMeta(
+            name: podName, namespace: "fp", labels: template.metadata?.labels,
+            ownerReferences: [
+                OwnerReference(
+                    apiVersion: "apps/v1", kind: "StatefulSet", name: set.metadata.name ?? "",
+                    uid: set.metadata.uid ?? "", controller: true, blockOwnerDeletion: true)
+            ])
+        pod.spec = template.spec
+        _ = try await harness.client.create(pod)
+        try await setReady(podName, false)
+    }
+
+    /// Stops a pod's processes and deletes its Pod object (a scale-down).
+    func stopIndexPod(_ podName: String) async throws {
+        if let processes = pods.withLock({ $0.removeValue(forKey: podName) }) {
+            await processes.updater.stop()
+            await processes.dev.stop()
+        }
+        try await harness.client.delete(Pod.self, namespace: "fp", name: podName)
+    }
+
+    /// Starts the proxy with the Deployment's environment; marks the Deployment available
+    /// once the proxy is ready.
+    func startProxy(cluster: String = "main") async throws -> String {
+        let deployment = try await harness.client.get(Deployment.self, namespace: "fp", name: "\(cluster)-proxy")
+        let container = try #require(deployment.spec?.template?.spec?.containers.first)
+        var env = Self.environment(container, podName: "\(cluster)-proxy-0")
+        env["LISTEN_ADDR"] = "127.0.0.1:0"
+        if let first = pods.withLock({ $0.values.first }) { env["FPINDEX_URL"] = first.devURL }
+        let process = try ChildProcess(
+            name: "\(cluster)-proxy", executable: try Locations.executable("fpindex-proxy"),
+            arguments: container.args ?? [], environment: env)
+        let url = String(try await process.waitForLine(containing: "listening on ").split(separator: " ").last!)
+        proxy.withLock { $0 = (process, url) }
+        try await eventually("the proxy is ready") {
+            try await TestHTTPClient(baseURL: url).request(.GET, "/_ready").status == 200 ? true : nil
+        }
+        _ = try await harness.client.patch(
+            Deployment.self, namespace: "fp", name: "\(cluster)-proxy",
+            patch: .merge(["status": ["replicas": 1, "readyReplicas": 1, "availableReplicas": 1]]),
+            subresource: "status")
+        return url
+    }
+
+    func setReady(_ podName: String, _ ready: Bool) async throws {
+        let now = KubernetesTime.format(Date())
+        let status: Kubernetes.JSONValue = [
+            "phase": "Running",
+            "conditions": [
+                ["type": "Ready", "status": .string(ready ? "True" : "False"), "lastTransitionTime": .string(now)]
+            ],
+        ]
+        _ = try await harness.client.patch(
+            Pod.self, namespace: "fp", name: podName, patch: .merge(["status": status]), subresource: "status")
+    }
+
+    /// Mirrors every pod's updater readiness into its Ready condition, until cancelled.
+    func syncReadiness() async {
+        var last: [String: Bool] = [:]
+        while !Task.isCancelled {
+            for (name, processes) in pods.withLock({ $0 }) {
+                let ready = (try? await TestHTTPClient(baseURL: processes.probeURL).request(.GET, "/ready").status) == 200
+                if last[name] != ready, (try? await setReady(name, ready)) != nil { last[name] = ready }
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    func stop() async {
+        for processes in pods.withLock({ Array($0.values) }) {
+            await processes.updater.stop()
+            await processes.dev.stop()
+        }
+        if let proxy = proxy.withLock({ $0 }) { await proxy.process.stop() }
+    }
+
+    var output: String {
+        var text = pods.withLock { $0.values.map { $0.updater.output }.joined(separator: "\n") }
+        if let proxy = proxy.withLock({ $0 }) { text += "\n" + proxy.process.output }
+        return text
+    }
+}
+
+/// Writes `count` fingerprints to `index` through the proxy in `_update` batches.
+func writeFingerprints(proxyURL: String, index: String, count: Int, startID: Int = 1) async throws {
+    let http = TestHTTPClient(baseURL: proxyURL)
+    _ = try await http.json(.PUT, "/\(index)")
+    var id = startID
+    while id < startID + count {
+        let end = min(id + 500, startID + count)
+        let changes = (id..<end).map { id in
+            #"{"insert":{"id":\#(id),"hashes":[\#(id * 7),\#(id * 7 + 1),\#(id * 7 + 2)]}}"#
+        }
+        let reply = try await http.json(.POST, "/\(index)/_update", #"{"changes":[\#(changes.joined(separator: ","))]}"#)
+        guard reply.status == 200 else { throw TestFailure("write failed: \(reply.status) \(reply.text)") }
+        id = end
+    }
+}
