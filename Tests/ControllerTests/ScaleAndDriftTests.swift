@@ -1,0 +1,129 @@
+import Foundation
+import JetStream
+import KubeSim
+import Kubernetes
+import TestSupport
+import Testing
+
+@Suite("Scaling, drift and faults", .serialized, .timeLimit(.minutes(3)))
+struct ScaleAndDriftTests {
+    func consumerNames(_ harness: ControllerHarness) async throws -> Set<String> {
+        Set(try await harness.jetStream.consumerNames(stream: "fpindex"))
+    }
+
+    /// kubectl scale 2 -> 3 -> 1: the new consumer exists before the StatefulSet asks for the
+    /// pod; consumers of removed replicas go only after their pods are gone.
+    @Test func scaleUpThenDown() async throws {
+        try await withControllerHarness { harness in
+            try await harness.startController()
+            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2))
+            try await eventually("two consumers") {
+                try await consumerNames(harness) == ["main-index-0", "main-index-1"] ? true : nil
+            }
+            // Pods exist for the current replicas (as the StatefulSet controller would make them).
+            let kubelet = Kubelet(harness: harness)
+            defer { Task { await kubelet.stop() } }
+            try await kubelet.startIndexPod(0)
+            try await kubelet.startIndexPod(1)
+
+            _ = try harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=3"])
+            let grown = try await eventually("the StatefulSet has 3 replicas") {
+                let set = try await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
+                return set.spec?.replicas == 3 ? set : nil
+            }
+            // The consumer was created before the StatefulSet grew (same reconcile, earlier action).
+            #expect(try await consumerNames(harness).contains("main-index-2"))
+            #expect(grown.metadata.generation ?? 0 >= 2)
+            try await kubelet.startIndexPod(2)
+            let scaled = try harness.kubectl(["get", "fpc/main", "-n", "fp", "-o", "jsonpath={.spec.replicas}"])
+            #expect(scaled == "3")
+
+            _ = try harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=1"])
+            try await eventually("the StatefulSet has 1 replica") {
+                let set = try await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
+                return set.spec?.replicas == 1 ? true : nil
+            }
+            // The pods still exist: their consumers stay (a resync has passed meanwhile).
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await consumerNames(harness) == ["main-index-0", "main-index-1", "main-index-2"])
+            try await kubelet.stopIndexPod("main-index-2")
+            try await kubelet.stopIndexPod("main-index-1")
+            try await eventually("the removed replicas' consumers are deleted") {
+                try await consumerNames(harness) == ["main-index-0"] ? true : nil
+            }
+            let status = try await eventually("the status follows") {
+                let cluster = try await harness.cluster()
+                return cluster.status?.replicaStatus?.count == 1 && cluster.status?.replicas == 1 ? cluster : nil
+            }
+            #expect(status.status?.replicaStatus?.first?.consumer == "main-index-0")
+            let events = try harness.kubectl(["get", "events", "-n", "fp"])
+            #expect(events.contains("Scaled"))
+            #expect(events.contains("ConsumerDeleted"))
+        }
+    }
+
+    /// Whatever is deleted or changed by hand comes back; API faults and NATS outages converge.
+    @Test func driftAndFaultsConverge() async throws {
+        try await withControllerHarness { harness in
+            try await harness.startController()
+            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
+            let deployment = try await eventually("the proxy Deployment") {
+                try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
+            }
+            _ = try await eventually("the consumer") {
+                try await harness.jetStream.consumerInfo(stream: "fpindex", name: "main-index-0")
+            }
+
+            // A consumer deleted behind the controller's back (e.g. a NATS restart without storage).
+            try await harness.jetStream.deleteConsumer(stream: "fpindex", name: "main-index-0")
+            _ = try await eventually("the consumer is recreated") {
+                try await harness.jetStream.consumerInfo(stream: "fpindex", name: "main-index-0")
+            }
+            // A deleted Deployment comes back (a new object).
+            _ = try harness.kubectl(["delete", "deployment/main-proxy", "-n", "fp", "--wait=false"])
+            let recreated = try await eventually("the Deployment is recreated") {
+                let current = try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
+                return current?.metadata.uid != deployment.metadata.uid ? current : nil
+            }
+            #expect(recreated.spec?.replicas == 2)
+            // A hand edit of a field the controller owns is reverted; another writer's label stays.
+            _ = try harness.kubectl([
+                "patch", "deployment/main-proxy", "-n", "fp", "--type=merge", "-p",
+                #"{"metadata":{"labels":{"team":"search"}},"spec":{"replicas":7}}"#,
+            ])
+            try await eventually("the replicas are reverted") {
+                let current = try await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
+                return current.spec?.replicas == 2 ? current : nil
+            }
+            let labels = try await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy").metadata
+                .labels
+            #expect(labels?["team"] == "search")
+
+            // API faults: dropped watches, expired resourceVersions, 500s and 429s.
+            harness.kubesim.faults.closeAllWatches()
+            harness.kubesim.faults.expireResourceVersions()
+            harness.kubesim.faults.failNext(3, method: "GET", pathContains: "/deployments/", status: 500, retryAfterSeconds: nil)
+            harness.kubesim.faults.failNext(2, method: nil, pathContains: "/services/", status: 429, retryAfterSeconds: 1)
+            try await harness.client.delete(Service.self, namespace: "fp", name: "main-index-read")
+            _ = try await eventually("the read Service is recreated despite the faults") {
+                try? await harness.client.get(Service.self, namespace: "fp", name: "main-index-read")
+            }
+
+            // NATS down: conditions say so; back up: they recover and the consumer is there.
+            await harness.nats.kill()
+            let down = try await eventually("StreamReady=False while NATS is down") {
+                let cluster = try await harness.cluster()
+                return harness.condition(cluster, "StreamReady")?.reason == "NATSUnavailable" ? cluster : nil
+            }
+            #expect(harness.condition(down, "Ready")?.status == "False")
+            try await harness.nats.restart()
+            try await eventually("StreamReady=True after NATS is back") {
+                let cluster = try await harness.cluster()
+                return harness.condition(cluster, "StreamReady")?.status == "True" ? true : nil
+            }
+            _ = try await eventually("the consumer exists after the restart") {
+                try? await harness.jetStream.consumerInfo(stream: "fpindex", name: "main-index-0")
+            }
+        }
+    }
+}
