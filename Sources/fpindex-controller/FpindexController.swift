@@ -36,6 +36,8 @@ struct FpindexController: AsyncParsableCommand {
     var resync: Int = 60
     @Option(help: "Concurrent reconciles (default 2).")
     var workers: Int = 2
+    @Option(help: "Seconds a deletion waits for an unreachable NATS before releasing its finalizer (default 120).")
+    var finalizerTimeout: Int = 120
     @Flag(help: "Log what would change instead of changing it.")
     var dryRun = false
     @Option(help: "Log level (env LOG_LEVEL; default info).")
@@ -44,6 +46,7 @@ struct FpindexController: AsyncParsableCommand {
     func validate() throws {
         guard resync >= 5 else { throw ValidationError("--resync must be at least 5 seconds") }
         guard (1...32).contains(workers) else { throw ValidationError("--workers must be 1-32") }
+        guard finalizerTimeout >= 1 else { throw ValidationError("--finalizer-timeout must be at least 1 second") }
     }
 
     func run() async throws {
@@ -73,6 +76,7 @@ struct FpindexController: AsyncParsableCommand {
         configuration.resync = .seconds(resync)
         configuration.workers = workers
         configuration.reconciler.dryRun = dryRun
+        configuration.reconciler.finalizerTimeout = .seconds(finalizerTimeout)
         if leaderElect || Settings.environment("LEADER_ELECT") == "true" {
             configuration.leaderElection = LeaderElector.Settings(
                 namespace: leaseNamespace ?? Settings.environment("POD_NAMESPACE") ?? kubernetesConfiguration.namespace,
