@@ -307,13 +307,14 @@ extension KubernetesConfiguration {
     /// What a command does with `--kubeconfig` and `--context`: an explicit file, else in-cluster
     /// settings when present, else `KUBECONFIG` / `~/.kube/config`.
     public static func resolve(
-        kubeconfig: String?, context: String?, environment: [String: String]
+        kubeconfig: String?, context: String?, environment: [String: String],
+        serviceAccountDirectory: String = "/var/run/secrets/kubernetes.io/serviceaccount"
     ) throws -> KubernetesConfiguration {
         if let kubeconfig, !kubeconfig.isEmpty {
             return try KubeConfig(files: [kubeconfig]).configuration(context: context)
         }
         if environment["KUBERNETES_SERVICE_HOST"] != nil {
-            return try inCluster(environment: environment)
+            return try inCluster(environment: environment, directory: serviceAccountDirectory)
         }
         return try KubeConfig(files: KubeConfig.defaultFiles(environment: environment)).configuration(context: context)
     }

@@ -20,6 +20,8 @@ struct FpindexController: AsyncParsableCommand {
     var kubeconfig: String?
     @Option(help: "Kubeconfig context (default: its current context).")
     var context: String?
+    @Option(help: "In-cluster service-account folder (token, ca.crt, namespace).")
+    var serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
     @Option(help: "Watch only this namespace (env WATCH_NAMESPACE; default: all namespaces).")
     var namespace: String?
     @Flag(help: "Elect a leader on a Lease so only one replica acts (env LEADER_ELECT=true).")
@@ -61,7 +63,7 @@ struct FpindexController: AsyncParsableCommand {
 
         let kubernetesConfiguration = try KubernetesConfiguration.resolve(
             kubeconfig: kubeconfig ?? Settings.environment("KUBECONFIG_FILE"), context: context,
-            environment: environment)
+            environment: environment, serviceAccountDirectory: serviceAccountDir)
         var kubernetesSettings = kubernetesConfiguration
         kubernetesSettings.userAgent = "fpindex-controller"
         let kubernetes = try KubernetesClient(configuration: kubernetesSettings, logger: logger)

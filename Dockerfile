@@ -1,0 +1,25 @@
+# One image with every binary: fpindex-proxy and fpindex-updater (the workers) and
+# fpindex-controller.   docker build -t fpindex-cluster:latest .
+FROM swift:6.3-bookworm AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libnats-dev libcurl4-openssl-dev libyaml-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Package.swift ./
+COPY Sources Sources
+COPY Tests/TestSupport Tests/TestSupport
+# SwiftPM builds one product per invocation; the second and third reuse the first's work.
+RUN swift build -c release --static-swift-stdlib --product fpindex-proxy \
+    && swift build -c release --static-swift-stdlib --product fpindex-updater \
+    && swift build -c release --static-swift-stdlib --product fpindex-controller
+RUN mkdir /out && cp .build/release/fpindex-proxy .build/release/fpindex-updater .build/release/fpindex-controller /out/
+
+FROM debian:bookworm-slim
+# Only the C libraries the binaries link, and CA certificates for TLS to NATS and the API server.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libnats3.4 libcurl4 libyaml-0-2 ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/ /usr/local/bin/
+USER 65532:65532
+ENTRYPOINT []
+CMD ["fpindex-proxy", "--help"]
