@@ -8,7 +8,9 @@ import Testing
 struct ControllerIntegrationTests {
     @Test func appliedClusterGetsEveryChildTheStreamAndConsumers() async throws {
         try await withControllerHarness { harness in
-            try await harness.startController()
+            let controller = try await harness.startController()
+            let metricsURL = String(
+                try await controller.waitForLine(containing: "listening on ").split(separator: " ").last!)
             _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample())
 
             // Every child exists with owner references and labels.
@@ -62,7 +64,17 @@ struct ControllerIntegrationTests {
             #expect(table.contains("MAX-LAG"))
             #expect(table.contains("main"))
             let events = try harness.kubectl(["get", "events", "-n", "fp"])
-            #expect(events.contains("ConsumerCreated") || events.contains("Created"))
+            #expect(events.contains("ConsumerCreated"))
+            #expect(events.contains("StreamCreated"))
+
+            // Probes and metrics.
+            let http = TestHTTPClient(baseURL: metricsURL)
+            #expect(try await http.request(.GET, "/_health").status == 200)
+            #expect(try await http.request(.GET, "/ready").status == 200)
+            let metrics = try await http.request(.GET, "/_metrics").text
+            #expect(metrics.contains(#"fpindex_controller_reconciles_total{result="success"}"#))
+            #expect(metrics.contains(#"fpindex_controller_cluster_max_lag{namespace="fp",name="main"}"#))
+            #expect(metrics.contains("fpindex_controller_reconcile_duration_seconds"))
         }
     }
 }

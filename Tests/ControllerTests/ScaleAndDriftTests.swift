@@ -127,3 +127,32 @@ struct ScaleAndDriftTests {
         }
     }
 }
+
+@Suite("Pause", .serialized, .timeLimit(.minutes(2)))
+struct PauseTests {
+    @Test func pausedClusterIsLeftAlone() async throws {
+        try await withControllerHarness { harness in
+            try await harness.startController()
+            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
+            _ = try await eventually("the proxy Deployment") {
+                try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
+            }
+            _ = try harness.kubectl(["annotate", "fpc/main", "-n", "fp", "fpindex.acoustid.org/paused=true"])
+            try await eventually("the Paused condition") {
+                let cluster = try await harness.cluster()
+                return harness.condition(cluster, "Paused")?.status == "True"
+                    && harness.condition(cluster, "Ready")?.reason == "Paused" ? true : nil
+            }
+            try await harness.client.delete(Deployment.self, namespace: "fp", name: "main-proxy")
+            // Several reconciles pass (resync is 5 s; the status is rewritten meanwhile): nothing is recreated.
+            try await Task.sleep(for: .seconds(6))
+            #expect((try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")) == nil)
+            _ = try harness.kubectl(["annotate", "fpc/main", "-n", "fp", "fpindex.acoustid.org/paused-"])
+            _ = try await eventually("unpaused: the Deployment is back") {
+                try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
+            }
+            let cluster = try await harness.cluster()
+            #expect(harness.condition(cluster, "Paused")?.status == "False")
+        }
+    }
+}
