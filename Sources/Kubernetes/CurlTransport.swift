@@ -247,7 +247,9 @@ final class CurlTransfer: @unchecked Sendable {
         set(CCurl_easy_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer))
         set(CCurl_easy_setopt_long(easy, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS)))
         set(CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, 10_000))
-        set(CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(request.timeout.components.seconds * 1000)))
+        let (seconds, attoseconds) = request.timeout.components
+        // At least 1 ms: 0 would mean "no timeout" to libcurl.
+        set(CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))))
         set(CCurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1))
         set(CCurl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1))
         set(CCurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 0))
