@@ -74,6 +74,12 @@ struct KubeSimResponder: HTTPResponder {
         let target = request.uri.query.map { path + "?" + $0 } ?? path
         if let failure = faults.failure(method: request.method.rawValue, target: target) { throw failure }
 
+        if let contentType = request.headers[.contentType], contentType.contains("protobuf") || contentType.contains("cbor") {
+            throw KubeSimError(
+                code: 415, reason: "UnsupportedMediaType",
+                message:
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
+        }
         let segments = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
         let accept = request.headers[.accept] ?? ""
         let registry = await store.registry
