@@ -226,6 +226,7 @@ struct KubeSimResponder: HTTPResponder {
             query["fieldManager"]
             ?? (request.headers[.userAgent].map { String($0.split(separator: "/").first ?? "unknown") } ?? "unknown")
         let dryRun = query["dryRun"] == "All"
+        let strict = query["fieldValidation"] == "Strict"
 
         guard let name = target.name else {
             // Collection.
@@ -265,7 +266,7 @@ struct KubeSimResponder: HTTPResponder {
                     object["apiVersion"] = .string(storageType.apiVersion(storageType.preferredVersion))
                 }
                 let created = try await store.create(
-                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun)
+                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun, strict: strict)
                 return Self.json(Self.output(type, version: version, created), status: 201)
             case .delete:
                 let options = try await Self.readOptionalJSON(request)
@@ -300,7 +301,8 @@ struct KubeSimResponder: HTTPResponder {
         case .put:
             let body = Self.input(type, try await Self.readJSON(request))
             let updated = try await store.update(
-                storageType, namespace: namespace, name: name, object: body, subresource: subresource, manager: manager, dryRun: dryRun)
+                storageType, namespace: namespace, name: name, object: body, subresource: subresource, manager: manager, dryRun: dryRun,
+                strict: strict)
             return Self.json(Self.output(type, version: version, updated))
         case .patch:
             let body = try await request.body.collect(upTo: 16 << 20)
@@ -344,7 +346,7 @@ struct KubeSimResponder: HTTPResponder {
             let now = Timestamps.format(Date())
             let result = try await store.patch(
                 storageType, namespace: namespace, name: name, subresource: subresource, manager: manager, dryRun: dryRun,
-                createIfMissing: isApply && subresource == nil
+                createIfMissing: isApply && subresource == nil, strict: strict
             ) { (current: JSONValue?) throws(KubeSimError) -> PatchOutcome in
                 let view = current.map { Self.output(type, version: version, $0) }
                 var patched: JSONValue
@@ -458,7 +460,8 @@ struct KubeSimResponder: HTTPResponder {
         } else {
             from = nil
         }
-        let (id, events) = try await store.watch(storageType, namespace: namespace, from: from)
+        let (id, events) = try await store.watch(
+            storageType, namespace: namespace, from: from, sendInitialEvents: query["sendInitialEvents"] == "true")
         let hub = store.hub
         let bookmarks = query["allowWatchBookmarks"] == "true"
         let initialEnd = query["sendInitialEvents"] == "true"

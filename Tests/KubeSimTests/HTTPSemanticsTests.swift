@@ -214,6 +214,15 @@ struct HTTPSemanticsTests {
             let initial = try await client.watch(Fixtures.collection + "?watch=true&timeoutSeconds=1") { !$0.isEmpty }
             #expect(initial.first?["type"] as? String == "ADDED")
             #expect(field(initial.first, "object.metadata.name") as? String == "other")
+            // Streaming lists: the initial state, then a bookmark marking its end.
+            let streamed = try await client.watch(
+                Fixtures.collection
+                    + "?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=5"
+            ) { $0.contains { $0["type"] as? String == "BOOKMARK" } }
+            #expect(streamed.compactMap { $0["type"] as? String }.prefix(2) == ["ADDED", "BOOKMARK"])
+            #expect(field(streamed.dropFirst().first, "object.metadata.annotations.k8s.io/initial-events-end") == nil)
+            let end = (field(streamed.dropFirst().first, "object.metadata.annotations") as? [String: String])?["k8s.io/initial-events-end"]
+            #expect(end == "true")
             // Older than the retained history (4 events): 410 Expired.
             for n in 0..<6 { _ = try await client.json(.POST, "/api/v1/namespaces/default/configmaps", #"{"metadata":{"name":"x\#(n)"}}"#) }
             _ = try await client.patch(Fixtures.collection + "/other", #"{"spec":{"replicas":3}}"#, type: "application/merge-patch+json")
@@ -359,6 +368,12 @@ struct HTTPSemanticsTests {
                 #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"FpindexCluster","metadata":{"name":"ok"},"spec":{"replicas":1,"index":{},"bogus":1}}"#
             )
             #expect(pruned.status == 201)
+            let strict = try await client.json(
+                .POST, Fixtures.collection + "?fieldValidation=Strict",
+                #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"FpindexCluster","metadata":{"name":"strict"},"spec":{"replicas":1,"bogus":1}}"#
+            )
+            #expect(strict.status == 400)
+            #expect(strict.text.contains(#"unknown field \"spec.bogus\""#))
             #expect(field(try pruned.jsonObject(), "spec.bogus") == nil)
             #expect(field(try pruned.jsonObject(), "spec.index.image") as? String == "ghcr.io/acoustid/acoustid-index:main")
         }

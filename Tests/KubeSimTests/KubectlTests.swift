@@ -43,6 +43,11 @@ struct KubectlTests {
                 try await kubectl.ok("apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", other).contains(
                     "serverside-applied"))
             #expect(try await kubectl.ok("get", "fpc", "ssa", "-o", "jsonpath={.spec.replicas}") == "5")
+            // kubectl validates strictly by default: an unknown field is refused by the server.
+            let unknown = try kubectl.file("bad.yaml", Fixtures.fpcYAML("bad", replicas: 1) + "  bogus: 1\n")
+            let refused = try await kubectl.run("apply", "-f", unknown)
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("unknown field \"spec.bogus\""))
         }
     }
 
