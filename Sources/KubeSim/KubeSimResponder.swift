@@ -74,6 +74,12 @@ struct KubeSimResponder: HTTPResponder {
         let target = request.uri.query.map { path + "?" + $0 } ?? path
         if let failure = faults.failure(method: request.method.rawValue, target: target) { throw failure }
 
+        if let contentType = request.headers[.contentType], contentType.contains("protobuf") || contentType.contains("cbor") {
+            throw KubeSimError(
+                code: 415, reason: "UnsupportedMediaType",
+                message:
+                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
+        }
         let segments = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
         let accept = request.headers[.accept] ?? ""
         let registry = await store.registry
@@ -220,6 +226,7 @@ struct KubeSimResponder: HTTPResponder {
             query["fieldManager"]
             ?? (request.headers[.userAgent].map { String($0.split(separator: "/").first ?? "unknown") } ?? "unknown")
         let dryRun = query["dryRun"] == "All"
+        let strict = query["fieldValidation"] == "Strict"
 
         guard let name = target.name else {
             // Collection.
@@ -259,7 +266,7 @@ struct KubeSimResponder: HTTPResponder {
                     object["apiVersion"] = .string(storageType.apiVersion(storageType.preferredVersion))
                 }
                 let created = try await store.create(
-                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun)
+                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun, strict: strict)
                 return Self.json(Self.output(type, version: version, created), status: 201)
             case .delete:
                 let options = try await Self.readOptionalJSON(request)
@@ -294,7 +301,8 @@ struct KubeSimResponder: HTTPResponder {
         case .put:
             let body = Self.input(type, try await Self.readJSON(request))
             let updated = try await store.update(
-                storageType, namespace: namespace, name: name, object: body, subresource: subresource, manager: manager, dryRun: dryRun)
+                storageType, namespace: namespace, name: name, object: body, subresource: subresource, manager: manager, dryRun: dryRun,
+                strict: strict)
             return Self.json(Self.output(type, version: version, updated))
         case .patch:
             let body = try await request.body.collect(upTo: 16 << 20)
@@ -338,7 +346,7 @@ struct KubeSimResponder: HTTPResponder {
             let now = Timestamps.format(Date())
             let result = try await store.patch(
                 storageType, namespace: namespace, name: name, subresource: subresource, manager: manager, dryRun: dryRun,
-                createIfMissing: isApply && subresource == nil
+                createIfMissing: isApply && subresource == nil, strict: strict
             ) { (current: JSONValue?) throws(KubeSimError) -> PatchOutcome in
                 let view = current.map { Self.output(type, version: version, $0) }
                 var patched: JSONValue
@@ -452,7 +460,8 @@ struct KubeSimResponder: HTTPResponder {
         } else {
             from = nil
         }
-        let (id, events) = try await store.watch(storageType, namespace: namespace, from: from)
+        let (id, events) = try await store.watch(
+            storageType, namespace: namespace, from: from, sendInitialEvents: query["sendInitialEvents"] == "true")
         let hub = store.hub
         let bookmarks = query["allowWatchBookmarks"] == "true"
         let initialEnd = query["sendInitialEvents"] == "true"

@@ -67,7 +67,7 @@ public final class KubeSimEmulator: Sendable {
         if let pem = tlsMaterial?.caCertificatePEM {
             cluster += "    certificate-authority-data: \(Data(pem.utf8).base64EncodedString())\n"
         }
-        let user = token.map { "    token: \"\($0)\"\n" } ?? "    {}\n"
+        let user = token.map { ":\n    token: \"\($0)\"\n" } ?? ": {}\n"
         let context = "    cluster: kubesim\n    user: kubesim\n" + (namespace.map { "    namespace: \($0)\n" } ?? "")
         return """
             apiVersion: v1
@@ -77,8 +77,7 @@ public final class KubeSimEmulator: Sendable {
               cluster:
             \(cluster)users:
             - name: kubesim
-              user:
-            \(user)contexts:
+              user\(user)contexts:
             - name: kubesim
               context:
             \(context)current-context: kubesim

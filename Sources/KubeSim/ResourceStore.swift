@@ -43,8 +43,7 @@ actor ResourceStore {
                 "spec": ["finalizers": ["kubernetes"]], "status": ["phase": "Active"],
             ]
         }
-        hub.publish(
-            WatchEvent(resourceVersion: resourceVersion, storageKey: "", namespace: "", type: "BOOKMARK", object: .null))
+        hub.start(at: resourceVersion)
     }
 
     var currentResourceVersion: Int64 { resourceVersion }
@@ -94,10 +93,11 @@ actor ResourceStore {
 
     /// Opens a watch on a type (optionally one namespace). Without a resourceVersion (or "0")
     /// the current objects come first as ADDED events.
-    func watch(_ type: ResourceType, namespace: String?, from: Int64?) throws(KubeSimError) -> (
-        id: Int, events: AsyncStream<WatchEvent>
-    ) {
+    func watch(_ type: ResourceType, namespace: String?, from: Int64?, sendInitialEvents: Bool = false) throws(KubeSimError)
+        -> (id: Int, events: AsyncStream<WatchEvent>)
+    {
         var initial: [WatchEvent] = []
+        let from = sendInitialEvents ? nil : from
         if from == nil || from == 0 {
             for (_, object) in (objects[type.storageKey] ?? [:]).sorted(by: { $0.key < $1.key }) {
                 let ns = object.value(at: ["metadata", "namespace"])?.stringValue ?? ""
@@ -143,7 +143,7 @@ actor ResourceStore {
 
     func create(
         _ type: ResourceType, namespace: String, object incoming: JSONValue, manager: String, dryRun: Bool,
-        managedFieldsDone: Bool = false
+        managedFieldsDone: Bool = false, strict: Bool = false
     ) throws(KubeSimError) -> JSONValue {
         guard case .object = incoming else { throw .badRequest("the body of the request must be a JSON object") }
         var object = incoming
@@ -197,7 +197,7 @@ actor ResourceStore {
         object.setValue(.string(Timestamps.format(now)), at: ["metadata", "creationTimestamp"])
         object.setValue(1, at: ["metadata", "generation"])
         object = builtinDefaults(type, object)
-        object = try customResourceChecks(type, object, name: name)
+        object = try customResourceChecks(type, object, name: name, strict: strict)
         var crdType: ResourceType?
         if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
             switch ResourceRegistry.customType(from: object) {
@@ -228,12 +228,12 @@ actor ResourceStore {
     /// Replaces an object (PUT), or its status (`subresource: "status"`).
     func update(
         _ type: ResourceType, namespace: String, name: String, object incoming: JSONValue, subresource: String?,
-        manager: String, dryRun: Bool
+        manager: String, dryRun: Bool, strict: Bool = false
     ) throws(KubeSimError) -> JSONValue {
         let old = try get(type, namespace: namespace, name: name)
         return try commitUpdate(
             type, old: old, incoming: incoming, subresource: subresource, manager: manager, dryRun: dryRun,
-            managedFieldsDone: false)
+            managedFieldsDone: false, strict: strict)
     }
 
     /// Read-modify-write with a patch function, atomically. `mutate` gets the current object (nil
@@ -241,7 +241,7 @@ actor ResourceStore {
     /// `createIfMissing` (server-side apply).
     func patch(
         _ type: ResourceType, namespace: String, name: String, subresource: String?, manager: String, dryRun: Bool,
-        createIfMissing: Bool, mutate: (JSONValue?) throws(KubeSimError) -> PatchOutcome
+        createIfMissing: Bool, strict: Bool = false, mutate: (JSONValue?) throws(KubeSimError) -> PatchOutcome
     ) throws(KubeSimError) -> JSONValue {
         let current = objects[type.storageKey]?[Self.objectKey(type.namespaced ? namespace : "", name)]
         guard let current else {
@@ -250,17 +250,17 @@ actor ResourceStore {
             outcome.object.setValue(.string(name), at: ["metadata", "name"])
             return try create(
                 type, namespace: namespace, object: outcome.object, manager: manager, dryRun: dryRun,
-                managedFieldsDone: outcome.managedFieldsDone)
+                managedFieldsDone: outcome.managedFieldsDone, strict: strict)
         }
         let outcome = try mutate(current)
         return try commitUpdate(
             type, old: current, incoming: outcome.object, subresource: subresource, manager: manager, dryRun: dryRun,
-            managedFieldsDone: outcome.managedFieldsDone)
+            managedFieldsDone: outcome.managedFieldsDone, strict: strict)
     }
 
     private func commitUpdate(
         _ type: ResourceType, old: JSONValue, incoming: JSONValue, subresource: String?, manager: String, dryRun: Bool,
-        managedFieldsDone: Bool
+        managedFieldsDone: Bool, strict: Bool = false
     ) throws(KubeSimError) -> JSONValue {
         guard case .object = incoming else { throw .badRequest("the body of the request must be a JSON object") }
         let name = old.value(at: ["metadata", "name"])?.stringValue ?? ""
@@ -309,7 +309,7 @@ actor ResourceStore {
         if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
             if case .failure(let error) = ResourceRegistry.customType(from: new) { throw error }
         }
-        new = try customResourceChecks(type, new, name: name)
+        new = try customResourceChecks(type, new, name: name, strict: strict)
         if Self.specPart(old) != Self.specPart(new) {
             let generation = old.value(at: ["metadata", "generation"])?.intValue ?? 1
             new.setValue(.int(generation + 1), at: ["metadata", "generation"])
@@ -630,14 +630,25 @@ actor ResourceStore {
     }
 
     /// Defaults, pruning and validation of a custom resource against its schema.
-    private func customResourceChecks(_ type: ResourceType, _ object: JSONValue, name: String) throws(KubeSimError) -> JSONValue {
+    /// With `strict` (`fieldValidation=Strict`), unknown fields are a 400 instead of being dropped.
+    private func customResourceChecks(_ type: ResourceType, _ object: JSONValue, name: String, strict: Bool) throws(KubeSimError)
+        -> JSONValue
+    {
         guard type.isCustom, let schema = type.schemas[type.preferredVersion] else { return object }
         var o = Schema.applyDefaults(object, schema)
         var pruned: [String] = []
-        var metadata = o["metadata"]
+        let kept = (o["apiVersion"], o["kind"], o["metadata"])
         Schema.prune(&o, schema, path: "", pruned: &pruned)
-        if metadata != nil { o["metadata"] = metadata }
-        metadata = nil
+        (o["apiVersion"], o["kind"], o["metadata"]) = kept
+        pruned.removeAll { $0 == "apiVersion" || $0 == "kind" || $0 == "metadata" }
+        if strict, !pruned.isEmpty {
+            let list = pruned.map { "unknown field \"\($0)\"" }.joined(separator: ", ")
+            throw KubeSimError(
+                code: 400, reason: "BadRequest",
+                message:
+                    "\(type.kind) in version \"\(type.preferredVersion)\" cannot be handled as a \(type.kind): strict decoding error: \(list)"
+            )
+        }
         var causes: [KubeSimError.Cause] = []
         Schema.validate(o, schema, path: "", causes: &causes)
         if !causes.isEmpty { throw .invalid(type, name, causes) }

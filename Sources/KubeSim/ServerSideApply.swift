@@ -6,8 +6,8 @@ import Foundation
 /// - Every write records its field manager in `metadata.managedFields` (`fieldsType: FieldsV1`,
 ///   `operation: Apply` or `Update`, `apiVersion`, `time`, `subresource` for `/status`). The
 ///   manager is the `fieldManager` query parameter, else the User-Agent's program name.
-/// - Field sets are leaf paths: object members are followed down to scalars, lists and empty
-///   objects, which are owned whole (lists are atomic: no `k:`/`v:` list-item ownership, so two
+/// - Field sets are leaf paths: object members are followed down to scalars and lists,
+///   which are owned whole (lists are atomic: no `k:`/`v:` list-item ownership, so two
 ///   managers applying different containers of one list conflict on the whole list).
 /// - Apply (`PATCH` with `application/apply-patch+yaml`, a JSON body): a field owned by another
 ///   manager whose value the applied configuration changes is a conflict: 409 `Conflict` with
@@ -53,7 +53,8 @@ enum FieldManagement {
     }
 
     private static func collect(_ value: JSONValue, _ path: FieldPath, _ out: inout Set<FieldPath>) {
-        if case .object(let o) = value, !o.isEmpty {
+        if case .object(let o) = value {
+            // Maps are granular: an empty map owns nothing (its members may belong to others).
             for (k, v) in o { collect(v, path + [k], &out) }
         } else {
             out.insert(path)
@@ -164,10 +165,17 @@ enum FieldManagement {
                     reason: "FieldManagerConflict", message: "conflict with \"\($0.manager)\" using \($0.apiVersion)",
                     field: "." + $0.path.joined(separator: "."))
             }
-            let summary = causes.map { "- \($0.message): \($0.field)" }.joined(separator: "\n")
+            // The real server's wording: one conflict inline, several as a list.
+            let message: String
+            if causes.count == 1 {
+                message = "Apply failed with 1 conflict: \(causes[0].message): \(causes[0].field)"
+            } else {
+                message =
+                    "Apply failed with \(causes.count) conflicts: "
+                    + causes.map { "\($0.message): \($0.field)" }.joined(separator: "\n")
+            }
             throw KubeSimError(
-                code: 409, reason: "Conflict",
-                message: "Apply failed with \(conflicts.count) conflict\(conflicts.count == 1 ? "" : "s"): \(summary)",
+                code: 409, reason: "Conflict", message: message,
                 name: name, group: type.group, kind: type.resource, causes: causes)
         }
         var result = current ?? .object([:])

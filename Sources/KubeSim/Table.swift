@@ -29,7 +29,7 @@ enum TableRendering {
     static func row(_ type: ResourceType, _ object: JSONValue, now: Date, includeObject: String) -> JSONValue {
         let name = object.value(at: ["metadata", "name"]) ?? ""
         var cells: [JSONValue] = [name]
-        for column in type.columns { cells.append(cell(column, object, now: now)) }
+        for column in type.columns { cells.append(cell(column, object, now: now, custom: type.isCustom)) }
         if type.resource == "events" {
             cells.removeFirst()
             cells.append(name)
@@ -61,7 +61,7 @@ enum TableRendering {
         ]
     }
 
-    static func cell(_ column: PrinterColumn, _ object: JSONValue, now: Date) -> JSONValue {
+    static func cell(_ column: PrinterColumn, _ object: JSONValue, now: Date, custom: Bool) -> JSONValue {
         if let special = column.special {
             switch special {
             case .podReady:
@@ -98,7 +98,11 @@ enum TableRendering {
             }
         }
         let results = JSONPath.evaluate(column.jsonPath, on: object)
-        guard let first = results.first else { return column.type == "string" || column.type == "date" ? "" : .null }
+        guard let first = results.first else {
+            // Built-in printers show counts that are not set yet as 0; CRD columns stay empty.
+            if column.type == "integer", !custom { return 0 }
+            return column.type == "string" || column.type == "date" ? "" : .null
+        }
         switch column.type {
         case "date":
             guard let s = first.stringValue, let date = Timestamps.parse(s) else { return first }
@@ -194,10 +198,7 @@ enum EventConversion {
         if let note = e["note"] { core["message"] = note }
         if let regarding = e["regarding"] { core["involvedObject"] = regarding }
         if let related = e["related"] { core["related"] = related }
-        if let controller = e["reportingController"] {
-            core["reportingComponent"] = controller
-            core["source"] = ["component": controller]
-        }
+        if let controller = e["reportingController"] { core["reportingComponent"] = controller }
         if let instance = e["reportingInstance"] { core["reportingInstance"] = instance }
         if let source = e["deprecatedSource"], core["source"] == nil { core["source"] = source }
         if let first = e["deprecatedFirstTimestamp"] { core["firstTimestamp"] = first }

@@ -39,6 +39,14 @@ final class WatchHub: Sendable {
     }
 
     var lastResourceVersion: Int64 { state.withLock { $0.lastResourceVersion } }
+
+    /// Sets the starting resourceVersion (objects created before any watch existed).
+    func start(at resourceVersion: Int64) {
+        state.withLock {
+            $0.lastResourceVersion = resourceVersion
+            $0.floor = resourceVersion
+        }
+    }
     var watchCount: Int { state.withLock { $0.subscribers.count } }
 
     func publish(_ event: WatchEvent) {

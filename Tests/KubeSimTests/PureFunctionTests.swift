@@ -1,0 +1,100 @@
+import Testing
+
+@testable import KubeSim
+
+/// The pure parts: JSON, JSONPath, selectors, patches, durations.
+@Suite struct PureFunctionTests {
+    static let object: JSONValue = try! JSONValue.parse(
+        #"""
+        {"metadata":{"name":"main","labels":{"app":"x","tier":"db"}},
+         "status":{"conditions":[{"type":"Progressing","reason":"Scaling"},{"type":"Ready","reason":"AllCaughtUp","status":"True"}],
+                   "replicas":3,"list":[1,2,3],"quoted":"a\"b\n"}}
+        """#)
+
+    @Test(
+        arguments: [
+            (".metadata.name", ["main"]),
+            (".status.conditions[?(@.type==\"Ready\")].reason", ["AllCaughtUp"]),
+            (".status.conditions[?(@.type!=\"Ready\")].reason", ["Scaling"]),
+            (".status.conditions[*].type", ["Progressing", "Ready"]),
+            (".status.conditions[1].status", ["True"]),
+            (".status.conditions[-1].type", ["Ready"]),
+            ("{.metadata.labels['app']}", ["x"]),
+            (".status.missing", []),
+        ] as [(String, [String])])
+    func jsonPath(path: String, expected: [String]) {
+        #expect(JSONPath.evaluate(path, on: Self.object).map { Schema.describe($0) } == expected)
+    }
+
+    @Test func jsonRoundTrip() throws {
+        let text = Self.object.serialized()
+        #expect(try JSONValue.parse(text) == Self.object)
+        #expect(
+            try JSONValue.parse(#"{"a":1.5,"b":-2,"c":[true,null],"d":"\u00e9\ud83d\ude00"}"#).serialized()
+                == #"{"a":1.5,"b":-2,"c":[true,null],"d":"é😀"}"#)
+        #expect(throws: JSONParseError.self) { try JSONValue.parse("{\"a\":}") }
+    }
+
+    @Test(
+        arguments: [
+            ("app=x", true), ("app==x,tier=db", true), ("app!=x", false), ("app in (y, x)", true), ("tier notin (db)", false),
+            ("app", true), ("!app", false), ("!missing", true), ("missing", false),
+        ] as [(String, Bool)])
+    func labelSelector(selector: String, matches: Bool) throws {
+        #expect(try LabelSelector(parsing: selector).matches(object: Self.object) == matches)
+    }
+
+    @Test func mergePatchAndJSONPatch() throws {
+        let target: JSONValue = ["a": 1, "b": ["c": 2, "d": 3]]
+        #expect(Patch.merge(target, ["b": ["c": .null, "e": 4]]) == ["a": 1, "b": ["d": 3, "e": 4]])
+        let patched = try Patch.jsonPatch(
+            ["list": [1, 2]],
+            [["op": "add", "path": "/list/-", "value": 3], ["op": "move", "from": "/list", "path": "/moved"]])
+        #expect(patched == ["moved": [1, 2, 3]])
+        #expect(throws: KubeSimError.self) { try Patch.jsonPatch(target, [["op": "remove", "path": "/nope"]]) }
+    }
+
+    @Test func strategicMergeDirectives() {
+        let target: JSONValue = [
+            "metadata": ["finalizers": ["a"]],
+            "spec": [
+                "containers": [["name": "x", "image": "x:1", "env": [["name": "A", "value": "1"]]], ["name": "y", "image": "y:1"]]
+            ],
+        ]
+        let patch: JSONValue = [
+            "metadata": ["finalizers": ["b"]],
+            "spec": [
+                "containers": [["name": "y", "$patch": "delete"], ["name": "x", "env": [["name": "B", "value": "2"]]]],
+                "$setElementOrder/containers": [["name": "x"]],
+            ],
+        ]
+        let result = Patch.strategicMerge(target, patch)
+        #expect(result.value(at: ["metadata", "finalizers"]) == ["a", "b"])
+        let containers = result.value(at: ["spec", "containers"])?.arrayValue ?? []
+        #expect(containers.count == 1)
+        #expect(containers.first?["env"] == [["name": "A", "value": "1"], ["name": "B", "value": "2"]])
+        #expect(containers.first?["image"] == "x:1")
+    }
+
+    @Test(
+        arguments: [
+            (5.0, "5s"), (119.0, "119s"), (150.0, "2m30s"), (900.0, "15m"), (3.5 * 3600, "3h30m"), (30 * 3600.0, "30h"),
+            (3 * 86400.0 + 7200, "3d2h"),
+        ] as [(Double, String)])
+    func humanDuration(seconds: Double, text: String) {
+        #expect(TableRendering.humanDuration(seconds) == text)
+    }
+
+    @Test func fieldsV1RoundTrip() {
+        let object: JSONValue = ["metadata": ["name": "n", "labels": ["a": "1"]], "data": ["x": "1", "y": "2"]]
+        let paths = FieldManagement.leafPaths(object)
+        #expect(paths == [["metadata", "labels", "a"], ["data", "x"], ["data", "y"]])
+        let encoded = FieldManagement.encode([
+            .init(manager: "m", operation: "Apply", apiVersion: "v1", subresource: nil, time: "t", fields: paths)
+        ])
+        var holder: JSONValue = ["metadata": ["managedFields": encoded]]
+        #expect(FieldManagement.decode(holder).first?.fields == paths)
+        holder = [:]
+        #expect(FieldManagement.decode(holder).isEmpty)
+    }
+}
