@@ -59,7 +59,7 @@ public final class Reconciler: Sendable {
         let model = ClusterModel(cluster)
         let problems = model.specProblems
         let desired = problems.isEmpty ? DesiredChildren(model: model, spec: cluster.spec) : nil
-        let observed = try await observe(cluster, model: model, natsUsable: !model.natsURL.isEmpty)
+        var observed = try await observe(cluster, model: model, natsUsable: !model.natsURL.isEmpty)
 
         let deletingSince = cluster.metadata.deletionTimestamp.flatMap(KubernetesTime.parse)
         let expired = deletingSince.map { now().timeIntervalSince($0) > Double(settings.finalizerTimeout.components.seconds) } ?? false
@@ -86,7 +86,9 @@ public final class Reconciler: Sendable {
             return ReconcileResult(requeueAfter: nil)
         }
 
-        // Status, from what was observed and what applying ran into.
+        // Status, from what was observed and what applying ran into; JetStream is read again
+        // after changes to it, so a new stream or consumer shows at once.
+        if outcome.changed, case .seen = observed.jetStream { observed.jetStream = await observeJetStream(model) }
         let status = StatusCalculator.compute(
             model: model, observed: observed, outcome: outcome, specProblems: problems, now: now(),
             stallAfter: settings.stallAfter)

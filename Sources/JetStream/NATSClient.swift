@@ -102,10 +102,6 @@ public final class NATSClient: @unchecked Sendable {
 
     deinit {
         if !closed.isSet {
-            // cnats calls the disconnected/closed callbacks while destroying the connection, on
-            // its own thread, with `events` as their closure: keep it alive for good (a few
-            // bytes, only for clients dropped without close()).
-            _ = Unmanaged.passRetained(events)
             jsCtx_Destroy(jetStream)
             natsConnection_Destroy(connection)
             natsOptions_Destroy(options)
@@ -209,7 +205,10 @@ public final class NATSClient: @unchecked Sendable {
         try check(natsOptions_SetFailRequestsOnDisconnect(options, true), "bad request setting")
         // Publishes made while reconnecting are buffered (bounded) and flushed on reconnect.
         try check(natsOptions_SetReconnectBufSize(options, 64 << 20), "bad reconnect buffer")
-        let box = Unmanaged.passUnretained(events).toOpaque()
+        // cnats calls these on its own threads, also after close() returned and the client was
+        // released (the closed callback in particular): the state they touch is retained for
+        // good, a few bytes per connection ever opened.
+        let box = Unmanaged.passRetained(events).toOpaque()
         try check(natsOptions_SetDisconnectedCB(options, connectionDisconnected, box), "cannot set callback")
         try check(natsOptions_SetReconnectedCB(options, connectionReconnected, box), "cannot set callback")
         try check(natsOptions_SetClosedCB(options, connectionClosed, box), "cannot set callback")

@@ -491,7 +491,9 @@ struct KubeSimResponder: HTTPResponder {
                     for await event in events {
                         var eventType = event.type
                         var object: JSONValue
-                        if event.type == "BOOKMARK" {
+                        if event.type == "ERROR" {
+                            object = event.object  // a Status, as is
+                        } else if event.type == "BOOKMARK" {
                             if !bookmarks && !pendingInitialEnd { continue }
                             var metadata: [String: JSONValue] = ["resourceVersion": .string(String(event.resourceVersion))]
                             if pendingInitialEnd {

@@ -640,7 +640,8 @@ actor ResourceStore {
         let kept = (o["apiVersion"], o["kind"], o["metadata"])
         Schema.prune(&o, schema, path: "", pruned: &pruned)
         (o["apiVersion"], o["kind"], o["metadata"]) = kept
-        pruned.removeAll { $0 == "apiVersion" || $0 == "kind" || $0 == "metadata" }
+        // metadata is the API server's, whatever the schema says of it (CRDs declare `metadata: {type: object}`).
+        pruned.removeAll { $0 == "apiVersion" || $0 == "kind" || $0 == "metadata" || $0.hasPrefix("metadata.") }
         if strict, !pruned.isEmpty {
             let list = pruned.map { "unknown field \"\($0)\"" }.joined(separator: ", ")
             throw KubeSimError(

@@ -5,7 +5,7 @@ struct WatchEvent: Sendable {
     var resourceVersion: Int64
     var storageKey: String
     var namespace: String
-    var type: String  // ADDED, MODIFIED, DELETED, BOOKMARK
+    var type: String  // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
     var object: JSONValue
     /// The object before a MODIFIED change (for selector transitions).
     var old: JSONValue?
@@ -122,11 +122,27 @@ final class WatchHub: Sendable {
         for subscriber in subscribers { subscriber.continuation.finish() }
     }
 
-    /// Forgets the history: a watch from any resourceVersion before now gets 410 Expired.
+    /// Forgets the history, as an etcd compaction does: open watches get an in-stream
+    /// `ERROR` 410 Expired and end (their clients must relist), and a watch from any
+    /// resourceVersion before now gets 410 Expired.
     func expire() {
-        state.withLock { state in
+        let subscribers = state.withLock { state in
             state.history.removeAll()
             state.floor = state.lastResourceVersion
+            defer { state.subscribers.removeAll() }
+            return (Array(state.subscribers.values), state.lastResourceVersion)
+        }
+        let status: JSONValue = [
+            "kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Failure",
+            "message": .string("too old resource version (compacted at \(subscribers.1))"), "reason": "Expired",
+            "code": 410,
+        ]
+        for subscriber in subscribers.0 {
+            subscriber.continuation.yield(
+                WatchEvent(
+                    resourceVersion: subscribers.1, storageKey: subscriber.storageKey, namespace: "", type: "ERROR",
+                    object: status))
+            subscriber.continuation.finish()
         }
     }
 }

@@ -39,7 +39,7 @@ final class ControllerHarness: Sendable {
             var namespace = Namespace()
             namespace.metadata.name = "fp"
             _ = try await client.create(namespace)
-            _ = try harness.kubectl(["apply", "-f", Locations.packageRoot + "/crds/fpindexclusters.yaml"])
+            _ = try await harness.kubectl(["apply", "-f", Locations.packageRoot + "/crds/fpindexclusters.yaml"])
         } catch {
             await harness.stop()
             throw error
@@ -74,29 +74,30 @@ final class ControllerHarness: Sendable {
         return process
     }
 
-    /// Runs kubectl against kubesim and returns its standard output; throws with its error output.
-    func kubectl(_ arguments: [String], input: String? = nil) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/kubectl")
-        process.arguments = ["--kubeconfig", kubeconfig, "--cache-dir", directory + "/kube-cache"] + arguments
-        process.environment = ["HOME": directory, "PATH": "/usr/bin:/bin"]
-        let stdout = Pipe()
-        let stderr = Pipe()
-        let stdin = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = stdin
-        try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try stdin.fileHandleForWriting.close()
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
-        let err = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestFailure(
-                "kubectl \(arguments.joined(separator: " ")) failed: \(String(decoding: err, as: UTF8.self))")
+    /// Runs kubectl against kubesim and returns its standard output; throws with its error
+    /// output. `input` replaces `-f -`. Never blocks a thread of the cooperative pool: kubesim
+    /// runs in this process and needs it to answer.
+    func kubectl(_ arguments: [String], input: String? = nil) async throws -> String {
+        var arguments = arguments
+        if let input {
+            let file = directory + "/input-\(UUID().uuidString).yaml"
+            try input.write(toFile: file, atomically: true, encoding: .utf8)
+            if let dash = arguments.firstIndex(of: "-") { arguments[dash] = file }
         }
-        return String(decoding: out, as: UTF8.self)
+        let process = try ChildProcess(
+            name: "kubectl", executable: "/usr/bin/kubectl",
+            arguments: ["--kubeconfig", kubeconfig, "--cache-dir", directory + "/kube-cache"] + arguments,
+            environment: ["HOME": directory])
+        guard let status = await process.waitForExit(timeout: .seconds(60)) else {
+            await process.stop()
+            throw TestFailure("kubectl \(arguments.joined(separator: " ")) timed out")
+        }
+        let (stdout, stderr) = (process.stdout, process.stderr)
+        TemporaryDirectory.remove((process.stdoutPath as NSString).deletingLastPathComponent)
+        guard status == 0 else {
+            throw TestFailure("kubectl \(arguments.joined(separator: " ")) failed: \(stderr)")
+        }
+        return stdout
     }
 
     /// A sample cluster as a user would write it.

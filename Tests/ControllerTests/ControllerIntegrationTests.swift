@@ -11,7 +11,7 @@ struct ControllerIntegrationTests {
             let controller = try await harness.startController()
             let metricsURL = String(
                 try await controller.waitForLine(containing: "listening on ").split(separator: " ").last!)
-            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample())
+            _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample())
 
             // Every child exists with owner references and labels.
             let set = try await eventually("the StatefulSet") {
@@ -49,7 +49,8 @@ struct ControllerIntegrationTests {
             // Status: every condition, the finalizer, the selector.
             let withStatus = try await eventually("a status with every condition") {
                 let cluster = try await harness.cluster()
-                return cluster.status?.conditions?.count == 7 ? cluster : nil
+                return cluster.status?.conditions?.count == 7
+                    && harness.condition(cluster, "StreamReady")?.status == "True" ? cluster : nil
             }
             #expect(withStatus.metadata.finalizers == ["fpindex.acoustid.org/jetstream"])
             #expect(withStatus.status?.observedGeneration == withStatus.metadata.generation)
@@ -59,11 +60,11 @@ struct ControllerIntegrationTests {
             #expect(withStatus.status?.replicaStatus?.map(\.consumer) == ["main-index-0", "main-index-1"])
 
             // kubectl shows the printer columns.
-            let table = try harness.kubectl(["get", "fpc", "-n", "fp"])
+            let table = try await harness.kubectl(["get", "fpc", "-n", "fp"])
             #expect(table.contains("READY"))
             #expect(table.contains("MAX-LAG"))
             #expect(table.contains("main"))
-            let events = try harness.kubectl(["get", "events", "-n", "fp"])
+            let events = try await harness.kubectl(["get", "events", "-n", "fp"])
             #expect(events.contains("ConsumerCreated"))
             #expect(events.contains("StreamCreated"))
 
@@ -87,7 +88,7 @@ struct LagGatedReadinessTests {
         try await withControllerHarness { harness in
             let kubelet = Kubelet(harness: harness)
             try await harness.startController()
-            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2, maxLag: 10))
+            _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2, maxLag: 10))
             _ = try await eventually("the consumers") {
                 try await harness.jetStream.consumerInfo(stream: "fpindex", name: "main-index-1")
             }
@@ -107,7 +108,7 @@ struct LagGatedReadinessTests {
                 #expect(harness.condition(lagging, "Ready")?.status == "False")
                 #expect(harness.condition(lagging, "Ready")?.reason == "Lagging")
                 #expect(harness.condition(lagging, "ProxyAvailable")?.status == "True")
-                let wide = try harness.kubectl(["get", "fpc", "main", "-n", "fp", "--no-headers"])
+                let wide = try await harness.kubectl(["get", "fpc", "main", "-n", "fp", "--no-headers"])
                 #expect(wide.contains("Lagging"))
 
                 // The "kubelet" starts the pods: they replay and catch up.
@@ -123,14 +124,14 @@ struct LagGatedReadinessTests {
                 #expect(ready.status?.readyReplicas == 2)
                 #expect(harness.condition(ready, "ReplicasCaughtUp")?.status == "True")
                 #expect(ready.status?.replicaStatus?.allSatisfy(\.caughtUp) == true)
-                let columns = try harness.kubectl(["get", "fpc", "main", "-n", "fp", "--no-headers"])
+                let columns = try await harness.kubectl(["get", "fpc", "main", "-n", "fp", "--no-headers"])
                     .split(separator: " ", omittingEmptySubsequences: true).map(String.init)
                 // NAME READY REPLICAS MAX-LAG STATUS AGE
                 #expect(columns.count >= 5)
                 #expect(columns[1] == "2")
                 #expect(columns[3] == "0")
                 #expect(columns[4] == "Ready")
-                let waited = try harness.kubectl(["wait", "--for=condition=Ready", "fpc/main", "-n", "fp", "--timeout=30s"])
+                let waited = try await harness.kubectl(["wait", "--for=condition=Ready", "fpc/main", "-n", "fp", "--timeout=30s"])
                 #expect(waited.contains("condition met"))
             } catch {
                 print(kubelet.output)

@@ -10,7 +10,7 @@ struct LifecycleTests {
     func deletionReleasesJetStreamPerPolicy(policy: String) async throws {
         try await withControllerHarness { harness in
             try await harness.startController()
-            _ = try harness.kubectl(
+            _ = try await harness.kubectl(
                 ["apply", "-f", "-"],
                 input: harness.sample(replicas: 2, extra: "  stream:\n    deletionPolicy: \(policy)\n"))
             try await eventually("consumers and the finalizer") {
@@ -21,7 +21,7 @@ struct LifecycleTests {
             _ = try await eventually("the StatefulSet") {
                 try? await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
             }
-            _ = try harness.kubectl(["delete", "fpc/main", "-n", "fp", "--timeout=60s"])
+            _ = try await harness.kubectl(["delete", "fpc/main", "-n", "fp", "--timeout=60s"])
             // Gone (kubectl waited), consumers deleted, the stream kept or deleted as asked.
             await #expect(throws: KubernetesError.self) { try await harness.cluster() }
             let stream = try await harness.jetStream.streamInfo("fpindex")
@@ -42,12 +42,12 @@ struct LifecycleTests {
     @Test func deletionWithNATSUnreachableIsBounded() async throws {
         try await withControllerHarness { harness in
             try await harness.startController(extra: ["--finalizer-timeout", "3"])
-            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
+            _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
             try await eventually("the finalizer") {
                 try await harness.cluster().metadata.finalizers?.isEmpty == false ? true : nil
             }
             await harness.nats.kill()
-            _ = try harness.kubectl(["delete", "fpc/main", "-n", "fp", "--wait=false"])
+            _ = try await harness.kubectl(["delete", "fpc/main", "-n", "fp", "--wait=false"])
             let deleting = try await harness.cluster()
             #expect(deleting.metadata.deletionTimestamp != nil)
             try await eventually(timeout: .seconds(30), "the cluster is deleted without NATS") { () -> Bool? in
@@ -58,7 +58,7 @@ struct LifecycleTests {
                     return true
                 }
             }
-            let events = try harness.kubectl(["get", "events", "-n", "fp"])
+            let events = try await harness.kubectl(["get", "events", "-n", "fp"])
             #expect(events.contains("FinalizerReleased"))
         }
     }
@@ -74,7 +74,7 @@ struct LifecycleTests {
             }
             let leaderName = try #require(lease.spec?.holderIdentity)
             let (leader, standby) = leaderName == "controller-a" ? (first, second) : (second, first)
-            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
+            _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
             _ = try await eventually("the leader reconciles") {
                 try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
             }

@@ -16,9 +16,12 @@ struct ScaleAndDriftTests {
     @Test func scaleUpThenDown() async throws {
         try await withControllerHarness { harness in
             try await harness.startController()
-            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2))
+            _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2))
             try await eventually("two consumers") {
                 try await consumerNames(harness) == ["main-index-0", "main-index-1"] ? true : nil
+            }
+            _ = try await eventually("the StatefulSet") {
+                try? await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
             }
             // Pods exist for the current replicas (as the StatefulSet controller would make them).
             let kubelet = Kubelet(harness: harness)
@@ -26,7 +29,7 @@ struct ScaleAndDriftTests {
             try await kubelet.startIndexPod(0)
             try await kubelet.startIndexPod(1)
 
-            _ = try harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=3"])
+            _ = try await harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=3"])
             let grown = try await eventually("the StatefulSet has 3 replicas") {
                 let set = try await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
                 return set.spec?.replicas == 3 ? set : nil
@@ -35,10 +38,10 @@ struct ScaleAndDriftTests {
             #expect(try await consumerNames(harness).contains("main-index-2"))
             #expect(grown.metadata.generation ?? 0 >= 2)
             try await kubelet.startIndexPod(2)
-            let scaled = try harness.kubectl(["get", "fpc/main", "-n", "fp", "-o", "jsonpath={.spec.replicas}"])
+            let scaled = try await harness.kubectl(["get", "fpc/main", "-n", "fp", "-o", "jsonpath={.spec.replicas}"])
             #expect(scaled == "3")
 
-            _ = try harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=1"])
+            _ = try await harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=1"])
             try await eventually("the StatefulSet has 1 replica") {
                 let set = try await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
                 return set.spec?.replicas == 1 ? true : nil
@@ -56,7 +59,7 @@ struct ScaleAndDriftTests {
                 return cluster.status?.replicaStatus?.count == 1 && cluster.status?.replicas == 1 ? cluster : nil
             }
             #expect(status.status?.replicaStatus?.first?.consumer == "main-index-0")
-            let events = try harness.kubectl(["get", "events", "-n", "fp"])
+            let events = try await harness.kubectl(["get", "events", "-n", "fp"])
             #expect(events.contains("Scaled"))
             #expect(events.contains("ConsumerDeleted"))
         }
@@ -66,7 +69,7 @@ struct ScaleAndDriftTests {
     @Test func driftAndFaultsConverge() async throws {
         try await withControllerHarness { harness in
             try await harness.startController()
-            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
+            _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
             let deployment = try await eventually("the proxy Deployment") {
                 try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
             }
@@ -80,14 +83,14 @@ struct ScaleAndDriftTests {
                 try await harness.jetStream.consumerInfo(stream: "fpindex", name: "main-index-0")
             }
             // A deleted Deployment comes back (a new object).
-            _ = try harness.kubectl(["delete", "deployment/main-proxy", "-n", "fp", "--wait=false"])
+            _ = try await harness.kubectl(["delete", "deployment/main-proxy", "-n", "fp", "--wait=false"])
             let recreated = try await eventually("the Deployment is recreated") {
                 let current = try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
                 return current?.metadata.uid != deployment.metadata.uid ? current : nil
             }
             #expect(recreated.spec?.replicas == 2)
             // A hand edit of a field the controller owns is reverted; another writer's label stays.
-            _ = try harness.kubectl([
+            _ = try await harness.kubectl([
                 "patch", "deployment/main-proxy", "-n", "fp", "--type=merge", "-p",
                 #"{"metadata":{"labels":{"team":"search"}},"spec":{"replicas":7}}"#,
             ])
@@ -133,11 +136,11 @@ struct PauseTests {
     @Test func pausedClusterIsLeftAlone() async throws {
         try await withControllerHarness { harness in
             try await harness.startController()
-            _ = try harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
+            _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
             _ = try await eventually("the proxy Deployment") {
                 try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
             }
-            _ = try harness.kubectl(["annotate", "fpc/main", "-n", "fp", "fpindex.acoustid.org/paused=true"])
+            _ = try await harness.kubectl(["annotate", "fpc/main", "-n", "fp", "fpindex.acoustid.org/paused=true"])
             try await eventually("the Paused condition") {
                 let cluster = try await harness.cluster()
                 return harness.condition(cluster, "Paused")?.status == "True"
@@ -147,7 +150,7 @@ struct PauseTests {
             // Several reconciles pass (resync is 5 s; the status is rewritten meanwhile): nothing is recreated.
             try await Task.sleep(for: .seconds(6))
             #expect((try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")) == nil)
-            _ = try harness.kubectl(["annotate", "fpc/main", "-n", "fp", "fpindex.acoustid.org/paused-"])
+            _ = try await harness.kubectl(["annotate", "fpc/main", "-n", "fp", "fpindex.acoustid.org/paused-"])
             _ = try await eventually("unpaused: the Deployment is back") {
                 try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
             }
