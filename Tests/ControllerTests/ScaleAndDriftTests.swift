@@ -82,6 +82,14 @@ struct ScaleAndDriftTests {
             _ = try await eventually("the consumer is recreated") {
                 try await harness.jetStream.consumerInfo(stream: "fpindex", name: "main-index-0")
             }
+            // Stream configuration changed on the server: put back.
+            let update =
+                #"{"name":"fpindex","subjects":["fpindex.>"],"retention":"limits","storage":"file","num_replicas":1,"max_msgs_per_subject":5,"max_msgs":-1,"max_bytes":-1,"max_age":0,"discard":"old","duplicate_window":120000000000,"allow_direct":true,"deny_delete":false,"deny_purge":false}"#
+            _ = try await harness.jetStream.request(subject: "$JS.API.STREAM.UPDATE.fpindex", payload: Array(update.utf8))
+            #expect(try await harness.jetStream.streamInfo("fpindex")?.config.maxMsgsPerSubject == 5)
+            try await eventually("the stream is repaired") {
+                try await harness.jetStream.streamInfo("fpindex")?.config.maxMsgsPerSubject == 1 ? true : nil
+            }
             // A deleted Deployment comes back (a new object).
             _ = try await harness.kubectl(["delete", "deployment/main-proxy", "-n", "fp", "--wait=false"])
             let recreated = try await eventually("the Deployment is recreated") {
