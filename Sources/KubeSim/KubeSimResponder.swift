@@ -74,11 +74,10 @@ struct KubeSimResponder: HTTPResponder {
         let target = request.uri.query.map { path + "?" + $0 } ?? path
         if let failure = faults.failure(method: request.method.rawValue, target: target) { throw failure }
 
-        if let contentType = request.headers[.contentType], contentType.contains("protobuf") || contentType.contains("cbor") {
+        if let contentType = request.headers[.contentType], contentType.contains("cbor") {
             throw KubeSimError(
                 code: 415, reason: "UnsupportedMediaType",
-                message:
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
+                message: "the body of the request was in an unknown format - accepted media types include: application/json")
         }
         let segments = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
         let accept = request.headers[.accept] ?? ""
@@ -535,6 +534,9 @@ struct KubeSimResponder: HTTPResponder {
     static func readJSON(_ request: Request) async throws -> JSONValue {
         let body = try await request.body.collect(upTo: 16 << 20)
         guard body.readableBytes > 0 else { throw KubeSimError.badRequest("the request body is empty") }
+        if request.headers[.contentType]?.contains("application/vnd.kubernetes.protobuf") == true {
+            return try KubernetesProtobuf.decode(Array(body.readableBytesView))
+        }
         do {
             return try JSONValue.parse(Array(body.readableBytesView))
         } catch {

@@ -618,7 +618,14 @@ actor ResourceStore {
                         }), at: ["spec", "ports"])
             }
         case "/secrets":
-            if o["type"] == nil { o["type"] = "Opaque" }
+            if (o["type"]?.stringValue ?? "").isEmpty { o["type"] = "Opaque" }
+            // stringData is write-only: merged into data, base64-encoded.
+            if let stringData = o["stringData"]?.objectValue {
+                var data = o["data"]?.objectValue ?? [:]
+                for (key, value) in stringData { data[key] = .string(Data((value.stringValue ?? "").utf8).base64EncodedString()) }
+                o["data"] = .object(data)
+                o["stringData"] = nil
+            }
         case "/pods":
             if o.value(at: ["status", "phase"]) == nil { o.setValue("Pending", at: ["status", "phase"]) }
         case "apps/deployments", "apps/statefulsets", "apps/replicasets":

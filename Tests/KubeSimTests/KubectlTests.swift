@@ -199,6 +199,25 @@ struct KubectlTests {
         }
     }
 
+    /// `kubectl create <kind>` subcommands send protobuf bodies.
+    @Test func createSubcommandsWithProtobufBodies() async throws {
+        try await withKubectl(crd: false) { _, kubectl in
+            #expect(try await kubectl.ok("create", "namespace", "team").contains("namespace/team created"))
+            try await kubectl.ok("create", "configmap", "cfg", "-n", "team", "--from-literal=a=1", "--from-literal=b=two")
+            let credentials = try kubectl.file("creds", "user-jwt")
+            try await kubectl.ok("create", "secret", "generic", "nats-creds", "-n", "team", "--from-file=creds=\(credentials)")
+            try await kubectl.ok("create", "serviceaccount", "operator", "-n", "team")
+            #expect(try await kubectl.ok("get", "configmap", "cfg", "-n", "team", "-o", "jsonpath={.data.a},{.data.b}") == "1,two")
+            let secret = try await kubectl.ok("get", "secret", "nats-creds", "-n", "team", "-o", "jsonpath={.type} {.data.creds}")
+            #expect(secret == "Opaque " + Data("user-jwt".utf8).base64EncodedString())
+            #expect(try await kubectl.ok("get", "serviceaccount", "-n", "team", "-o", "name") == "serviceaccount/operator\n")
+            // Namespace deletion takes the contents along.
+            try await kubectl.ok("delete", "namespace", "team")
+            let gone = try await kubectl.run("get", "configmap", "cfg", "-n", "team")
+            #expect(gone.status != 0)
+        }
+    }
+
     /// The executable, with TLS and a token: kubectl verifies the generated CA and authenticates.
     @Test func executableWithTLSAndToken() async throws {
         let directory = try TemporaryDirectory.make(prefix: "kubesim-exe")
