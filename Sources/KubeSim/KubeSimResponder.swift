@@ -370,6 +370,18 @@ struct KubeSimResponder: HTTPResponder {
                 propagationPolicy: query["propagationPolicy"] ?? options["propagationPolicy"]?.stringValue,
                 preconditionUID: options.value(at: ["preconditions", "uid"])?.stringValue,
                 preconditionResourceVersion: options.value(at: ["preconditions", "resourceVersion"])?.stringValue, dryRun: dryRun)
+            // Like the real registries: custom resources (and anything still pending behind
+            // finalizers) come back as the object; a built-in object deleted at once as a Status.
+            let pending = (try? await store.get(storageType, namespace: namespace, name: name)) != nil
+            if !type.isCustom, !pending, !dryRun {
+                return Self.json([
+                    "kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Success",
+                    "details": [
+                        "name": .string(name), "group": .string(type.group), "kind": .string(type.resource),
+                        "uid": deleted.value(at: ["metadata", "uid"]) ?? "",
+                    ],
+                ])
+            }
             return Self.json(Self.output(type, version: version, deleted))
         default:
             throw KubeSimError.methodNotAllowed("the server does not allow this method on the requested resource")

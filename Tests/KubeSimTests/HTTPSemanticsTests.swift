@@ -198,7 +198,8 @@ struct HTTPSemanticsTests {
             let created = try await client.json(.POST, Fixtures.collection, Fixtures.fpc("main", replicas: 1)).jsonObject()
             let rv = field(created, "metadata.resourceVersion") as! String
             _ = try await client.patch(main, #"{"spec":{"replicas":2}}"#, type: "application/merge-patch+json")
-            _ = try await client.request(.DELETE, main)
+            let deleted = try await client.request(.DELETE, main)
+            #expect(try deleted.jsonObject()["kind"] as? String == "FpindexCluster")
             // Resume from the create: the modification and deletion follow, then bookmarks.
             let events = try await client.watch(
                 Fixtures.collection + "?watch=true&resourceVersion=\(rv)&allowWatchBookmarks=true&timeoutSeconds=10"
@@ -295,7 +296,10 @@ struct HTTPSemanticsTests {
             // Background.
             let bg = try await createOwner("bg")
             try await createChild("bg-child", owner: "bg", uid: bg)
-            #expect(try await client.request(.DELETE, "/api/v1/namespaces/default/configmaps/bg").status == 200)
+            let deleted = try await client.request(.DELETE, "/api/v1/namespaces/default/configmaps/bg")
+            #expect(deleted.status == 200)
+            #expect(try deleted.jsonObject()["status"] as? String == "Success")
+            #expect(field(try deleted.jsonObject(), "details.uid") as? String == bg)
             #expect(try await exists("/api/v1/namespaces/default/secrets/bg-child") == false)
             // Orphan.
             let orphan = try await createOwner("orphan")
