@@ -471,8 +471,21 @@ struct KubeSimResponder: HTTPResponder {
         } else {
             from = nil
         }
-        let (id, events) = try await store.watch(
-            storageType, namespace: namespace, from: from, sendInitialEvents: query["sendInitialEvents"] == "true")
+        let opened = await Self.openWatch(
+            store, storageType, namespace: namespace, from: from, sendInitialEvents: query["sendInitialEvents"] == "true")
+        let id: Int
+        let events: AsyncStream<WatchEvent>
+        switch opened {
+        case .success(let watch): (id, events) = (watch.id, watch.events)
+        case .failure(let error) where error.code == 410:
+            // As the real watch cache does: the stream opens, then one ERROR event carries the 410.
+            var line = JSONValue.object(["type": "ERROR", "object": error.status]).serializedBytes()
+            line.append(0x0A)
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: line)))
+        case .failure(let error): throw error
+        }
         let hub = store.hub
         let bookmarks = query["allowWatchBookmarks"] == "true"
         let initialEnd = query["sendInitialEvents"] == "true"
@@ -539,6 +552,16 @@ struct KubeSimResponder: HTTPResponder {
                 }
                 try await writer.finish(nil)
             })
+    }
+
+    static func openWatch(
+        _ store: ResourceStore, _ type: ResourceType, namespace: String?, from: Int64?, sendInitialEvents: Bool
+    ) async -> Result<(id: Int, events: AsyncStream<WatchEvent>), KubeSimError> {
+        do {
+            return .success(try await store.watch(type, namespace: namespace, from: from, sendInitialEvents: sendInitialEvents))
+        } catch {
+            return .failure(error)
+        }
     }
 
     // MARK: Bodies
