@@ -33,8 +33,18 @@ struct KubeSimResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         do {
-            return try await handle(request, context: context)
+            let response = try await handle(request, context: context)
+            context.logger.debug(
+                "request",
+                metadata: ["http.method": "\(request.method)", "http.path": "\(request.uri)", "http.status": "\(response.status.code)"])
+            return response
         } catch let error as KubeSimError {
+            context.logger.debug(
+                "request failed",
+                metadata: [
+                    "http.method": "\(request.method)", "http.path": "\(request.uri)", "http.status": "\(error.code)",
+                    "error": "\(error.message)",
+                ])
             return Self.errorResponse(error)
         } catch {
             context.logger.debug("request failed", metadata: ["error": "\(error)"])
