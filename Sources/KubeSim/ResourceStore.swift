@@ -343,6 +343,11 @@ actor ResourceStore {
         preconditionResourceVersion: String?, dryRun: Bool
     ) throws(KubeSimError) -> JSONValue {
         let object = try get(type, namespace: namespace, name: name)
+        if type.typeKey == "/namespaces", ["default", "kube-system", "kube-public"].contains(name) {
+            throw KubeSimError(
+                code: 403, reason: "Forbidden", message: "namespaces \"\(name)\" is forbidden: this namespace may not be deleted",
+                name: name, kind: "namespaces")
+        }
         if let uid = preconditionUID, uid != object.value(at: ["metadata", "uid"])?.stringValue {
             throw .conflict(
                 type, name,

@@ -348,6 +348,7 @@ struct HTTPSemanticsTests {
                 type: "application/merge-patch+json")
             #expect(try await exists("/api/v1/namespaces/team") == false)
             #expect(try await client.json(.POST, "/api/v1/namespaces/gone/configmaps", #"{"metadata":{"name":"b"}}"#).status == 404)
+            #expect(try await client.request(.DELETE, "/api/v1/namespaces/default").status == 403)
         }
     }
 
