@@ -231,6 +231,7 @@ struct KubeSimResponder: HTTPResponder {
         let namespace = target.namespace ?? ""
         let accept = request.headers[.accept] ?? ""
         let wantsTable = accept.contains("as=Table")
+        let wantsMetadata = accept.contains("as=PartialObjectMetadata")
         let manager =
             query["fieldManager"]
             ?? (request.headers[.userAgent].map { String($0.split(separator: "/").first ?? "unknown") } ?? "unknown")
@@ -263,6 +264,13 @@ struct KubeSimResponder: HTTPResponder {
                 if let token = page.continueToken {
                     metadata["continue"] = .string(token)
                     metadata["remainingItemCount"] = .int(Int64(page.remaining))
+                }
+                if wantsMetadata {
+                    return Self.json(
+                        [
+                            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": .object(metadata),
+                            "items": .array(items.map(Self.partialMetadata)),
+                        ], contentType: "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io")
                 }
                 return Self.json([
                     "kind": .string(type.listKind), "apiVersion": .string(type.apiVersion(version)), "metadata": .object(metadata),
@@ -305,6 +313,10 @@ struct KubeSimResponder: HTTPResponder {
                         type, [object], resourceVersion: object.value(at: ["metadata", "resourceVersion"])?.stringValue ?? "",
                         continueToken: nil, now: Date(), includeObject: query["includeObject"] ?? "Metadata"),
                     contentType: "application/json;as=Table;v=v1;g=meta.k8s.io")
+            }
+            if wantsMetadata {
+                return Self.json(
+                    Self.partialMetadata(object), contentType: "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io")
             }
             return Self.json(object)
         case .put:
@@ -396,6 +408,11 @@ struct KubeSimResponder: HTTPResponder {
         default:
             throw KubeSimError.methodNotAllowed("the server does not allow this method on the requested resource")
         }
+    }
+
+    /// The `meta.k8s.io/v1` PartialObjectMetadata form of an object.
+    static func partialMetadata(_ object: JSONValue) -> JSONValue {
+        ["kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"] ?? [:]]
     }
 
     // MARK: Scale

@@ -186,7 +186,8 @@ actor ResourceStore {
         if objects[type.storageKey]?[Self.objectKey(type.namespaced ? namespace : "", name)] != nil {
             throw .alreadyExists(type, name)
         }
-        if type.hasStatus, type.isCustom { object["status"] = nil }
+        // Status is not the client's on create (built-in kinds get their initial status below).
+        if type.hasStatus { object["status"] = nil }
         let now = Date()
         object["apiVersion"] = .string(type.apiVersion(type.preferredVersion))
         object["kind"] = .string(type.kind)

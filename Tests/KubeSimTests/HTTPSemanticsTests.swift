@@ -174,6 +174,12 @@ struct HTTPSemanticsTests {
             #expect(try await names("fieldSelector=metadata.name!%3Dcm3,metadata.namespace%3Ddefault").count == 4)
             let list = try await client.request(.GET, "/api/v1/namespaces/default/configmaps").jsonObject()
             #expect(list["kind"] as? String == "ConfigMapList")
+            let metadataOnly = try await client.request(
+                .GET, "/api/v1/namespaces/default/configmaps?labelSelector=special",
+                headers: [("Accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json")]
+            ).jsonObject()
+            #expect(metadataOnly["kind"] as? String == "PartialObjectMetadataList")
+            #expect(field(metadataOnly, "items.0.metadata.labels.special") as? String == "yes")
             // Pagination.
             var seen: [String] = []
             var token = ""
