@@ -143,7 +143,13 @@ enum FieldManagement {
         now: String, type: ResourceType, name: String
     ) throws(KubeSimError) -> JSONValue {
         var entries = current.map(decode) ?? []
-        let applied = leafPaths(config)
+        // The status subresource owns only status; the main resource never owns status.
+        var applied = leafPaths(config)
+        if subresource == "status" {
+            applied = applied.filter { $0.first == "status" }
+        } else if type.hasStatus {
+            applied = applied.filter { $0.first != "status" }
+        }
         var conflicts: [(manager: String, apiVersion: String, path: FieldPath)] = []
         for (i, entry) in entries.enumerated() where !(entry.manager == manager && entry.operation == "Apply") {
             for owned in entry.fields {

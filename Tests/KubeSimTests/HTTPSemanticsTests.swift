@@ -61,6 +61,26 @@ struct HTTPSemanticsTests {
         }
     }
 
+    @Test func concurrentUpdatesWithOneResourceVersionOnlyOneWins() async throws {
+        try await withKubeSim { _, client in
+            try await client.installCRD()
+            let created = try await client.json(.POST, Fixtures.collection, Fixtures.fpc("main", replicas: 1)).jsonObject()
+            let rv = field(created, "metadata.resourceVersion") as! String
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for n in 0..<8 {
+                    group.addTask {
+                        try await client.json(.PUT, main, Fixtures.fpc("main", replicas: n + 2, extra: #","resourceVersion":"\#(rv)""#))
+                            .status
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == 200 }.count == 1)
+            #expect(statuses.filter { $0 == 409 }.count == 7)
+            #expect(field(try await client.request(.GET, main).jsonObject(), "metadata.generation") as? Int == 2)
+        }
+    }
+
     @Test func generationStatusAndScaleSubresources() async throws {
         try await withKubeSim { _, client in
             try await client.installCRD()
@@ -132,6 +152,19 @@ struct HTTPSemanticsTests {
             let containers = field(try smp.jsonObject(), "spec.template.spec.containers") as? [[String: Any]] ?? []
             #expect(containers.map { $0["image"] as? String } == ["a:1", "b:2"])
             #expect(field(try smp.jsonObject(), "spec.replicas") as? Int == 1)
+            // Server-side apply of status through /status leaves the spec alone.
+            let statusApply = try await client.patch(
+                main + "/status?fieldManager=operator&force=true",
+                #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"FpindexCluster","metadata":{"name":"main"},"spec":{"replicas":99},"status":{"replicas":6,"readyReplicas":6}}"#,
+                type: "application/apply-patch+yaml")
+            #expect(statusApply.status == 200)
+            #expect(field(try statusApply.jsonObject(), "status.readyReplicas") as? Int == 6)
+            #expect(field(try statusApply.jsonObject(), "spec.replicas") as? Int == 6)
+            let statusManager = (field(try statusApply.jsonObject(), "metadata.managedFields") as? [[String: Any]] ?? []).first {
+                $0["manager"] as? String == "operator"
+            }
+            #expect(statusManager?["subresource"] as? String == "status")
+            #expect(field(statusManager, "fieldsV1.f:spec") == nil)
             // Server-side apply: conflicts between managers, force takes over, and removal of fields no longer applied.
             let apply = "application/apply-patch+yaml"
             let cm = #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"a":"1","b":"2"}}"#
