@@ -106,7 +106,9 @@ enum FieldManagement {
     static func recordUpdate(
         old: JSONValue?, new: JSONValue, manager: String, apiVersion: String, subresource: String?, now: String
     ) -> JSONValue {
-        var entries = old.map(decode) ?? []
+        // Start from the managedFields the new object carries: the stored ones, or what the
+        // client wrote (kubectl rewrites them when it upgrades client-side apply to server-side).
+        var entries = decode(new)
         let newLeaves = leafPaths(new)
         let changed = newLeaves.filter { path in old?.value(at: path) != new.value(at: path) }
         let removed: Set<FieldPath> = old.map { leafPaths($0).subtracting(newLeaves) } ?? []
