@@ -226,7 +226,7 @@ struct KubeSimResponder: HTTPResponder {
     {
         let target = try parsePath(registry, group: group, version: version, rest: rest)
         let query = Query(request.uri)
-        let type = target.type
+        let type = target.type.at(version: version)
         let storageType = type.storedAs.flatMap { registry.type(forKey: $0) } ?? type
         let namespace = target.namespace ?? ""
         let accept = request.headers[.accept] ?? ""

@@ -34,6 +34,43 @@ struct HTTPSemanticsTests {
         }
     }
 
+    /// A cluster-scoped CRD with two served versions: objects are served in both, with each
+    /// version's printer columns.
+    @Test func clusterScopedMultiVersionCRD() async throws {
+        try await withKubeSim { _, client in
+            let crd = """
+                {"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"backends.fpindex.acoustid.org"},
+                 "spec":{"group":"fpindex.acoustid.org","scope":"Cluster","names":{"plural":"backends","singular":"backend","kind":"Backend"},
+                  "versions":[
+                   {"name":"v1alpha1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},
+                    "additionalPrinterColumns":[{"name":"URL","type":"string","jsonPath":".spec.url"}]},
+                   {"name":"v1beta1","served":true,"storage":false,"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},
+                    "additionalPrinterColumns":[{"name":"ENDPOINT","type":"string","jsonPath":".spec.url"},{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}]}]}}
+                """
+            #expect(try await client.json(.POST, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status == 201)
+            let group = try await client.request(.GET, "/apis/fpindex.acoustid.org").jsonObject()
+            #expect(field(group, "preferredVersion.version") as? String == "v1beta1")
+            let created = try await client.json(
+                .POST, "/apis/fpindex.acoustid.org/v1alpha1/backends",
+                #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"Backend","metadata":{"name":"b1"},"spec":{"url":"http://x"}}"#)
+            #expect(created.status == 201)
+            #expect(field(try created.jsonObject(), "metadata.namespace") == nil)
+            let beta = try await client.request(.GET, "/apis/fpindex.acoustid.org/v1beta1/backends/b1").jsonObject()
+            #expect(beta["apiVersion"] as? String == "fpindex.acoustid.org/v1beta1")
+            let accept = [("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")]
+            let alpha = try await client.request(.GET, "/apis/fpindex.acoustid.org/v1alpha1/backends", headers: accept).jsonObject()
+            let betaTable = try await client.request(.GET, "/apis/fpindex.acoustid.org/v1beta1/backends", headers: accept).jsonObject()
+            #expect((alpha["columnDefinitions"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } == ["Name", "URL"])
+            #expect(
+                (betaTable["columnDefinitions"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } == [
+                    "Name", "ENDPOINT", "AGE",
+                ])
+            #expect(field(betaTable, "rows.0.cells.1") as? String == "http://x")
+            // A cluster-scoped kind has no namespaced path.
+            #expect(try await client.request(.GET, "/apis/fpindex.acoustid.org/v1alpha1/namespaces/default/backends").status == 404)
+        }
+    }
+
     @Test func createConflictsAndOptimisticConcurrency() async throws {
         try await withKubeSim { _, client in
             try await client.installCRD()
