@@ -146,6 +146,9 @@ struct KubectlTests {
             #expect(out.contains("ScaledUp"))
             #expect(out.contains("fpindexcluster/main"))
             #expect(out.contains("replicas 2 -> 3"))
+            let eventsAPI = try await kubectl.ok("get", "events.v1.events.k8s.io")
+            #expect(eventsAPI.contains("fpindexcluster/main"))
+            #expect(eventsAPI.contains("replicas 2 -> 3"))
             // The same object through core/v1: fields mapped.
             let core = try await client.request(.GET, "/api/v1/namespaces/default/events/main.17a").jsonObject()
             #expect(core["message"] as? String == "replicas 2 -> 3")
