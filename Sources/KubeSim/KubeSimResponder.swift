@@ -283,7 +283,8 @@ struct KubeSimResponder: HTTPResponder {
                     object["apiVersion"] = .string(storageType.apiVersion(storageType.preferredVersion))
                 }
                 let created = try await store.create(
-                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun, strict: strict)
+                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun, strict: strict,
+                    version: version)
                 return Self.json(Self.output(type, version: version, created), status: 201)
             case .delete:
                 let options = try await Self.readOptionalJSON(request)
@@ -323,7 +324,7 @@ struct KubeSimResponder: HTTPResponder {
             let body = Self.input(type, try await Self.readJSON(request))
             let updated = try await store.update(
                 storageType, namespace: namespace, name: name, object: body, subresource: subresource, manager: manager, dryRun: dryRun,
-                strict: strict)
+                strict: strict, version: version)
             return Self.json(Self.output(type, version: version, updated))
         case .patch:
             let body = try await request.body.collect(upTo: 16 << 20)
@@ -367,7 +368,7 @@ struct KubeSimResponder: HTTPResponder {
             let now = Timestamps.format(Date())
             let result = try await store.patch(
                 storageType, namespace: namespace, name: name, subresource: subresource, manager: manager, dryRun: dryRun,
-                createIfMissing: isApply && subresource == nil, strict: strict
+                createIfMissing: isApply && subresource == nil, strict: strict, version: version
             ) { (current: JSONValue?) throws(KubeSimError) -> PatchOutcome in
                 let view = current.map { Self.output(type, version: version, $0) }
                 var patched: JSONValue

@@ -143,7 +143,7 @@ actor ResourceStore {
 
     func create(
         _ type: ResourceType, namespace: String, object incoming: JSONValue, manager: String, dryRun: Bool,
-        managedFieldsDone: Bool = false, strict: Bool = false
+        managedFieldsDone: Bool = false, strict: Bool = false, version: String? = nil
     ) throws(KubeSimError) -> JSONValue {
         guard case .object = incoming else { throw .badRequest("the body of the request must be a JSON object") }
         var object = incoming
@@ -198,7 +198,7 @@ actor ResourceStore {
         object.setValue(.string(Timestamps.format(now)), at: ["metadata", "creationTimestamp"])
         object.setValue(1, at: ["metadata", "generation"])
         object = builtinDefaults(type, object)
-        object = try customResourceChecks(type, object, name: name, strict: strict)
+        object = try customResourceChecks(type, object, name: name, strict: strict, version: version)
         var crdType: ResourceType?
         if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
             switch ResourceRegistry.customType(from: object) {
@@ -229,12 +229,12 @@ actor ResourceStore {
     /// Replaces an object (PUT), or its status (`subresource: "status"`).
     func update(
         _ type: ResourceType, namespace: String, name: String, object incoming: JSONValue, subresource: String?,
-        manager: String, dryRun: Bool, strict: Bool = false
+        manager: String, dryRun: Bool, strict: Bool = false, version: String? = nil
     ) throws(KubeSimError) -> JSONValue {
         let old = try get(type, namespace: namespace, name: name)
         return try commitUpdate(
             type, old: old, incoming: incoming, subresource: subresource, manager: manager, dryRun: dryRun,
-            managedFieldsDone: false, strict: strict)
+            managedFieldsDone: false, strict: strict, version: version)
     }
 
     /// Read-modify-write with a patch function, atomically. `mutate` gets the current object (nil
@@ -242,7 +242,7 @@ actor ResourceStore {
     /// `createIfMissing` (server-side apply).
     func patch(
         _ type: ResourceType, namespace: String, name: String, subresource: String?, manager: String, dryRun: Bool,
-        createIfMissing: Bool, strict: Bool = false, mutate: (JSONValue?) throws(KubeSimError) -> PatchOutcome
+        createIfMissing: Bool, strict: Bool = false, version: String? = nil, mutate: (JSONValue?) throws(KubeSimError) -> PatchOutcome
     ) throws(KubeSimError) -> JSONValue {
         let current = objects[type.storageKey]?[Self.objectKey(type.namespaced ? namespace : "", name)]
         guard let current else {
@@ -251,17 +251,17 @@ actor ResourceStore {
             outcome.object.setValue(.string(name), at: ["metadata", "name"])
             return try create(
                 type, namespace: namespace, object: outcome.object, manager: manager, dryRun: dryRun,
-                managedFieldsDone: outcome.managedFieldsDone, strict: strict)
+                managedFieldsDone: outcome.managedFieldsDone, strict: strict, version: version)
         }
         let outcome = try mutate(current)
         return try commitUpdate(
             type, old: current, incoming: outcome.object, subresource: subresource, manager: manager, dryRun: dryRun,
-            managedFieldsDone: outcome.managedFieldsDone, strict: strict)
+            managedFieldsDone: outcome.managedFieldsDone, strict: strict, version: version)
     }
 
     private func commitUpdate(
         _ type: ResourceType, old: JSONValue, incoming: JSONValue, subresource: String?, manager: String, dryRun: Bool,
-        managedFieldsDone: Bool, strict: Bool = false
+        managedFieldsDone: Bool, strict: Bool = false, version: String? = nil
     ) throws(KubeSimError) -> JSONValue {
         guard case .object = incoming else { throw .badRequest("the body of the request must be a JSON object") }
         let name = old.value(at: ["metadata", "name"])?.stringValue ?? ""
@@ -310,7 +310,7 @@ actor ResourceStore {
         if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
             if case .failure(let error) = ResourceRegistry.customType(from: new) { throw error }
         }
-        new = try customResourceChecks(type, new, name: name, strict: strict)
+        new = try customResourceChecks(type, new, name: name, strict: strict, version: version)
         if Self.specPart(old) != Self.specPart(new) {
             let generation = old.value(at: ["metadata", "generation"])?.intValue ?? 1
             new.setValue(.int(generation + 1), at: ["metadata", "generation"])
@@ -644,10 +644,13 @@ actor ResourceStore {
 
     /// Defaults, pruning and validation of a custom resource against its schema.
     /// With `strict` (`fieldValidation=Strict`), unknown fields are a 400 instead of being dropped.
-    private func customResourceChecks(_ type: ResourceType, _ object: JSONValue, name: String, strict: Bool) throws(KubeSimError)
-        -> JSONValue
-    {
-        guard type.isCustom, let schema = type.schemas[type.preferredVersion] else { return object }
+    /// The schema is the one of the version the request used (else the storage version's).
+    private func customResourceChecks(
+        _ type: ResourceType, _ object: JSONValue, name: String, strict: Bool, version: String?
+    ) throws(KubeSimError) -> JSONValue {
+        guard type.isCustom, let schema = version.flatMap({ type.schemas[$0] }) ?? type.schemas[type.preferredVersion] else {
+            return object
+        }
         var o = Schema.applyDefaults(object, schema)
         var pruned: [String] = []
         let kept = (o["apiVersion"], o["kind"], o["metadata"])

@@ -44,7 +44,8 @@ struct HTTPSemanticsTests {
                   "versions":[
                    {"name":"v1alpha1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},
                     "additionalPrinterColumns":[{"name":"URL","type":"string","jsonPath":".spec.url"}]},
-                   {"name":"v1beta1","served":true,"storage":false,"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},
+                   {"name":"v1beta1","served":true,"storage":false,"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true,
+                     "properties":{"spec":{"type":"object","required":["url"],"x-kubernetes-preserve-unknown-fields":true}}}},
                     "additionalPrinterColumns":[{"name":"ENDPOINT","type":"string","jsonPath":".spec.url"},{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}]}]}}
                 """
             #expect(try await client.json(.POST, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status == 201)
@@ -66,6 +67,13 @@ struct HTTPSemanticsTests {
                     "Name", "ENDPOINT", "AGE",
                 ])
             #expect(field(betaTable, "rows.0.cells.1") as? String == "http://x")
+            // Each version validates with its own schema.
+            let noURL = #"{"apiVersion":"fpindex.acoustid.org/v1beta1","kind":"Backend","metadata":{"name":"b2"},"spec":{}}"#
+            let refused = try await client.json(.POST, "/apis/fpindex.acoustid.org/v1beta1/backends", noURL)
+            #expect(refused.status == 422)
+            #expect(field(try refused.jsonObject(), "details.causes.0.field") as? String == "spec.url")
+            let alphaNoURL = noURL.replacingOccurrences(of: "v1beta1", with: "v1alpha1")
+            #expect(try await client.json(.POST, "/apis/fpindex.acoustid.org/v1alpha1/backends", alphaNoURL).status == 201)
             // A cluster-scoped kind has no namespaced path.
             #expect(try await client.request(.GET, "/apis/fpindex.acoustid.org/v1alpha1/namespaces/default/backends").status == 404)
         }
