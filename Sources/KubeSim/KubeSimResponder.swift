@@ -237,6 +237,8 @@ struct KubeSimResponder: HTTPResponder {
             ?? (request.headers[.userAgent].map { String($0.split(separator: "/").first ?? "unknown") } ?? "unknown")
         let dryRun = query["dryRun"] == "All"
         let strict = query["fieldValidation"] == "Strict"
+        // The server default is Warn: unknown fields are dropped with a Warning header each.
+        let warn = query["fieldValidation"].map { $0 == "Warn" } ?? true
 
         guard let name = target.name else {
             // Collection.
@@ -285,7 +287,9 @@ struct KubeSimResponder: HTTPResponder {
                 let created = try await store.create(
                     storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun, strict: strict,
                     version: version)
-                return Self.json(Self.output(type, version: version, created), status: 201)
+                return Self.withWarnings(
+                    Self.json(Self.output(type, version: version, created), status: 201),
+                    warn ? Self.unknownFields(type, version: version, body) : [])
             case .delete:
                 let options = try await Self.readOptionalJSON(request)
                 let deleted = try await store.deleteCollection(
@@ -321,11 +325,14 @@ struct KubeSimResponder: HTTPResponder {
             }
             return Self.json(object)
         case .put:
-            let body = Self.input(type, try await Self.readJSON(request))
+            let requestBody = try await Self.readJSON(request)
+            let body = Self.input(type, requestBody)
             let updated = try await store.update(
                 storageType, namespace: namespace, name: name, object: body, subresource: subresource, manager: manager, dryRun: dryRun,
                 strict: strict, version: version)
-            return Self.json(Self.output(type, version: version, updated))
+            return Self.withWarnings(
+                Self.json(Self.output(type, version: version, updated)),
+                warn ? Self.unknownFields(type, version: version, requestBody) : [])
         case .patch:
             let body = try await request.body.collect(upTo: 16 << 20)
             let contentType =
@@ -385,7 +392,9 @@ struct KubeSimResponder: HTTPResponder {
                 }
                 return PatchOutcome(object: Self.input(type, patched), managedFieldsDone: done)
             }
-            return Self.json(Self.output(type, version: version, result), status: 200)
+            return Self.withWarnings(
+                Self.json(Self.output(type, version: version, result), status: 200),
+                warn && contentType != "application/json-patch+json" ? Self.unknownFields(type, version: version, patch) : [])
         case .delete:
             let options = try await Self.readOptionalJSON(request)
             let deleted = try await store.delete(
@@ -409,6 +418,24 @@ struct KubeSimResponder: HTTPResponder {
         default:
             throw KubeSimError.methodNotAllowed("the server does not allow this method on the requested resource")
         }
+    }
+
+    /// Fields of a custom-resource body (object or merge/apply patch) that its schema does not declare.
+    static func unknownFields(_ type: ResourceType, version: String, _ body: JSONValue) -> [String] {
+        guard type.isCustom, let schema = type.schemas[version] ?? type.schemas[type.preferredVersion] else { return [] }
+        var copy = body
+        var pruned: [String] = []
+        Schema.prune(&copy, schema, path: "", pruned: &pruned)
+        return pruned.filter { $0 != "apiVersion" && $0 != "kind" && $0 != "metadata" }
+    }
+
+    /// Adds one `Warning: 299 - "unknown field ..."` header per field.
+    static func withWarnings(_ response: Response, _ fields: [String]) -> Response {
+        var response = response
+        for field in fields {
+            response.headers.append(HTTPField(name: HTTPField.Name("Warning")!, value: "299 - \"unknown field \\\"\(field)\\\"\""))
+        }
+        return response
     }
 
     /// The `meta.k8s.io/v1` PartialObjectMetadata form of an object.

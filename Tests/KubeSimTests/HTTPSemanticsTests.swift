@@ -461,6 +461,7 @@ struct HTTPSemanticsTests {
                 #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"FpindexCluster","metadata":{"name":"ok"},"spec":{"replicas":1,"index":{},"bogus":1}}"#
             )
             #expect(pruned.status == 201)
+            #expect(pruned.headers.first(name: "Warning") == #"299 - "unknown field \"spec.bogus\"""#)
             let strict = try await client.json(
                 .POST, Fixtures.collection + "?fieldValidation=Strict",
                 #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"FpindexCluster","metadata":{"name":"strict"},"spec":{"replicas":1,"bogus":1}}"#

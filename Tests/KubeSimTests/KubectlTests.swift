@@ -48,6 +48,9 @@ struct KubectlTests {
             let refused = try await kubectl.run("apply", "-f", unknown)
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("unknown field \"spec.bogus\""))
+            let warned = try await kubectl.run("apply", "--validate=warn", "-f", unknown)
+            #expect(warned.status == 0)
+            #expect(warned.stderr.contains("Warning: unknown field \"spec.bogus\""))
         }
     }
 
@@ -229,7 +232,10 @@ struct KubectlTests {
         let child = try ChildProcess(
             name: "kubesim", executable: Locations.executable("kubesim"),
             arguments: ["--listen", "127.0.0.1:0", "--token", "s3cret", "--tls", "--write-kubeconfig", kubeconfigPath])
-        defer { child.signal(SIGKILL) }
+        defer {
+            child.signal(SIGKILL)
+            TemporaryDirectory.remove(URL(fileURLWithPath: child.stdoutPath).deletingLastPathComponent().path)
+        }
         let line = try await child.waitForLine(containing: "kubesim listening on ")
         #expect(line.contains("https://127.0.0.1:"))
         let kubectl = try Kubectl(kubeconfig: try String(contentsOfFile: kubeconfigPath, encoding: .utf8))
