@@ -71,6 +71,13 @@ actor ResourceStore {
             else { throw .badRequest("invalid continue token") }
             start = key
             listRV = rv
+            if rv < hub.floorResourceVersion {
+                throw KubeSimError(
+                    code: 410, reason: "Expired",
+                    message:
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
+                )
+            }
         }
         let all = (objects[type.storageKey] ?? [:]).sorted { $0.key < $1.key }
         var matching: [(String, JSONValue)] = []
@@ -334,7 +341,16 @@ actor ResourceStore {
             collectGarbage()
             return removed
         }
-        collectGarbage()
+        // Only changes that can matter to the collector: deletion marks, finalizers, owners.
+        let relevant: (JSONValue) -> [JSONValue?] = {
+            [
+                $0.value(at: ["metadata", "deletionTimestamp"]), $0.value(at: ["metadata", "finalizers"]),
+                $0.value(at: ["metadata", "ownerReferences"]),
+            ]
+        }
+        if relevant(old) != relevant(stored) || stored.value(at: ["metadata", "deletionTimestamp"]) != nil {
+            collectGarbage()
+        }
         return stored
     }
 

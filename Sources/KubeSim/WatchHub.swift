@@ -49,6 +49,8 @@ final class WatchHub: Sendable {
         }
     }
     var watchCount: Int { state.withLock { $0.subscribers.count } }
+    /// resourceVersions below this are no longer in the history (410 Expired).
+    var floorResourceVersion: Int64 { state.withLock { $0.floor } }
 
     func publish(_ event: WatchEvent) {
         state.withLock { state in

@@ -232,7 +232,7 @@ struct HTTPSemanticsTests {
     }
 
     @Test func selectorsAndPagination() async throws {
-        try await withKubeSim { _, client in
+        try await withKubeSim { server, client in
             for (n, tier) in ["a", "b", "a", "c", "b"].enumerated() {
                 let cm =
                     #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm\#(n)","labels":{"tier":"\#(tier)"\#(n == 0 ? #","special":"yes""# : "")}}}"#
@@ -273,6 +273,14 @@ struct HTTPSemanticsTests {
             } while !token.isEmpty && pages < 10
             #expect(pages == 3)
             #expect(seen == ["cm0", "cm1", "cm2", "cm3", "cm4"])
+            // A continue token from before the retained history is 410 Expired.
+            let first = try await client.request(.GET, "/api/v1/namespaces/default/configmaps?limit=2").jsonObject()
+            let stale =
+                (field(first, "metadata.continue") as? String ?? "").addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+            _ = try await client.json(.POST, "/api/v1/namespaces/default/configmaps", #"{"metadata":{"name":"later"}}"#)
+            server.faults.expireResourceVersions()
+            let expired = try await client.request(.GET, "/api/v1/namespaces/default/configmaps?limit=2&continue=\(stale)")
+            #expect(expired.status == 410)
         }
     }
 
