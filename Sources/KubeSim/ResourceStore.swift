@@ -230,6 +230,8 @@ actor ResourceStore {
         }
         let stored = store(type, object, event: "ADDED", old: nil)
         if let crdType { registry.register(crdType) }
+        // A dependent of owners that do not exist (any more) is collected at once.
+        if stored.value(at: ["metadata", "ownerReferences"]) != nil { collectGarbage() }
         return stored
     }
 

@@ -397,6 +397,9 @@ struct HTTPSemanticsTests {
             #expect(try deleted.jsonObject()["status"] as? String == "Success")
             #expect(field(try deleted.jsonObject(), "details.uid") as? String == bg)
             #expect(try await exists("/api/v1/namespaces/default/secrets/bg-child") == false)
+            // A dependent whose owner does not exist is collected.
+            try await createChild("dangling", owner: "nobody", uid: "00000000-0000-0000-0000-000000000000")
+            #expect(try await exists("/api/v1/namespaces/default/secrets/dangling") == false)
             // Orphan.
             let orphan = try await createOwner("orphan")
             try await createChild("orphan-child", owner: "orphan", uid: orphan)
