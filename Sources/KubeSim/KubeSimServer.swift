@@ -45,6 +45,11 @@ public final class KubeSimEmulator: Sendable {
     let store: ResourceStore
     let boundPort = Mutex<Int?>(nil)
 
+    /// Creates the state (with the default namespaces) and, with `tls`, the CA and serving certificate.
+    /// - Parameters:
+    ///   - configuration: the server's settings.
+    ///   - logger: the store's logger.
+    /// - Throws: when the certificates cannot be generated.
     public init(configuration: KubeSimConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.store = ResourceStore(watchHistory: configuration.watchHistory, logger: logger)
@@ -62,6 +67,10 @@ public final class KubeSimEmulator: Sendable {
     }
 
     /// A kubeconfig (YAML) with one cluster, user and context named `kubesim`.
+    /// - Parameters:
+    ///   - token: the bearer token the user presents (nil: none; kubectl sends tokens over HTTPS only).
+    ///   - namespace: the context's namespace (nil: kubectl's default, `default`).
+    /// - Returns: the kubeconfig text, with `certificate-authority-data` when serving TLS.
     public func kubeconfig(token: String?, namespace: String?) -> String {
         var cluster = "    server: \(url)\n"
         if let pem = tlsMaterial?.caCertificatePEM {
@@ -165,6 +174,11 @@ public final class KubeSimServer: Sendable {
     }
 
     /// Starts a server and returns once it listens.
+    /// - Parameters:
+    ///   - configuration: where to listen, tokens, TLS, watch history.
+    ///   - logger: the server's logger.
+    /// - Returns: the running server; call `shutdown()` when done.
+    /// - Throws: when the certificates cannot be generated or the address cannot be bound.
     public static func start(configuration: KubeSimConfiguration, logger: Logger) async throws -> KubeSimServer {
         let emulator = try KubeSimEmulator(configuration: configuration, logger: logger)
         let (started, startedContinuation) = AsyncStream<Int>.makeStream()
@@ -190,7 +204,7 @@ public final class KubeSimServer: Sendable {
     public var caCertificatePEM: String? { emulator.tlsMaterial?.caCertificatePEM }
     public var faults: KubeSimFaults { emulator.faults }
 
-    /// A kubeconfig (YAML) for kubectl and clients.
+    /// A kubeconfig (YAML) for kubectl and clients; see `KubeSimEmulator.kubeconfig(token:namespace:)`.
     public func kubeconfig(token: String?, namespace: String?) -> String {
         emulator.kubeconfig(token: token, namespace: namespace)
     }
