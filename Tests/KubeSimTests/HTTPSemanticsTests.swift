@@ -484,6 +484,15 @@ struct HTTPSemanticsTests {
         }
     }
 
+    @Test func startFailsOnABusyPort() async throws {
+        try await withKubeSim { server, _ in
+            await #expect(throws: (any Error).self) {
+                let second = try await KubeSimServer.start(configuration: KubeSimConfiguration(port: server.port), logger: quietLogger)
+                await second.shutdown()
+            }
+        }
+    }
+
     @Test func bearerTokenAuthentication() async throws {
         try await withKubeSim(KubeSimConfiguration(tokens: ["t0ken"])) { server, client in
             let denied = try await client.request(.GET, "/api/v1/namespaces")
