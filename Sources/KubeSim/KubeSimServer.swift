@@ -41,7 +41,7 @@ public final class KubeSimEmulator: Sendable {
     public let configuration: KubeSimConfiguration
     public let faults: KubeSimFaults
     /// The generated CA and serving certificate, when `configuration.tls`.
-    public let tlsMaterial: TLSMaterial?
+    public let certificates: KubeSimCertificates?
     let store: ResourceStore
     let boundPort = Mutex<Int?>(nil)
 
@@ -54,7 +54,7 @@ public final class KubeSimEmulator: Sendable {
         self.configuration = configuration
         self.store = ResourceStore(watchHistory: configuration.watchHistory, logger: logger)
         self.faults = KubeSimFaults(hub: store.hub)
-        self.tlsMaterial = configuration.tls ? try TLSMaterial.generate() : nil
+        self.certificates = configuration.tls ? try KubeSimCertificates.generate() : nil
     }
 
     /// The port once listening (else the configured one).
@@ -63,7 +63,7 @@ public final class KubeSimEmulator: Sendable {
     /// `http(s)://host:port`.
     public var url: String {
         let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
-        return "\(tlsMaterial == nil ? "http" : "https")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+        return "\(certificates == nil ? "http" : "https")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
     }
 
     /// A kubeconfig (YAML) with one cluster, user and context named `kubesim`.
@@ -73,7 +73,7 @@ public final class KubeSimEmulator: Sendable {
     /// - Returns: the kubeconfig text, with `certificate-authority-data` when serving TLS.
     public func kubeconfig(token: String?, namespace: String?) -> String {
         var cluster = "    server: \(url)\n"
-        if let pem = tlsMaterial?.caCertificatePEM {
+        if let pem = certificates?.caCertificatePEM {
             cluster += "    certificate-authority-data: \(Data(pem.utf8).base64EncodedString())\n"
         }
         let user = token.map { ":\n    token: \"\($0)\"\n" } ?? ": {}\n"
@@ -114,7 +114,7 @@ public func buildKubeSimApplication(
         bookmarkInterval: configuration.bookmarkInterval,
         serverAddress: { [emulator] in "\(emulator.configuration.host):\(emulator.port)" })
     let server: HTTPServerBuilder
-    if let tls = emulator.tlsMaterial {
+    if let tls = emulator.certificates {
         server = try .tls(.http1(), tlsConfiguration: tls.serverConfiguration())
     } else {
         server = .http1()
@@ -201,7 +201,7 @@ public final class KubeSimServer: Sendable {
 
     public var port: Int { emulator.port }
     public var url: String { emulator.url }
-    public var caCertificatePEM: String? { emulator.tlsMaterial?.caCertificatePEM }
+    public var caCertificatePEM: String? { emulator.certificates?.caCertificatePEM }
     public var faults: KubeSimFaults { emulator.faults }
 
     /// A kubeconfig (YAML) for kubectl and clients; see `KubeSimEmulator.kubeconfig(token:namespace:)`.
