@@ -1,7 +1,7 @@
 # fpindex-cluster: the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: all setup build test run stop bench bench-proxy bench-replay bench-e2e clean
+.PHONY: all setup build test run stop kubesim bench bench-proxy bench-replay bench-e2e clean
 
 all: build
 
@@ -25,6 +25,12 @@ run: setup
 ## stop: stop what `make run` started
 stop:
 	@hack/stop
+
+## kubesim: the Kubernetes API server emulator on 127.0.0.1:$KUBESIM_PORT (6443); kubeconfig in .local/kubesim/
+kubesim:
+	$(SWIFT) build --product kubesim
+	@mkdir -p .local/kubesim
+	.build/debug/kubesim --listen 127.0.0.1:$${KUBESIM_PORT:-6443} --write-kubeconfig .local/kubesim/kubeconfig
 
 ## bench: the index benchmark (release build): fpindex-bench index
 bench: setup

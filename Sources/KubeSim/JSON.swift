@@ -1,8 +1,9 @@
 import Foundation
 
-/// A JSON value: what every stored Kubernetes object is made of. Objects are unordered; the
+/// A JSON value: what every stored Kubernetes object is made of (internal: a client module
+/// imported beside KubeSim may well have its own `JSONValue`). Objects are unordered; the
 /// serializer writes keys sorted, which happens to put `apiVersion`, `kind`, `metadata` first.
-public enum JSONValue: Sendable, Hashable {
+enum JSONValue: Sendable, Hashable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -11,36 +12,36 @@ public enum JSONValue: Sendable, Hashable {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    public var objectValue: [String: JSONValue]? {
+    var objectValue: [String: JSONValue]? {
         if case .object(let o) = self { return o }
         return nil
     }
-    public var arrayValue: [JSONValue]? {
+    var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil
     }
-    public var stringValue: String? {
+    var stringValue: String? {
         if case .string(let s) = self { return s }
         return nil
     }
-    public var intValue: Int64? {
+    var intValue: Int64? {
         switch self {
         case .int(let i): return i
         case .double(let d) where d == d.rounded(): return Int64(d)
         default: return nil
         }
     }
-    public var boolValue: Bool? {
+    var boolValue: Bool? {
         if case .bool(let b) = self { return b }
         return nil
     }
-    public var isNull: Bool {
+    var isNull: Bool {
         if case .null = self { return true }
         return false
     }
 
     /// The member `key` of an object (nil for other values or a missing key).
-    public subscript(key: String) -> JSONValue? {
+    subscript(key: String) -> JSONValue? {
         get { objectValue?[key] }
         set {
             guard case .object(var o) = self else { return }
@@ -50,7 +51,7 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     /// The value at a path of object keys.
-    public func value(at path: [String]) -> JSONValue? {
+    func value(at path: [String]) -> JSONValue? {
         var current = self
         for key in path {
             guard let next = current[key] else { return nil }
@@ -60,7 +61,7 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     /// Sets (or with nil removes) the value at a path of object keys, creating objects on the way.
-    public mutating func setValue(_ value: JSONValue?, at path: [String]) {
+    mutating func setValue(_ value: JSONValue?, at path: [String]) {
         guard let first = path.first else {
             self = value ?? .null
             return
@@ -84,7 +85,7 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     /// Parses JSON text.
-    public static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
+    static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
         var parser = JSONParser(bytes: Array(bytes))
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
@@ -93,26 +94,26 @@ public enum JSONValue: Sendable, Hashable {
         return value
     }
 
-    public static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+    static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         try parse(Array(text.utf8))
     }
 
     /// Compact JSON text with sorted keys.
-    public func serialized() -> String {
+    func serialized() -> String {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         write(into: &out)
         return String(decoding: out, as: UTF8.self)
     }
 
-    public func serializedBytes() -> [UInt8] {
+    func serializedBytes() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256)
         write(into: &out)
         return out
     }
 
-    public func write(into out: inout [UInt8]) {
+    func write(into out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: Array("null".utf8))
         case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
@@ -167,20 +168,20 @@ public enum JSONValue: Sendable, Hashable {
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral,
     ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral
 {
-    public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int64) { self = .int(value) }
-    public init(booleanLiteral value: Bool) { self = .bool(value) }
-    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
-    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+    init(stringLiteral value: String) { self = .string(value) }
+    init(integerLiteral value: Int64) { self = .int(value) }
+    init(booleanLiteral value: Bool) { self = .bool(value) }
+    init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    init(dictionaryLiteral elements: (String, JSONValue)...) {
         self = .object(Dictionary(elements, uniquingKeysWith: { $1 }))
     }
 }
 
 /// A JSON text that does not parse.
-public struct JSONParseError: Error, CustomStringConvertible {
-    public var message: String
-    public var offset: Int
-    public var description: String { "invalid JSON at offset \(offset): \(message)" }
+struct JSONParseError: Error, CustomStringConvertible {
+    var message: String
+    var offset: Int
+    var description: String { "invalid JSON at offset \(offset): \(message)" }
 }
 
 struct JSONParser {

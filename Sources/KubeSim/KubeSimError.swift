@@ -38,7 +38,7 @@ public struct KubeSimError: Error, Sendable, CustomStringConvertible {
     public var description: String { "\(code) \(reason): \(message)" }
 
     /// The `Status` object (kind Status, apiVersion v1).
-    public var status: JSONValue {
+    var status: JSONValue {
         var details: [String: JSONValue] = [:]
         if let name { details["name"] = .string(name) }
         if let group { details["group"] = .string(group) }

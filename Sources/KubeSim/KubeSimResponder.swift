@@ -33,8 +33,18 @@ struct KubeSimResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         do {
-            return try await handle(request, context: context)
+            let response = try await handle(request, context: context)
+            context.logger.debug(
+                "request",
+                metadata: ["http.method": "\(request.method)", "http.path": "\(request.uri)", "http.status": "\(response.status.code)"])
+            return response
         } catch let error as KubeSimError {
+            context.logger.debug(
+                "request failed",
+                metadata: [
+                    "http.method": "\(request.method)", "http.path": "\(request.uri)", "http.status": "\(error.code)",
+                    "error": "\(error.message)",
+                ])
             return Self.errorResponse(error)
         } catch {
             context.logger.debug("request failed", metadata: ["error": "\(error)"])
@@ -74,11 +84,10 @@ struct KubeSimResponder: HTTPResponder {
         let target = request.uri.query.map { path + "?" + $0 } ?? path
         if let failure = faults.failure(method: request.method.rawValue, target: target) { throw failure }
 
-        if let contentType = request.headers[.contentType], contentType.contains("protobuf") || contentType.contains("cbor") {
+        if let contentType = request.headers[.contentType], contentType.contains("cbor") {
             throw KubeSimError(
                 code: 415, reason: "UnsupportedMediaType",
-                message:
-                    "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
+                message: "the body of the request was in an unknown format - accepted media types include: application/json")
         }
         let segments = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
         let accept = request.headers[.accept] ?? ""
@@ -217,16 +226,19 @@ struct KubeSimResponder: HTTPResponder {
     {
         let target = try parsePath(registry, group: group, version: version, rest: rest)
         let query = Query(request.uri)
-        let type = target.type
+        let type = target.type.at(version: version)
         let storageType = type.storedAs.flatMap { registry.type(forKey: $0) } ?? type
         let namespace = target.namespace ?? ""
         let accept = request.headers[.accept] ?? ""
         let wantsTable = accept.contains("as=Table")
+        let wantsMetadata = accept.contains("as=PartialObjectMetadata")
         let manager =
             query["fieldManager"]
             ?? (request.headers[.userAgent].map { String($0.split(separator: "/").first ?? "unknown") } ?? "unknown")
         let dryRun = query["dryRun"] == "All"
         let strict = query["fieldValidation"] == "Strict"
+        // The server default is Warn: unknown fields are dropped with a Warning header each.
+        let warn = query["fieldValidation"].map { $0 == "Warn" } ?? true
 
         guard let name = target.name else {
             // Collection.
@@ -255,6 +267,13 @@ struct KubeSimResponder: HTTPResponder {
                     metadata["continue"] = .string(token)
                     metadata["remainingItemCount"] = .int(Int64(page.remaining))
                 }
+                if wantsMetadata {
+                    return Self.json(
+                        [
+                            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": .object(metadata),
+                            "items": .array(items.map(Self.partialMetadata)),
+                        ], contentType: "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io")
+                }
                 return Self.json([
                     "kind": .string(type.listKind), "apiVersion": .string(type.apiVersion(version)), "metadata": .object(metadata),
                     "items": .array(items),
@@ -266,8 +285,11 @@ struct KubeSimResponder: HTTPResponder {
                     object["apiVersion"] = .string(storageType.apiVersion(storageType.preferredVersion))
                 }
                 let created = try await store.create(
-                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun, strict: strict)
-                return Self.json(Self.output(type, version: version, created), status: 201)
+                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun, strict: strict,
+                    version: version)
+                return Self.withWarnings(
+                    Self.json(Self.output(type, version: version, created), status: 201),
+                    warn ? Self.unknownFields(type, version: version, body) : [])
             case .delete:
                 let options = try await Self.readOptionalJSON(request)
                 let deleted = try await store.deleteCollection(
@@ -297,13 +319,20 @@ struct KubeSimResponder: HTTPResponder {
                         continueToken: nil, now: Date(), includeObject: query["includeObject"] ?? "Metadata"),
                     contentType: "application/json;as=Table;v=v1;g=meta.k8s.io")
             }
+            if wantsMetadata {
+                return Self.json(
+                    Self.partialMetadata(object), contentType: "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io")
+            }
             return Self.json(object)
         case .put:
-            let body = Self.input(type, try await Self.readJSON(request))
+            let requestBody = try await Self.readJSON(request)
+            let body = Self.input(type, requestBody)
             let updated = try await store.update(
                 storageType, namespace: namespace, name: name, object: body, subresource: subresource, manager: manager, dryRun: dryRun,
-                strict: strict)
-            return Self.json(Self.output(type, version: version, updated))
+                strict: strict, version: version)
+            return Self.withWarnings(
+                Self.json(Self.output(type, version: version, updated)),
+                warn ? Self.unknownFields(type, version: version, requestBody) : [])
         case .patch:
             let body = try await request.body.collect(upTo: 16 << 20)
             let contentType =
@@ -346,7 +375,7 @@ struct KubeSimResponder: HTTPResponder {
             let now = Timestamps.format(Date())
             let result = try await store.patch(
                 storageType, namespace: namespace, name: name, subresource: subresource, manager: manager, dryRun: dryRun,
-                createIfMissing: isApply && subresource == nil, strict: strict
+                createIfMissing: isApply && subresource == nil, strict: strict, version: version
             ) { (current: JSONValue?) throws(KubeSimError) -> PatchOutcome in
                 let view = current.map { Self.output(type, version: version, $0) }
                 var patched: JSONValue
@@ -363,7 +392,9 @@ struct KubeSimResponder: HTTPResponder {
                 }
                 return PatchOutcome(object: Self.input(type, patched), managedFieldsDone: done)
             }
-            return Self.json(Self.output(type, version: version, result), status: 200)
+            return Self.withWarnings(
+                Self.json(Self.output(type, version: version, result), status: 200),
+                warn && contentType != "application/json-patch+json" ? Self.unknownFields(type, version: version, patch) : [])
         case .delete:
             let options = try await Self.readOptionalJSON(request)
             let deleted = try await store.delete(
@@ -371,10 +402,45 @@ struct KubeSimResponder: HTTPResponder {
                 propagationPolicy: query["propagationPolicy"] ?? options["propagationPolicy"]?.stringValue,
                 preconditionUID: options.value(at: ["preconditions", "uid"])?.stringValue,
                 preconditionResourceVersion: options.value(at: ["preconditions", "resourceVersion"])?.stringValue, dryRun: dryRun)
+            // Like the real registries: custom resources (and anything still pending behind
+            // finalizers) come back as the object; a built-in object deleted at once as a Status.
+            let pending = (try? await store.get(storageType, namespace: namespace, name: name)) != nil
+            if !type.isCustom, !pending, !dryRun {
+                return Self.json([
+                    "kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Success",
+                    "details": [
+                        "name": .string(name), "group": .string(type.group), "kind": .string(type.resource),
+                        "uid": deleted.value(at: ["metadata", "uid"]) ?? "",
+                    ],
+                ])
+            }
             return Self.json(Self.output(type, version: version, deleted))
         default:
             throw KubeSimError.methodNotAllowed("the server does not allow this method on the requested resource")
         }
+    }
+
+    /// Fields of a custom-resource body (object or merge/apply patch) that its schema does not declare.
+    static func unknownFields(_ type: ResourceType, version: String, _ body: JSONValue) -> [String] {
+        guard type.isCustom, let schema = type.schemas[version] ?? type.schemas[type.preferredVersion] else { return [] }
+        var copy = body
+        var pruned: [String] = []
+        Schema.prune(&copy, schema, path: "", pruned: &pruned)
+        return pruned.filter { $0 != "apiVersion" && $0 != "kind" && $0 != "metadata" }
+    }
+
+    /// Adds one `Warning: 299 - "unknown field ..."` header per field.
+    static func withWarnings(_ response: Response, _ fields: [String]) -> Response {
+        var response = response
+        for field in fields {
+            response.headers.append(HTTPField(name: HTTPField.Name("Warning")!, value: "299 - \"unknown field \\\"\(field)\\\"\""))
+        }
+        return response
+    }
+
+    /// The `meta.k8s.io/v1` PartialObjectMetadata form of an object.
+    static func partialMetadata(_ object: JSONValue) -> JSONValue {
+        ["kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"] ?? [:]]
     }
 
     // MARK: Scale
@@ -460,8 +526,21 @@ struct KubeSimResponder: HTTPResponder {
         } else {
             from = nil
         }
-        let (id, events) = try await store.watch(
-            storageType, namespace: namespace, from: from, sendInitialEvents: query["sendInitialEvents"] == "true")
+        let opened = await Self.openWatch(
+            store, storageType, namespace: namespace, from: from, sendInitialEvents: query["sendInitialEvents"] == "true")
+        let id: Int
+        let events: AsyncStream<WatchEvent>
+        switch opened {
+        case .success(let watch): (id, events) = (watch.id, watch.events)
+        case .failure(let error) where error.code == 410:
+            // As the real watch cache does: the stream opens, then one ERROR event carries the 410.
+            var line = JSONValue.object(["type": "ERROR", "object": error.status]).serializedBytes()
+            line.append(0x0A)
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: line)))
+        case .failure(let error): throw error
+        }
         let hub = store.hub
         let bookmarks = query["allowWatchBookmarks"] == "true"
         let initialEnd = query["sendInitialEvents"] == "true"
@@ -532,11 +611,24 @@ struct KubeSimResponder: HTTPResponder {
             })
     }
 
+    static func openWatch(
+        _ store: ResourceStore, _ type: ResourceType, namespace: String?, from: Int64?, sendInitialEvents: Bool
+    ) async -> Result<(id: Int, events: AsyncStream<WatchEvent>), KubeSimError> {
+        do {
+            return .success(try await store.watch(type, namespace: namespace, from: from, sendInitialEvents: sendInitialEvents))
+        } catch {
+            return .failure(error)
+        }
+    }
+
     // MARK: Bodies
 
     static func readJSON(_ request: Request) async throws -> JSONValue {
         let body = try await request.body.collect(upTo: 16 << 20)
         guard body.readableBytes > 0 else { throw KubeSimError.badRequest("the request body is empty") }
+        if request.headers[.contentType]?.contains("application/vnd.kubernetes.protobuf") == true {
+            return try KubernetesProtobuf.decode(Array(body.readableBytesView))
+        }
         do {
             return try JSONValue.parse(Array(body.readableBytesView))
         } catch {

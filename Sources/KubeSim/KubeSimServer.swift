@@ -41,15 +41,20 @@ public final class KubeSimEmulator: Sendable {
     public let configuration: KubeSimConfiguration
     public let faults: KubeSimFaults
     /// The generated CA and serving certificate, when `configuration.tls`.
-    public let tlsMaterial: TLSMaterial?
+    public let certificates: KubeSimCertificates?
     let store: ResourceStore
     let boundPort = Mutex<Int?>(nil)
 
+    /// Creates the state (with the default namespaces) and, with `tls`, the CA and serving certificate.
+    /// - Parameters:
+    ///   - configuration: the server's settings.
+    ///   - logger: the store's logger.
+    /// - Throws: when the certificates cannot be generated.
     public init(configuration: KubeSimConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.store = ResourceStore(watchHistory: configuration.watchHistory, logger: logger)
         self.faults = KubeSimFaults(hub: store.hub)
-        self.tlsMaterial = configuration.tls ? try TLSMaterial.generate() : nil
+        self.certificates = configuration.tls ? try KubeSimCertificates.generate() : nil
     }
 
     /// The port once listening (else the configured one).
@@ -58,13 +63,17 @@ public final class KubeSimEmulator: Sendable {
     /// `http(s)://host:port`.
     public var url: String {
         let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
-        return "\(tlsMaterial == nil ? "http" : "https")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+        return "\(certificates == nil ? "http" : "https")://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
     }
 
     /// A kubeconfig (YAML) with one cluster, user and context named `kubesim`.
+    /// - Parameters:
+    ///   - token: the bearer token the user presents (nil: none; kubectl sends tokens over HTTPS only).
+    ///   - namespace: the context's namespace (nil: kubectl's default, `default`).
+    /// - Returns: the kubeconfig text, with `certificate-authority-data` when serving TLS.
     public func kubeconfig(token: String?, namespace: String?) -> String {
         var cluster = "    server: \(url)\n"
-        if let pem = tlsMaterial?.caCertificatePEM {
+        if let pem = certificates?.caCertificatePEM {
             cluster += "    certificate-authority-data: \(Data(pem.utf8).base64EncodedString())\n"
         }
         let user = token.map { ":\n    token: \"\($0)\"\n" } ?? ": {}\n"
@@ -105,7 +114,7 @@ public func buildKubeSimApplication(
         bookmarkInterval: configuration.bookmarkInterval,
         serverAddress: { [emulator] in "\(emulator.configuration.host):\(emulator.port)" })
     let server: HTTPServerBuilder
-    if let tls = emulator.tlsMaterial {
+    if let tls = emulator.certificates {
         server = try .tls(.http1(), tlsConfiguration: tls.serverConfiguration())
     } else {
         server = .http1()
@@ -165,6 +174,11 @@ public final class KubeSimServer: Sendable {
     }
 
     /// Starts a server and returns once it listens.
+    /// - Parameters:
+    ///   - configuration: where to listen, tokens, TLS, watch history.
+    ///   - logger: the server's logger.
+    /// - Returns: the running server; call `shutdown()` when done.
+    /// - Throws: when the certificates cannot be generated or the address cannot be bound.
     public static func start(configuration: KubeSimConfiguration, logger: Logger) async throws -> KubeSimServer {
         let emulator = try KubeSimEmulator(configuration: configuration, logger: logger)
         let (started, startedContinuation) = AsyncStream<Int>.makeStream()
@@ -187,10 +201,10 @@ public final class KubeSimServer: Sendable {
 
     public var port: Int { emulator.port }
     public var url: String { emulator.url }
-    public var caCertificatePEM: String? { emulator.tlsMaterial?.caCertificatePEM }
+    public var caCertificatePEM: String? { emulator.certificates?.caCertificatePEM }
     public var faults: KubeSimFaults { emulator.faults }
 
-    /// A kubeconfig (YAML) for kubectl and clients.
+    /// A kubeconfig (YAML) for kubectl and clients; see `KubeSimEmulator.kubeconfig(token:namespace:)`.
     public func kubeconfig(token: String?, namespace: String?) -> String {
         emulator.kubeconfig(token: token, namespace: namespace)
     }

@@ -36,6 +36,8 @@ struct ResourceType: Sendable, Hashable {
     var hasStatus: Bool = false
     var scale: ScalePaths? = nil
     var columns: [PrinterColumn] = []
+    /// A CRD's printer columns per served version (`columns` holds the storage version's).
+    var versionColumns: [String: [PrinterColumn]] = [:]
     /// The openAPIV3Schema of a CRD version (by version name).
     var schemas: [String: JSONValue] = [:]
     /// Stored as another type (events.k8s.io/v1 events are core v1 events).
@@ -48,6 +50,13 @@ struct ResourceType: Sendable, Hashable {
     var preferredVersion: String { versions[0] }
     func apiVersion(_ version: String) -> String { group.isEmpty ? version : "\(group)/\(version)" }
     var listKind: String { kind + "List" }
+
+    /// This type as served at `version` (a CRD's per-version printer columns).
+    func at(version: String) -> ResourceType {
+        var copy = self
+        if let columns = versionColumns[version] { copy.columns = columns }
+        return copy
+    }
 }
 
 /// Built-in kinds and the kinds CRDs add; discovery is derived from it.
@@ -278,17 +287,19 @@ struct ResourceRegistry: Sendable {
                 statusReplicasPath: s["statusReplicasPath"]?.stringValue ?? ".status.replicas",
                 labelSelectorPath: s["labelSelectorPath"]?.stringValue)
         }
-        var columns: [PrinterColumn] = []
-        if let declared = storage["additionalPrinterColumns"]?.arrayValue {
-            for column in declared {
-                columns.append(
-                    PrinterColumn(
-                        name: column["name"]?.stringValue ?? "", type: column["type"]?.stringValue ?? "string",
-                        jsonPath: column["jsonPath"]?.stringValue ?? "", description: column["description"]?.stringValue ?? "",
-                        priority: Int(column["priority"]?.intValue ?? 0), format: column["format"]?.stringValue ?? ""))
+        func printerColumns(of version: JSONValue) -> [PrinterColumn] {
+            guard let declared = version["additionalPrinterColumns"]?.arrayValue else { return [ageColumn] }
+            return declared.map { column in
+                PrinterColumn(
+                    name: column["name"]?.stringValue ?? "", type: column["type"]?.stringValue ?? "string",
+                    jsonPath: column["jsonPath"]?.stringValue ?? "", description: column["description"]?.stringValue ?? "",
+                    priority: Int(column["priority"]?.intValue ?? 0), format: column["format"]?.stringValue ?? "")
             }
-        } else {
-            columns = [ageColumn]
+        }
+        let columns = printerColumns(of: storage)
+        var versionColumns: [String: [PrinterColumn]] = [:]
+        for version in versions {
+            if let name = version["name"]?.stringValue { versionColumns[name] = printerColumns(of: version) }
         }
         return .success(
             ResourceType(
@@ -296,7 +307,8 @@ struct ResourceRegistry: Sendable {
                 singular: names["singular"]?.stringValue ?? kind.lowercased(), kind: kind,
                 shortNames: names["shortNames"]?.arrayValue?.compactMap(\.stringValue) ?? [],
                 categories: names["categories"]?.arrayValue?.compactMap(\.stringValue) ?? [], namespaced: scope == "Namespaced",
-                hasStatus: subresources["status"] != nil, scale: scale, columns: columns, schemas: schemas, isCustom: true))
+                hasStatus: subresources["status"] != nil, scale: scale, columns: columns, versionColumns: versionColumns,
+                schemas: schemas, isCustom: true))
     }
 }
 

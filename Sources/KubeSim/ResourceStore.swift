@@ -71,6 +71,13 @@ actor ResourceStore {
             else { throw .badRequest("invalid continue token") }
             start = key
             listRV = rv
+            if rv < hub.floorResourceVersion {
+                throw KubeSimError(
+                    code: 410, reason: "Expired",
+                    message:
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
+                )
+            }
         }
         let all = (objects[type.storageKey] ?? [:]).sorted { $0.key < $1.key }
         var matching: [(String, JSONValue)] = []
@@ -143,7 +150,7 @@ actor ResourceStore {
 
     func create(
         _ type: ResourceType, namespace: String, object incoming: JSONValue, manager: String, dryRun: Bool,
-        managedFieldsDone: Bool = false, strict: Bool = false
+        managedFieldsDone: Bool = false, strict: Bool = false, version: String? = nil
     ) throws(KubeSimError) -> JSONValue {
         guard case .object = incoming else { throw .badRequest("the body of the request must be a JSON object") }
         var object = incoming
@@ -186,7 +193,8 @@ actor ResourceStore {
         if objects[type.storageKey]?[Self.objectKey(type.namespaced ? namespace : "", name)] != nil {
             throw .alreadyExists(type, name)
         }
-        if type.hasStatus, type.isCustom { object["status"] = nil }
+        // Status is not the client's on create (built-in kinds get their initial status below).
+        if type.hasStatus { object["status"] = nil }
         let now = Date()
         object["apiVersion"] = .string(type.apiVersion(type.preferredVersion))
         object["kind"] = .string(type.kind)
@@ -197,7 +205,7 @@ actor ResourceStore {
         object.setValue(.string(Timestamps.format(now)), at: ["metadata", "creationTimestamp"])
         object.setValue(1, at: ["metadata", "generation"])
         object = builtinDefaults(type, object)
-        object = try customResourceChecks(type, object, name: name, strict: strict)
+        object = try customResourceChecks(type, object, name: name, strict: strict, version: version)
         var crdType: ResourceType?
         if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
             switch ResourceRegistry.customType(from: object) {
@@ -222,18 +230,20 @@ actor ResourceStore {
         }
         let stored = store(type, object, event: "ADDED", old: nil)
         if let crdType { registry.register(crdType) }
+        // A dependent of owners that do not exist (any more) is collected at once.
+        if stored.value(at: ["metadata", "ownerReferences"]) != nil { collectGarbage() }
         return stored
     }
 
     /// Replaces an object (PUT), or its status (`subresource: "status"`).
     func update(
         _ type: ResourceType, namespace: String, name: String, object incoming: JSONValue, subresource: String?,
-        manager: String, dryRun: Bool, strict: Bool = false
+        manager: String, dryRun: Bool, strict: Bool = false, version: String? = nil
     ) throws(KubeSimError) -> JSONValue {
         let old = try get(type, namespace: namespace, name: name)
         return try commitUpdate(
             type, old: old, incoming: incoming, subresource: subresource, manager: manager, dryRun: dryRun,
-            managedFieldsDone: false, strict: strict)
+            managedFieldsDone: false, strict: strict, version: version)
     }
 
     /// Read-modify-write with a patch function, atomically. `mutate` gets the current object (nil
@@ -241,7 +251,7 @@ actor ResourceStore {
     /// `createIfMissing` (server-side apply).
     func patch(
         _ type: ResourceType, namespace: String, name: String, subresource: String?, manager: String, dryRun: Bool,
-        createIfMissing: Bool, strict: Bool = false, mutate: (JSONValue?) throws(KubeSimError) -> PatchOutcome
+        createIfMissing: Bool, strict: Bool = false, version: String? = nil, mutate: (JSONValue?) throws(KubeSimError) -> PatchOutcome
     ) throws(KubeSimError) -> JSONValue {
         let current = objects[type.storageKey]?[Self.objectKey(type.namespaced ? namespace : "", name)]
         guard let current else {
@@ -250,17 +260,17 @@ actor ResourceStore {
             outcome.object.setValue(.string(name), at: ["metadata", "name"])
             return try create(
                 type, namespace: namespace, object: outcome.object, manager: manager, dryRun: dryRun,
-                managedFieldsDone: outcome.managedFieldsDone, strict: strict)
+                managedFieldsDone: outcome.managedFieldsDone, strict: strict, version: version)
         }
         let outcome = try mutate(current)
         return try commitUpdate(
             type, old: current, incoming: outcome.object, subresource: subresource, manager: manager, dryRun: dryRun,
-            managedFieldsDone: outcome.managedFieldsDone, strict: strict)
+            managedFieldsDone: outcome.managedFieldsDone, strict: strict, version: version)
     }
 
     private func commitUpdate(
         _ type: ResourceType, old: JSONValue, incoming: JSONValue, subresource: String?, manager: String, dryRun: Bool,
-        managedFieldsDone: Bool, strict: Bool = false
+        managedFieldsDone: Bool, strict: Bool = false, version: String? = nil
     ) throws(KubeSimError) -> JSONValue {
         guard case .object = incoming else { throw .badRequest("the body of the request must be a JSON object") }
         let name = old.value(at: ["metadata", "name"])?.stringValue ?? ""
@@ -309,7 +319,7 @@ actor ResourceStore {
         if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
             if case .failure(let error) = ResourceRegistry.customType(from: new) { throw error }
         }
-        new = try customResourceChecks(type, new, name: name, strict: strict)
+        new = try customResourceChecks(type, new, name: name, strict: strict, version: version)
         if Self.specPart(old) != Self.specPart(new) {
             let generation = old.value(at: ["metadata", "generation"])?.intValue ?? 1
             new.setValue(.int(generation + 1), at: ["metadata", "generation"])
@@ -333,7 +343,16 @@ actor ResourceStore {
             collectGarbage()
             return removed
         }
-        collectGarbage()
+        // Only changes that can matter to the collector: deletion marks, finalizers, owners.
+        let relevant: (JSONValue) -> [JSONValue?] = {
+            [
+                $0.value(at: ["metadata", "deletionTimestamp"]), $0.value(at: ["metadata", "finalizers"]),
+                $0.value(at: ["metadata", "ownerReferences"]),
+            ]
+        }
+        if relevant(old) != relevant(stored) || stored.value(at: ["metadata", "deletionTimestamp"]) != nil {
+            collectGarbage()
+        }
         return stored
     }
 
@@ -343,6 +362,11 @@ actor ResourceStore {
         preconditionResourceVersion: String?, dryRun: Bool
     ) throws(KubeSimError) -> JSONValue {
         let object = try get(type, namespace: namespace, name: name)
+        if type.typeKey == "/namespaces", ["default", "kube-system", "kube-public"].contains(name) {
+            throw KubeSimError(
+                code: 403, reason: "Forbidden", message: "namespaces \"\(name)\" is forbidden: this namespace may not be deleted",
+                name: name, kind: "namespaces")
+        }
         if let uid = preconditionUID, uid != object.value(at: ["metadata", "uid"])?.stringValue {
             throw .conflict(
                 type, name,
@@ -618,7 +642,14 @@ actor ResourceStore {
                         }), at: ["spec", "ports"])
             }
         case "/secrets":
-            if o["type"] == nil { o["type"] = "Opaque" }
+            if (o["type"]?.stringValue ?? "").isEmpty { o["type"] = "Opaque" }
+            // stringData is write-only: merged into data, base64-encoded.
+            if let stringData = o["stringData"]?.objectValue {
+                var data = o["data"]?.objectValue ?? [:]
+                for (key, value) in stringData { data[key] = .string(Data((value.stringValue ?? "").utf8).base64EncodedString()) }
+                o["data"] = .object(data)
+                o["stringData"] = nil
+            }
         case "/pods":
             if o.value(at: ["status", "phase"]) == nil { o.setValue("Pending", at: ["status", "phase"]) }
         case "apps/deployments", "apps/statefulsets", "apps/replicasets":
@@ -631,10 +662,13 @@ actor ResourceStore {
 
     /// Defaults, pruning and validation of a custom resource against its schema.
     /// With `strict` (`fieldValidation=Strict`), unknown fields are a 400 instead of being dropped.
-    private func customResourceChecks(_ type: ResourceType, _ object: JSONValue, name: String, strict: Bool) throws(KubeSimError)
-        -> JSONValue
-    {
-        guard type.isCustom, let schema = type.schemas[type.preferredVersion] else { return object }
+    /// The schema is the one of the version the request used (else the storage version's).
+    private func customResourceChecks(
+        _ type: ResourceType, _ object: JSONValue, name: String, strict: Bool, version: String?
+    ) throws(KubeSimError) -> JSONValue {
+        guard type.isCustom, let schema = version.flatMap({ type.schemas[$0] }) ?? type.schemas[type.preferredVersion] else {
+            return object
+        }
         var o = Schema.applyDefaults(object, schema)
         var pruned: [String] = []
         let kept = (o["apiVersion"], o["kind"], o["metadata"])

@@ -106,7 +106,9 @@ enum FieldManagement {
     static func recordUpdate(
         old: JSONValue?, new: JSONValue, manager: String, apiVersion: String, subresource: String?, now: String
     ) -> JSONValue {
-        var entries = old.map(decode) ?? []
+        // Start from the managedFields the new object carries: the stored ones, or what the
+        // client wrote (kubectl rewrites them when it upgrades client-side apply to server-side).
+        var entries = decode(new)
         let newLeaves = leafPaths(new)
         let changed = newLeaves.filter { path in old?.value(at: path) != new.value(at: path) }
         let removed: Set<FieldPath> = old.map { leafPaths($0).subtracting(newLeaves) } ?? []
@@ -143,7 +145,13 @@ enum FieldManagement {
         now: String, type: ResourceType, name: String
     ) throws(KubeSimError) -> JSONValue {
         var entries = current.map(decode) ?? []
-        let applied = leafPaths(config)
+        // The status subresource owns only status; the main resource never owns status.
+        var applied = leafPaths(config)
+        if subresource == "status" {
+            applied = applied.filter { $0.first == "status" }
+        } else if type.hasStatus {
+            applied = applied.filter { $0.first != "status" }
+        }
         var conflicts: [(manager: String, apiVersion: String, path: FieldPath)] = []
         for (i, entry) in entries.enumerated() where !(entry.manager == manager && entry.operation == "Apply") {
             for owned in entry.fields {

@@ -29,7 +29,9 @@ enum TableRendering {
     static func row(_ type: ResourceType, _ object: JSONValue, now: Date, includeObject: String) -> JSONValue {
         let name = object.value(at: ["metadata", "name"]) ?? ""
         var cells: [JSONValue] = [name]
-        for column in type.columns { cells.append(cell(column, object, now: now, custom: type.isCustom)) }
+        // events.k8s.io events print from their core/v1 form (message, involvedObject, ...).
+        let source = type.storedAs == "/events" ? EventConversion.toCore(object) : object
+        for column in type.columns { cells.append(cell(column, source, now: now, custom: type.isCustom)) }
         if type.resource == "events" {
             cells.removeFirst()
             cells.append(name)

@@ -32,6 +32,7 @@ final class WatchHub: Sendable {
 
     let state: Mutex<State>
     let capacity: Int
+    static let maxBuffered = 10_000
 
     init(capacity: Int) {
         self.capacity = max(1, capacity)
@@ -48,6 +49,8 @@ final class WatchHub: Sendable {
         }
     }
     var watchCount: Int { state.withLock { $0.subscribers.count } }
+    /// resourceVersions below this are no longer in the history (410 Expired).
+    var floorResourceVersion: Int64 { state.withLock { $0.floor } }
 
     func publish(_ event: WatchEvent) {
         state.withLock { state in
@@ -63,7 +66,13 @@ final class WatchHub: Sendable {
             where subscriber.storageKey == event.storageKey
                 && (subscriber.namespace == nil || subscriber.namespace == event.namespace)
             {
-                if case .terminated = subscriber.continuation.yield(event) { gone.append(id) }
+                switch subscriber.continuation.yield(event) {
+                case .terminated: gone.append(id)
+                case .dropped:
+                    subscriber.continuation.finish()
+                    gone.append(id)
+                default: break
+                }
             }
             for id in gone { state.subscribers[id] = nil }
         }
@@ -75,7 +84,9 @@ final class WatchHub: Sendable {
     func subscribe(storageKey: String, namespace: String?, from: Int64?, initial: [WatchEvent]) throws(KubeSimError)
         -> (id: Int, events: AsyncStream<WatchEvent>)
     {
-        let (stream, continuation) = AsyncStream<WatchEvent>.makeStream()
+        // A watcher that falls this far behind is closed (it resumes from the last event it
+        // read), as the real server drops slow watchers, instead of buffering without bound.
+        let (stream, continuation) = AsyncStream<WatchEvent>.makeStream(bufferingPolicy: .bufferingOldest(WatchHub.maxBuffered))
         let id = try state.withLock { state throws(KubeSimError) -> Int in
             for event in initial { continuation.yield(event) }
             if let from {

@@ -34,6 +34,51 @@ struct HTTPSemanticsTests {
         }
     }
 
+    /// A cluster-scoped CRD with two served versions: objects are served in both, with each
+    /// version's printer columns.
+    @Test func clusterScopedMultiVersionCRD() async throws {
+        try await withKubeSim { _, client in
+            let crd = """
+                {"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"backends.fpindex.acoustid.org"},
+                 "spec":{"group":"fpindex.acoustid.org","scope":"Cluster","names":{"plural":"backends","singular":"backend","kind":"Backend"},
+                  "versions":[
+                   {"name":"v1alpha1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}},
+                    "additionalPrinterColumns":[{"name":"URL","type":"string","jsonPath":".spec.url"}]},
+                   {"name":"v1beta1","served":true,"storage":false,"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true,
+                     "properties":{"spec":{"type":"object","required":["url"],"x-kubernetes-preserve-unknown-fields":true}}}},
+                    "additionalPrinterColumns":[{"name":"ENDPOINT","type":"string","jsonPath":".spec.url"},{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}]}]}}
+                """
+            #expect(try await client.json(.POST, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd).status == 201)
+            let group = try await client.request(.GET, "/apis/fpindex.acoustid.org").jsonObject()
+            #expect(field(group, "preferredVersion.version") as? String == "v1beta1")
+            let created = try await client.json(
+                .POST, "/apis/fpindex.acoustid.org/v1alpha1/backends",
+                #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"Backend","metadata":{"name":"b1"},"spec":{"url":"http://x"}}"#)
+            #expect(created.status == 201)
+            #expect(field(try created.jsonObject(), "metadata.namespace") == nil)
+            let beta = try await client.request(.GET, "/apis/fpindex.acoustid.org/v1beta1/backends/b1").jsonObject()
+            #expect(beta["apiVersion"] as? String == "fpindex.acoustid.org/v1beta1")
+            let accept = [("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")]
+            let alpha = try await client.request(.GET, "/apis/fpindex.acoustid.org/v1alpha1/backends", headers: accept).jsonObject()
+            let betaTable = try await client.request(.GET, "/apis/fpindex.acoustid.org/v1beta1/backends", headers: accept).jsonObject()
+            #expect((alpha["columnDefinitions"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } == ["Name", "URL"])
+            #expect(
+                (betaTable["columnDefinitions"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String } == [
+                    "Name", "ENDPOINT", "AGE",
+                ])
+            #expect(field(betaTable, "rows.0.cells.1") as? String == "http://x")
+            // Each version validates with its own schema.
+            let noURL = #"{"apiVersion":"fpindex.acoustid.org/v1beta1","kind":"Backend","metadata":{"name":"b2"},"spec":{}}"#
+            let refused = try await client.json(.POST, "/apis/fpindex.acoustid.org/v1beta1/backends", noURL)
+            #expect(refused.status == 422)
+            #expect(field(try refused.jsonObject(), "details.causes.0.field") as? String == "spec.url")
+            let alphaNoURL = noURL.replacingOccurrences(of: "v1beta1", with: "v1alpha1")
+            #expect(try await client.json(.POST, "/apis/fpindex.acoustid.org/v1alpha1/backends", alphaNoURL).status == 201)
+            // A cluster-scoped kind has no namespaced path.
+            #expect(try await client.request(.GET, "/apis/fpindex.acoustid.org/v1alpha1/namespaces/default/backends").status == 404)
+        }
+    }
+
     @Test func createConflictsAndOptimisticConcurrency() async throws {
         try await withKubeSim { _, client in
             try await client.installCRD()
@@ -58,6 +103,26 @@ struct HTTPSemanticsTests {
             #expect(stale.status == 409)
             #expect(try stale.jsonObject()["reason"] as? String == "Conflict")
             #expect(try await client.json(.PUT, Fixtures.collection + "/missing", Fixtures.fpc("missing", replicas: 1)).status == 404)
+        }
+    }
+
+    @Test func concurrentUpdatesWithOneResourceVersionOnlyOneWins() async throws {
+        try await withKubeSim { _, client in
+            try await client.installCRD()
+            let created = try await client.json(.POST, Fixtures.collection, Fixtures.fpc("main", replicas: 1)).jsonObject()
+            let rv = field(created, "metadata.resourceVersion") as! String
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for n in 0..<8 {
+                    group.addTask {
+                        try await client.json(.PUT, main, Fixtures.fpc("main", replicas: n + 2, extra: #","resourceVersion":"\#(rv)""#))
+                            .status
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == 200 }.count == 1)
+            #expect(statuses.filter { $0 == 409 }.count == 7)
+            #expect(field(try await client.request(.GET, main).jsonObject(), "metadata.generation") as? Int == 2)
         }
     }
 
@@ -132,6 +197,19 @@ struct HTTPSemanticsTests {
             let containers = field(try smp.jsonObject(), "spec.template.spec.containers") as? [[String: Any]] ?? []
             #expect(containers.map { $0["image"] as? String } == ["a:1", "b:2"])
             #expect(field(try smp.jsonObject(), "spec.replicas") as? Int == 1)
+            // Server-side apply of status through /status leaves the spec alone.
+            let statusApply = try await client.patch(
+                main + "/status?fieldManager=operator&force=true",
+                #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"FpindexCluster","metadata":{"name":"main"},"spec":{"replicas":99},"status":{"replicas":6,"readyReplicas":6}}"#,
+                type: "application/apply-patch+yaml")
+            #expect(statusApply.status == 200)
+            #expect(field(try statusApply.jsonObject(), "status.readyReplicas") as? Int == 6)
+            #expect(field(try statusApply.jsonObject(), "spec.replicas") as? Int == 6)
+            let statusManager = (field(try statusApply.jsonObject(), "metadata.managedFields") as? [[String: Any]] ?? []).first {
+                $0["manager"] as? String == "operator"
+            }
+            #expect(statusManager?["subresource"] as? String == "status")
+            #expect(field(statusManager, "fieldsV1.f:spec") == nil)
             // Server-side apply: conflicts between managers, force takes over, and removal of fields no longer applied.
             let apply = "application/apply-patch+yaml"
             let cm = #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"a":"1","b":"2"}}"#
@@ -154,7 +232,7 @@ struct HTTPSemanticsTests {
     }
 
     @Test func selectorsAndPagination() async throws {
-        try await withKubeSim { _, client in
+        try await withKubeSim { server, client in
             for (n, tier) in ["a", "b", "a", "c", "b"].enumerated() {
                 let cm =
                     #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm\#(n)","labels":{"tier":"\#(tier)"\#(n == 0 ? #","special":"yes""# : "")}}}"#
@@ -174,6 +252,12 @@ struct HTTPSemanticsTests {
             #expect(try await names("fieldSelector=metadata.name!%3Dcm3,metadata.namespace%3Ddefault").count == 4)
             let list = try await client.request(.GET, "/api/v1/namespaces/default/configmaps").jsonObject()
             #expect(list["kind"] as? String == "ConfigMapList")
+            let metadataOnly = try await client.request(
+                .GET, "/api/v1/namespaces/default/configmaps?labelSelector=special",
+                headers: [("Accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json")]
+            ).jsonObject()
+            #expect(metadataOnly["kind"] as? String == "PartialObjectMetadataList")
+            #expect(field(metadataOnly, "items.0.metadata.labels.special") as? String == "yes")
             // Pagination.
             var seen: [String] = []
             var token = ""
@@ -189,6 +273,14 @@ struct HTTPSemanticsTests {
             } while !token.isEmpty && pages < 10
             #expect(pages == 3)
             #expect(seen == ["cm0", "cm1", "cm2", "cm3", "cm4"])
+            // A continue token from before the retained history is 410 Expired.
+            let first = try await client.request(.GET, "/api/v1/namespaces/default/configmaps?limit=2").jsonObject()
+            let stale =
+                (field(first, "metadata.continue") as? String ?? "").addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+            _ = try await client.json(.POST, "/api/v1/namespaces/default/configmaps", #"{"metadata":{"name":"later"}}"#)
+            server.faults.expireResourceVersions()
+            let expired = try await client.request(.GET, "/api/v1/namespaces/default/configmaps?limit=2&continue=\(stale)")
+            #expect(expired.status == 410)
         }
     }
 
@@ -198,7 +290,8 @@ struct HTTPSemanticsTests {
             let created = try await client.json(.POST, Fixtures.collection, Fixtures.fpc("main", replicas: 1)).jsonObject()
             let rv = field(created, "metadata.resourceVersion") as! String
             _ = try await client.patch(main, #"{"spec":{"replicas":2}}"#, type: "application/merge-patch+json")
-            _ = try await client.request(.DELETE, main)
+            let deleted = try await client.request(.DELETE, main)
+            #expect(try deleted.jsonObject()["kind"] as? String == "FpindexCluster")
             // Resume from the create: the modification and deletion follow, then bookmarks.
             let events = try await client.watch(
                 Fixtures.collection + "?watch=true&resourceVersion=\(rv)&allowWatchBookmarks=true&timeoutSeconds=10"
@@ -227,8 +320,11 @@ struct HTTPSemanticsTests {
             for n in 0..<6 { _ = try await client.json(.POST, "/api/v1/namespaces/default/configmaps", #"{"metadata":{"name":"x\#(n)"}}"#) }
             _ = try await client.patch(Fixtures.collection + "/other", #"{"spec":{"replicas":3}}"#, type: "application/merge-patch+json")
             let expired = try await client.request(.GET, Fixtures.collection + "?watch=true&resourceVersion=\(rv)")
-            #expect(expired.status == 410)
-            #expect(try expired.jsonObject()["reason"] as? String == "Expired")
+            #expect(expired.status == 200)
+            let error = try expired.jsonObject()
+            #expect(error["type"] as? String == "ERROR")
+            #expect(field(error, "object.code") as? Int == 410)
+            #expect(field(error, "object.reason") as? String == "Expired")
             // The fault: expire everything older than now.
             let now = try await client.request(.GET, Fixtures.collection).jsonObject()
             let listRV = field(now, "metadata.resourceVersion") as! String
@@ -238,7 +334,8 @@ struct HTTPSemanticsTests {
             }
             #expect(resumed.first?["type"] as? String == "MODIFIED")
             server.faults.expireResourceVersions()
-            #expect(try await client.request(.GET, Fixtures.collection + "?watch=true&resourceVersion=\(listRV)").status == 410)
+            let forced = try await client.request(.GET, Fixtures.collection + "?watch=true&resourceVersion=\(listRV)")
+            #expect(field(try forced.jsonObject(), "object.code") as? Int == 410)
         }
     }
 
@@ -295,8 +392,14 @@ struct HTTPSemanticsTests {
             // Background.
             let bg = try await createOwner("bg")
             try await createChild("bg-child", owner: "bg", uid: bg)
-            #expect(try await client.request(.DELETE, "/api/v1/namespaces/default/configmaps/bg").status == 200)
+            let deleted = try await client.request(.DELETE, "/api/v1/namespaces/default/configmaps/bg")
+            #expect(deleted.status == 200)
+            #expect(try deleted.jsonObject()["status"] as? String == "Success")
+            #expect(field(try deleted.jsonObject(), "details.uid") as? String == bg)
             #expect(try await exists("/api/v1/namespaces/default/secrets/bg-child") == false)
+            // A dependent whose owner does not exist is collected.
+            try await createChild("dangling", owner: "nobody", uid: "00000000-0000-0000-0000-000000000000")
+            #expect(try await exists("/api/v1/namespaces/default/secrets/dangling") == false)
             // Orphan.
             let orphan = try await createOwner("orphan")
             try await createChild("orphan-child", owner: "orphan", uid: orphan)
@@ -340,6 +443,7 @@ struct HTTPSemanticsTests {
                 type: "application/merge-patch+json")
             #expect(try await exists("/api/v1/namespaces/team") == false)
             #expect(try await client.json(.POST, "/api/v1/namespaces/gone/configmaps", #"{"metadata":{"name":"b"}}"#).status == 404)
+            #expect(try await client.request(.DELETE, "/api/v1/namespaces/default").status == 403)
         }
     }
 
@@ -368,6 +472,7 @@ struct HTTPSemanticsTests {
                 #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"FpindexCluster","metadata":{"name":"ok"},"spec":{"replicas":1,"index":{},"bogus":1}}"#
             )
             #expect(pruned.status == 201)
+            #expect(pruned.headers.first(name: "Warning") == #"299 - "unknown field \"spec.bogus\"""#)
             let strict = try await client.json(
                 .POST, Fixtures.collection + "?fieldValidation=Strict",
                 #"{"apiVersion":"fpindex.acoustid.org/v1alpha1","kind":"FpindexCluster","metadata":{"name":"strict"},"spec":{"replicas":1,"bogus":1}}"#
@@ -376,6 +481,15 @@ struct HTTPSemanticsTests {
             #expect(strict.text.contains(#"unknown field \"spec.bogus\""#))
             #expect(field(try pruned.jsonObject(), "spec.bogus") == nil)
             #expect(field(try pruned.jsonObject(), "spec.index.image") as? String == "ghcr.io/acoustid/acoustid-index:main")
+        }
+    }
+
+    @Test func startFailsOnABusyPort() async throws {
+        try await withKubeSim { server, _ in
+            await #expect(throws: (any Error).self) {
+                let second = try await KubeSimServer.start(configuration: KubeSimConfiguration(port: server.port), logger: quietLogger)
+                await second.shutdown()
+            }
         }
     }
 

@@ -9,6 +9,7 @@ import TestSupport
 let quietLogger = Logger(label: "kubesim-test", factory: { _ in SwiftLogNoOpLogHandler() })
 
 /// Runs `body` with an in-process kubesim, shutting it down afterwards.
+@discardableResult
 func withKubeSim<T>(
     _ configuration: KubeSimConfiguration = KubeSimConfiguration(), _ body: (KubeSimServer, TestHTTPClient) async throws -> T
 ) async throws -> T {

@@ -48,6 +48,9 @@ struct KubectlTests {
             let refused = try await kubectl.run("apply", "-f", unknown)
             #expect(refused.status != 0)
             #expect(refused.stderr.contains("unknown field \"spec.bogus\""))
+            let warned = try await kubectl.run("apply", "--validate=warn", "-f", unknown)
+            #expect(warned.status == 0)
+            #expect(warned.stderr.contains("Warning: unknown field \"spec.bogus\""))
         }
     }
 
@@ -146,6 +149,9 @@ struct KubectlTests {
             #expect(out.contains("ScaledUp"))
             #expect(out.contains("fpindexcluster/main"))
             #expect(out.contains("replicas 2 -> 3"))
+            let eventsAPI = try await kubectl.ok("get", "events.v1.events.k8s.io")
+            #expect(eventsAPI.contains("fpindexcluster/main"))
+            #expect(eventsAPI.contains("replicas 2 -> 3"))
             // The same object through core/v1: fields mapped.
             let core = try await client.request(.GET, "/api/v1/namespaces/default/events/main.17a").jsonObject()
             #expect(core["message"] as? String == "replicas 2 -> 3")
@@ -199,6 +205,25 @@ struct KubectlTests {
         }
     }
 
+    /// `kubectl create <kind>` subcommands send protobuf bodies.
+    @Test func createSubcommandsWithProtobufBodies() async throws {
+        try await withKubectl(crd: false) { _, kubectl in
+            #expect(try await kubectl.ok("create", "namespace", "team").contains("namespace/team created"))
+            try await kubectl.ok("create", "configmap", "cfg", "-n", "team", "--from-literal=a=1", "--from-literal=b=two")
+            let credentials = try kubectl.file("creds", "user-jwt")
+            try await kubectl.ok("create", "secret", "generic", "nats-creds", "-n", "team", "--from-file=creds=\(credentials)")
+            try await kubectl.ok("create", "serviceaccount", "operator", "-n", "team")
+            #expect(try await kubectl.ok("get", "configmap", "cfg", "-n", "team", "-o", "jsonpath={.data.a},{.data.b}") == "1,two")
+            let secret = try await kubectl.ok("get", "secret", "nats-creds", "-n", "team", "-o", "jsonpath={.type} {.data.creds}")
+            #expect(secret == "Opaque " + Data("user-jwt".utf8).base64EncodedString())
+            #expect(try await kubectl.ok("get", "serviceaccount", "-n", "team", "-o", "name") == "serviceaccount/operator\n")
+            // Namespace deletion takes the contents along.
+            try await kubectl.ok("delete", "namespace", "team")
+            let gone = try await kubectl.run("get", "configmap", "cfg", "-n", "team")
+            #expect(gone.status != 0)
+        }
+    }
+
     /// The executable, with TLS and a token: kubectl verifies the generated CA and authenticates.
     @Test func executableWithTLSAndToken() async throws {
         let directory = try TemporaryDirectory.make(prefix: "kubesim-exe")
@@ -207,7 +232,10 @@ struct KubectlTests {
         let child = try ChildProcess(
             name: "kubesim", executable: Locations.executable("kubesim"),
             arguments: ["--listen", "127.0.0.1:0", "--token", "s3cret", "--tls", "--write-kubeconfig", kubeconfigPath])
-        defer { child.signal(SIGKILL) }
+        defer {
+            child.signal(SIGKILL)
+            TemporaryDirectory.remove(URL(fileURLWithPath: child.stdoutPath).deletingLastPathComponent().path)
+        }
         let line = try await child.waitForLine(containing: "kubesim listening on ")
         #expect(line.contains("https://127.0.0.1:"))
         let kubectl = try Kubectl(kubeconfig: try String(contentsOfFile: kubeconfigPath, encoding: .utf8))

@@ -6,7 +6,7 @@ import X509
 
 /// A certificate authority generated in-process and a serving certificate it signed for
 /// `127.0.0.1`, `::1` and `localhost` (P-256 keys, valid for a year).
-public struct TLSMaterial: Sendable {
+public struct KubeSimCertificates: Sendable {
     /// The CA certificate (what a kubeconfig's `certificate-authority-data` holds).
     public let caCertificatePEM: String
     /// The serving certificate and its private key.
@@ -14,7 +14,7 @@ public struct TLSMaterial: Sendable {
     public let serverPrivateKeyPEM: String
 
     /// Generates a fresh CA and serving certificate.
-    public static func generate(hosts: [String] = ["localhost"]) throws -> TLSMaterial {
+    public static func generate(hosts: [String] = ["localhost"]) throws -> KubeSimCertificates {
         let now = Date()
         let caKey = P256.Signing.PrivateKey()
         let caName = try DistinguishedName {
@@ -47,7 +47,7 @@ public struct TLSMaterial: Sendable {
                 try ExtendedKeyUsage([.serverAuth])
                 subjectAltName
             }, issuerPrivateKey: .init(caKey))
-        return TLSMaterial(
+        return KubeSimCertificates(
             caCertificatePEM: try ca.serializeAsPEM().pemString,
             serverCertificatePEM: try server.serializeAsPEM().pemString,
             serverPrivateKeyPEM: serverKey.pemRepresentation)
