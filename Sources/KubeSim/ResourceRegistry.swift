@@ -226,6 +226,22 @@ struct ResourceRegistry: Sendable {
             group: "coordination.k8s.io", versions: ["v1"], resource: "leases", singular: "lease", kind: "Lease",
             namespaced: true,
             columns: [PrinterColumn(name: "Holder", type: "string", jsonPath: ".spec.holderIdentity"), ageColumn]),
+        // RBAC objects are stored and served (kubectl apply of manifests); kubesim does not authorize with them.
+        ResourceType(
+            group: "rbac.authorization.k8s.io", versions: ["v1"], resource: "roles", singular: "role", kind: "Role",
+            namespaced: true, columns: [PrinterColumn(name: "Created At", type: "date", jsonPath: ".metadata.creationTimestamp")]),
+        ResourceType(
+            group: "rbac.authorization.k8s.io", versions: ["v1"], resource: "rolebindings", singular: "rolebinding",
+            kind: "RoleBinding", namespaced: true,
+            columns: [PrinterColumn(name: "Role", type: "string", jsonPath: ".roleRef.name"), ageColumn]),
+        ResourceType(
+            group: "rbac.authorization.k8s.io", versions: ["v1"], resource: "clusterroles", singular: "clusterrole",
+            kind: "ClusterRole", namespaced: false,
+            columns: [PrinterColumn(name: "Created At", type: "date", jsonPath: ".metadata.creationTimestamp")]),
+        ResourceType(
+            group: "rbac.authorization.k8s.io", versions: ["v1"], resource: "clusterrolebindings",
+            singular: "clusterrolebinding", kind: "ClusterRoleBinding", namespaced: false,
+            columns: [PrinterColumn(name: "Role", type: "string", jsonPath: ".roleRef.name"), ageColumn]),
         ResourceType(
             group: "apiextensions.k8s.io", versions: ["v1"], resource: "customresourcedefinitions",
             singular: "customresourcedefinition", kind: "CustomResourceDefinition", shortNames: ["crd", "crds"],
