@@ -85,7 +85,7 @@ final class ControllerHarness: Sendable {
             if let dash = arguments.firstIndex(of: "-") { arguments[dash] = file }
         }
         let process = try ChildProcess(
-            name: "kubectl", executable: "/usr/bin/kubectl",
+            name: "kubectl", executable: try Locations.kubectl(),
             arguments: ["--kubeconfig", kubeconfig, "--cache-dir", directory + "/kube-cache"] + arguments,
             environment: ["HOME": directory])
         guard let status = await process.waitForExit(timeout: .seconds(60)) else {

@@ -206,15 +206,15 @@ struct Kubectl {
 
     /// Writes the server's kubeconfig into a fresh temporary directory (also kubectl's HOME and cache).
     init(kubeconfig text: String) throws {
-        guard FileManager.default.isExecutableFile(atPath: Kubectl.path) else {
-            throw TestFailure("kubectl is missing at \(Kubectl.path)")
+        guard let path = Kubectl.path, FileManager.default.isExecutableFile(atPath: path) else {
+            throw TestFailure("kubectl not found: run hack/setup")
         }
         directory = try TemporaryDirectory.make(prefix: "kubectl")
         kubeconfig = directory + "/kubeconfig"
         try text.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
     }
 
-    static let path = ProcessInfo.processInfo.environment["KUBECTL"] ?? "/usr/bin/kubectl"
+    static let path = try? Locations.kubectl()
 
     func cleanup() { TemporaryDirectory.remove(directory) }
 
@@ -227,7 +227,7 @@ struct Kubectl {
 
     func process(_ arguments: [String], tag: String) throws -> (Process, String, String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: Kubectl.path)
+        process.executableURL = URL(fileURLWithPath: Kubectl.path ?? "kubectl")
         process.arguments = ["--kubeconfig", kubeconfig, "--cache-dir", directory + "/cache"] + arguments
         process.environment = ["HOME": directory, "PATH": "/usr/bin:/bin"]
         let out = directory + "/\(tag).out"

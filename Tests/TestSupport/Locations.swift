@@ -45,4 +45,15 @@ public enum Locations {
         }
         throw TestFailure("nats-server not found: run hack/setup")
     }
+
+    /// kubectl: `$KUBECTL` or the PATH (hack/setup installs it when missing).
+    public static func kubectl() throws -> String {
+        let candidates =
+            [ProcessInfo.processInfo.environment["KUBECTL"]]
+            + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { "\($0)/kubectl" }
+        for case let path? in candidates where FileManager.default.isExecutableFile(atPath: path) {
+            return path
+        }
+        throw TestFailure("kubectl not found: run hack/setup")
+    }
 }
