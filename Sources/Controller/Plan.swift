@@ -96,8 +96,16 @@ public enum Planner {
         }
 
         // Children whose wanted fields are not all present are written (created or patched).
+        var jetStreamSeen = false
+        if case .seen = observed.jetStream { jetStreamSeen = true }
         for role in ChildRole.allCases where !observed.foreign.contains(role) {
             guard let wanted = try? role.desired(desired) else { continue }
+            // Without JetStream the consumers of new replicas cannot be made: the StatefulSet
+            // must not grow (or appear) before them, so no pod starts without its consumer.
+            if role == .statefulSet, !jetStreamSeen {
+                let current = observed.children[role]?[path: ["spec", "replicas"]]?.int
+                guard let current, current >= model.replicas else { continue }
+            }
             if let current = observed.children[role] {
                 if !wanted.isSubset(of: current) { actions.append(.patchChild(role)) }
             } else {

@@ -159,6 +159,23 @@ struct PlannerTests {
         }
     }
 
+    /// Consumers come before pods: with NATS unreachable the StatefulSet is neither created
+    /// nor grown (other children are still kept).
+    @Test func noStatefulSetGrowthWithoutJetStream() {
+        let two = Fixtures.cluster(replicas: 2)
+        let three = Fixtures.cluster(replicas: 3)
+        let down = Observed(
+            cluster: three, children: Fixtures.children(of: two), pods: [], jetStream: .unavailable("refused"))
+        #expect(plan(three, down).isEmpty)
+        let fresh = Observed(cluster: two, children: [:], pods: [], jetStream: .unavailable("refused"))
+        let actions = plan(two, fresh)
+        #expect(!actions.contains(.createChild(.statefulSet)))
+        #expect(actions.contains(.createChild(.proxyDeployment)))
+        let one = Fixtures.cluster(replicas: 1)
+        let shrink = Observed(cluster: one, children: Fixtures.children(of: two), pods: [], jetStream: .unavailable("x"))
+        #expect(plan(one, shrink) == [.patchChild(.statefulSet)])
+    }
+
     @Test func pausedChangesNothing() {
         let cluster = Fixtures.cluster(paused: true)
         #expect(plan(cluster, observed(cluster, children: [:], stream: nil)).isEmpty)
