@@ -14,9 +14,17 @@ public final class NATSServer: Sendable {
     /// Starts the server and waits until it accepts clients.
     public static func start() async throws -> NATSServer {
         let store = try TemporaryDirectory.make(prefix: "nats")
-        let port = try FreePort.find()
-        let process = try await launch(port: port, store: store)
-        return NATSServer(process: process, port: port, storeDirectory: store)
+        // A port can still be taken between the check and nats-server's bind: try another.
+        for attempt in 1...5 {
+            let port = try FreePort.find()
+            do {
+                let process = try await launch(port: port, store: store)
+                return NATSServer(process: process, port: port, storeDirectory: store)
+            } catch let failure as TestFailure where failure.description.contains("address already in use") && attempt < 5 {
+                continue
+            }
+        }
+        throw TestFailure("nats-server could not find a free port")
     }
 
     private static func launch(port: Int, store: String) async throws -> ChildProcess {
@@ -54,24 +62,33 @@ public final class NATSServer: Sendable {
     }
 }
 
-/// Free TCP ports on loopback, for servers that cannot bind port 0 and report it.
+/// Free TCP ports on loopback, for servers that cannot bind port 0 and report it. Ports come
+/// from below the kernel's ephemeral range (32768 and up), so servers binding port 0 and
+/// outgoing connections never take them meanwhile, and no port is handed out twice.
 public enum FreePort {
+    private static let handedOut = Mutex<Set<Int>>([])
+
     public static func find() throws -> Int {
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<32_000)
+            let fresh = handedOut.withLock { $0.insert(port).inserted }
+            if fresh, isFree(port) { return port }
+        }
+        throw TestFailure("cannot find a free port")
+    }
+
+    static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket() failed") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port)).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-            }
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 }
         }
-        guard bound else { throw TestFailure("cannot bind a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 
