@@ -115,7 +115,9 @@ struct IndexSnapshot: Sendable {
     }
 
     /// The snapshot after one write: a new segment for the touched ids, merged in as the policy says.
-    func applying(changes: [UInt32: [UInt32]?], metadata: [MetadataEntry]) -> IndexSnapshot {
+    /// The snapshot after one write. With `compact` false the new segment is only appended and
+    /// merging is left to `compactionRange()`/`replacing(_:with:)` (done off the write path).
+    func applying(changes: [UInt32: [UInt32]?], metadata: [MetadataEntry], compact: Bool = true) -> IndexSnapshot {
         var liveCount = self.liveCount
         for (id, hashes) in changes {
             let wasLive = isLive(id)
@@ -128,9 +130,22 @@ struct IndexSnapshot: Sendable {
         var segments = self.segments
         if !changes.isEmpty {
             segments.append(Segment(changes: changes, version: version))
-            Self.compact(&segments)
+            if compact { Self.compact(&segments) }
         }
         return IndexSnapshot(generation: generation, version: version, metadata: merged, segments: segments, liveCount: liveCount)
+    }
+
+    /// The suffix of segments the merge policy would merge next, if any.
+    func compactionRange() -> Range<Int>? {
+        Self.nextMerge(segments).map { $0..<segments.count }
+    }
+
+    /// This snapshot with `range` of its segments replaced by their merge `merged`.
+    func replacing(_ range: Range<Int>, with merged: Segment) -> IndexSnapshot {
+        var segments = self.segments
+        segments.replaceSubrange(range, with: [merged])
+        return IndexSnapshot(
+            generation: generation, version: version, metadata: metadata, segments: segments, liveCount: liveCount)
     }
 
     /// Size-tiered merging. A segment's tier is log4 of its size. Walking back from the newest
@@ -139,27 +154,28 @@ struct IndexSnapshot: Sendable {
     /// segments to search, and each posting is rewritten about log4(n) times (measured: 3-6
     /// rewrites for a million fingerprints, where merging pairs took 8-10).
     static func compact(_ segments: inout [Segment]) {
-        while segments.count >= 4 {
-            var highest = -1
-            var countAtHighest = 0
-            var start: Int?
-            for position in segments.indices.reversed() {
-                let tier = tier(of: segments[position])
-                if tier > highest {
-                    highest = tier
-                    countAtHighest = 1
-                } else if tier == highest {
-                    countAtHighest += 1
-                }
-                if countAtHighest >= 4 {
-                    start = position
-                    break
-                }
-            }
-            guard let start else { return }
+        while let start = nextMerge(segments) {
             let merged = Segment.merge(Array(segments[start...]), dropDeletions: start == 0)
             segments.replaceSubrange(start..., with: [merged])
         }
+    }
+
+    /// Where the suffix to merge next starts (see `compact`), nil when none is due.
+    static func nextMerge(_ segments: [Segment]) -> Int? {
+        guard segments.count >= 4 else { return nil }
+        var highest = -1
+        var countAtHighest = 0
+        for position in segments.indices.reversed() {
+            let tier = tier(of: segments[position])
+            if tier > highest {
+                highest = tier
+                countAtHighest = 1
+            } else if tier == highest {
+                countAtHighest += 1
+            }
+            if countAtHighest >= 4 { return position }
+        }
+        return nil
     }
 
     static func tier(of segment: Segment) -> Int {

@@ -12,7 +12,13 @@ public final class IndexStore: Sendable {
     private struct State: ~Copyable {
         var indexes: [String: IndexSnapshot] = [:]
         var nextGeneration: UInt64 = 1
+        /// Indexes with a background merge running.
+        var merging: Set<String> = []
     }
+
+    /// Past this many segments a writer merges inline: background merges that fall behind a
+    /// fast writer must not let searches slow down without bound.
+    static let inlineCompactionThreshold = 24
 
     private let state = Mutex(State())
     /// Serialises writers; held only on thread-pool threads, never on the cooperative pool.
@@ -128,6 +134,32 @@ public final class IndexStore: Sendable {
         }
     }
 
+    /// Merges `name`'s segments on the thread pool until the merge policy is satisfied. The
+    /// merged segment replaces its inputs only if they are still there, unchanged: writers
+    /// only append, so a prefix of segments stays put unless the index was deleted, recreated
+    /// or merged inline meanwhile, in which case the work is dropped.
+    private func mergeInBackground(_ name: String) {
+        threadPool.submit { [self] workState in
+            defer { state.withLock { _ = $0.merging.remove(name) } }
+            guard case .active = workState else { return }
+            while let snapshot = state.withLock({ $0.indexes[name] }), let range = snapshot.compactionRange() {
+                let inputs = Array(snapshot.segments[range])
+                let merged = Segment.merge(inputs, dropDeletions: range.lowerBound == 0)
+                let replaced = writeLock.withLock { _ in
+                    state.withLock { state -> Bool in
+                        guard let current = state.indexes[name], current.generation == snapshot.generation,
+                            current.segments.count >= range.upperBound,
+                            zip(current.segments[range], inputs).allSatisfy({ $0 === $1 })
+                        else { return false }
+                        state.indexes[name] = current.replacing(range, with: merged)
+                        return true
+                    }
+                }
+                if !replaced { return }
+            }
+        }
+    }
+
     private func commit(_ record: LogRecord) throws {
         try log.withLock { wal in
             guard let wal else { return }
@@ -215,11 +247,18 @@ public final class IndexStore: Sendable {
             }
             let version = current.version + 1
             try commit(.update(name: name, version: version, changes: finalList, metadata: metadataMap))
-            let next = current.applying(changes: changes, metadata: entries)
-            state.withLock { state in
+            // Merging is done off the write path (the write returns sooner and the merge uses
+            // another core), unless segments have piled up.
+            let inline = current.segments.count >= Self.inlineCompactionThreshold
+            let next = current.applying(changes: changes, metadata: entries, compact: inline)
+            let startMerge = state.withLock { state -> Bool in
                 // The index cannot have changed: writers are serialised.
                 state.indexes[name] = next
+                guard next.compactionRange() != nil, !state.merging.contains(name) else { return false }
+                state.merging.insert(name)
+                return true
             }
+            if startMerge { mergeInBackground(name) }
             return version
         }
     }
