@@ -1,7 +1,7 @@
 /// One column of server-side Table output.
 struct PrinterColumn: Sendable, Hashable {
     enum Special: Sendable, Hashable {
-        case podReady, podRestarts, servicePorts, eventObject, eventLastSeen
+        case podReady, podRestarts, servicePorts, eventObject, eventLastSeen, accessModes
         case count(String)  // number of members/elements at a dotted path
         case ratio(String, String)  // "a/b" of two dotted paths (missing = 0)
     }
@@ -164,7 +164,11 @@ struct ResourceRegistry: Sendable {
             kind: "PersistentVolumeClaim", shortNames: ["pvc"], namespaced: true, hasStatus: true,
             columns: [
                 PrinterColumn(name: "Status", type: "string", jsonPath: ".status.phase"),
-                PrinterColumn(name: "Volume", type: "string", jsonPath: ".spec.volumeName"), ageColumn,
+                PrinterColumn(name: "Volume", type: "string", jsonPath: ".spec.volumeName"),
+                PrinterColumn(name: "Capacity", type: "string", jsonPath: ".status.capacity.storage"),
+                PrinterColumn(name: "Access Modes", type: "string", jsonPath: "", special: .accessModes),
+                PrinterColumn(name: "StorageClass", type: "string", jsonPath: ".spec.storageClassName"), ageColumn,
+                PrinterColumn(name: "VolumeMode", type: "string", jsonPath: ".spec.volumeMode", priority: 1),
             ]),
         ResourceType(
             group: "", versions: ["v1"], resource: "events", singular: "event", kind: "Event", shortNames: ["ev"],
