@@ -222,6 +222,39 @@ struct WorkloadTests {
         }
     }
 
+    @Test func recreateDeploymentAndForegroundDeletion() async throws {
+        try await withCluster(readiness: .immediate) { _, kubectl, api, _ in
+            let spec = Self.deployment(image: "web:1").replacingOccurrences(
+                of: "{type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 1}}", with: "{type: Recreate}")
+            try await kubectl.ok("apply", "-f", kubectl.file("web.yaml", spec))
+            #expect(try await kubectl.run("rollout", "status", "deployment/web", "--timeout=30s").status == 0)
+            let (initial, from) = try await api.snapshot(WorkloadAPI.pods + "?labelSelector=app%3Dweb")
+            let oldHash = try #require(WorkloadAPI.replay(initial).values.first?.hash)
+            try await kubectl.ok("apply", "-f", kubectl.file("web2.yaml", spec.replacingOccurrences(of: "web:1", with: "web:2")))
+            let events =
+                try await initial
+                + api.client.watch(WorkloadAPI.pods + "?watch=true&labelSelector=app%3Dweb&timeoutSeconds=20&resourceVersion=\(from)") {
+                    let state = WorkloadAPI.replay(initial + $0)
+                    return state.count == 3 && state.values.allSatisfy { $0.ready && $0.hash != oldHash }
+                }
+            // Recreate: every old pod is gone before the first new one is created.
+            var mixed = false
+            for end in initial.count...events.count {
+                let hashes = Set(WorkloadAPI.replay(Array(events.prefix(end))).values.map(\.hash))
+                if hashes.count > 1 { mixed = true }
+            }
+            #expect(!mixed)
+            #expect(WorkloadAPI.replay(events).count == 3)
+            try await kubectl.ok("delete", "deployment", "web", "--cascade=foreground")
+            try await eventually(timeout: .seconds(20), "everything to be collected") {
+                let left =
+                    try await api.items(WorkloadAPI.replicaSets).count + api.items(WorkloadAPI.pods).count
+                    + (api.object("/apis/apps/v1/namespaces/default/deployments/web") == nil ? 0 : 1)
+                return left == 0 ? true : nil
+            }
+        }
+    }
+
     static func statefulSet(
         replicas: Int, image: String, policy: String = "OrderedReady", strategy: String = "type: RollingUpdate",
         whenScaled: String = "Retain", whenDeleted: String = "Retain"
@@ -418,7 +451,14 @@ struct WorkloadTests {
             try await eventually(timeout: .seconds(10), "scale down") {
                 try await api.podNames("app%3Ddb") == ["db-0"] ? true : nil
             }
-            #expect(try await api.items(WorkloadAPI.claims).count == 3)
+            let retained = try await api.items(WorkloadAPI.claims).compactMap { field($0, "metadata.uid") as? String }
+            #expect(retained.count == 3)
+            // Scaling up again reuses the retained claims (stable storage per ordinal).
+            try await kubectl.ok("scale", "sts/db", "--replicas=3")
+            try await eventually(timeout: .seconds(10), "scale up") {
+                try await api.podNames("app%3Ddb") == ["db-0", "db-1", "db-2"] ? true : nil
+            }
+            #expect(try await api.items(WorkloadAPI.claims).compactMap { field($0, "metadata.uid") as? String } == retained)
             // whenDeleted Delete: the claims go with the set.
             try await kubectl.ok("delete", "sts", "db")
             try await eventually(timeout: .seconds(10), "pods and claims to be collected") {
