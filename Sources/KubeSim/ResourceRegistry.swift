@@ -2,6 +2,7 @@
 struct PrinterColumn: Sendable, Hashable {
     enum Special: Sendable, Hashable {
         case podReady, podRestarts, servicePorts, eventObject, eventLastSeen, accessModes
+        case labelSelector(String)  // a metav1.LabelSelector at a dotted path, as text
         case count(String)  // number of members/elements at a dotted path
         case ratio(String, String)  // "a/b" of two dotted paths (missing = 0)
     }
@@ -117,6 +118,17 @@ struct ResourceRegistry: Sendable {
         return versions.sorted { rank($0) > rank($1) }
     }
 
+    /// `-o wide` columns of the workload kinds: container names, images and (optionally) the selector.
+    static func workloadWideColumns(selector: Bool) -> [PrinterColumn] {
+        [
+            PrinterColumn(name: "Containers", type: "string", jsonPath: ".spec.template.spec.containers[*].name", priority: 1),
+            PrinterColumn(name: "Images", type: "string", jsonPath: ".spec.template.spec.containers[*].image", priority: 1),
+        ]
+            + (selector
+                ? [PrinterColumn(name: "Selector", type: "string", jsonPath: "", priority: 1, special: .labelSelector("spec.selector"))]
+                : [])
+    }
+
     static let ageColumn = PrinterColumn(
         name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp",
         description: "CreationTimestamp is a timestamp representing the server time when this object was created.")
@@ -200,7 +212,7 @@ struct ResourceRegistry: Sendable {
                 PrinterColumn(name: "Ready", type: "string", jsonPath: "", special: .ratio("status.readyReplicas", "spec.replicas")),
                 PrinterColumn(name: "Up-to-date", type: "integer", jsonPath: ".status.updatedReplicas"),
                 PrinterColumn(name: "Available", type: "integer", jsonPath: ".status.availableReplicas"), ageColumn,
-            ]),
+            ] + workloadWideColumns(selector: true)),
         ResourceType(
             group: "apps", versions: ["v1"], resource: "statefulsets", singular: "statefulset", kind: "StatefulSet",
             shortNames: ["sts"], categories: ["all"], namespaced: true, hasStatus: true,
@@ -208,7 +220,7 @@ struct ResourceRegistry: Sendable {
             columns: [
                 PrinterColumn(name: "Ready", type: "string", jsonPath: "", special: .ratio("status.readyReplicas", "spec.replicas")),
                 ageColumn,
-            ]),
+            ] + workloadWideColumns(selector: false)),
         ResourceType(
             group: "apps", versions: ["v1"], resource: "replicasets", singular: "replicaset", kind: "ReplicaSet",
             shortNames: ["rs"], categories: ["all"], namespaced: true, hasStatus: true,
@@ -217,7 +229,7 @@ struct ResourceRegistry: Sendable {
                 PrinterColumn(name: "Desired", type: "integer", jsonPath: ".spec.replicas"),
                 PrinterColumn(name: "Current", type: "integer", jsonPath: ".status.replicas"),
                 PrinterColumn(name: "Ready", type: "integer", jsonPath: ".status.readyReplicas"), ageColumn,
-            ]),
+            ] + workloadWideColumns(selector: true)),
         ResourceType(
             group: "policy", versions: ["v1"], resource: "poddisruptionbudgets", singular: "poddisruptionbudget",
             kind: "PodDisruptionBudget", shortNames: ["pdb"], namespaced: true, hasStatus: true,

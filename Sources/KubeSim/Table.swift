@@ -74,6 +74,8 @@ enum TableRendering {
             case .podRestarts:
                 let statuses = object.value(at: ["status", "containerStatuses"])?.arrayValue ?? []
                 return .string(String(statuses.reduce(0) { $0 + ($1["restartCount"]?.intValue ?? 0) }))
+            case .labelSelector(let path):
+                return .string(LabelSelector.string(from: object.value(at: path.split(separator: ".").map(String.init))))
             case .accessModes:
                 let short = [
                     "ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP",

@@ -143,28 +143,39 @@ actor WorkloadControllers {
         }
     }
 
-    /// One reconciliation of everything (errors, such as 409s from racing clients, wait for the next pass).
+    /// One reconciliation of everything. Each object on its own: an error (a 409 from a racing
+    /// client, an invalid pod template) leaves that object for the next pass, not the others.
     func pass() async {
+        await reconcileDeployments()
+        await reconcileReplicaSets()
+        await reconcileStatefulSets()
+        await bindClaims()
+    }
+
+    /// Runs one object's reconciliation, logging its error.
+    func attempt(_ object: JSONValue, _ body: () async throws -> Void) async {
         do {
-            try await reconcileDeployments()
-            try await reconcileReplicaSets()
-            try await reconcileStatefulSets()
-            try await bindClaims()
+            try await body()
         } catch {
-            logger.debug("workload pass", metadata: ["error": "\(error)"])
+            logger.debug(
+                "workload reconcile failed; retried on the next pass",
+                metadata: [
+                    "object.kind": "\(object["kind"]?.stringValue ?? "")", "object.namespace": "\(object.namespace)",
+                    "object.name": "\(object.name)", "error": "\(error)",
+                ])
         }
     }
 
     // MARK: Deployments
 
-    func reconcileDeployments() async throws {
+    func reconcileDeployments() async {
         let deployments = await writer.list(Workloads.deploymentType)
         guard !deployments.isEmpty else { return }
         let replicaSets = await writer.list(Workloads.replicaSetType)
         let pods = Workloads.byController(await writer.list(Workloads.podType).filter { !$0.isDeleting })
         for deployment in deployments where !deployment.isDeleting {
             let owned = replicaSets.filter { $0.controllerUID == deployment.uid && !$0.isDeleting }
-            try await reconcileDeployment(deployment, owned: owned, pods: pods)
+            await attempt(deployment) { try await reconcileDeployment(deployment, owned: owned, pods: pods) }
         }
     }
 
@@ -281,50 +292,55 @@ actor WorkloadControllers {
 
     // MARK: ReplicaSets
 
-    func reconcileReplicaSets() async throws {
+    func reconcileReplicaSets() async {
         let replicaSets = await writer.list(Workloads.replicaSetType)
         guard !replicaSets.isEmpty else { return }
         let pods = Workloads.byController(await writer.list(Workloads.podType).filter { !$0.isDeleting })
         for rs in replicaSets where !rs.isDeleting {
-            let owned = pods[rs.uid] ?? []
-            let want = rs.specReplicas
-            if owned.count < want {
-                for _ in owned.count..<want {
-                    let pod = try await writer.create(Workloads.podType, Workloads.pod(for: rs))
-                    await lifecycle.podCreated(pod, writer: writer)
-                }
-            } else if owned.count > want {
-                // Not-ready pods go first, then the newest.
-                let ranked = owned.sorted { a, b in
-                    if a.isPodReady != b.isPodReady { return !a.isPodReady }
-                    if a.createdAt != b.createdAt { return a.createdAt > b.createdAt }
-                    return a.name > b.name
-                }
-                for pod in ranked.prefix(owned.count - want) { try await writer.delete(Workloads.podType, pod) }
-            }
-            let ready = owned.filter(\.isPodReady).count
-            var status = rs["status"]?.objectValue ?? [:]
-            status["replicas"] = .int(Int64(owned.count))
-            status["fullyLabeledReplicas"] = .int(Int64(owned.count))
-            status["readyReplicas"] = .int(Int64(ready))
-            status["availableReplicas"] = .int(Int64(ready))
-            status["observedGeneration"] = rs.value(at: ["metadata", "generation"]) ?? 1
-            for key in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] where status[key] == .int(0) { status[key] = nil }
-            var next = rs
-            next["status"] = .object(status)
-            if next != rs { try await writer.updateStatus(Workloads.replicaSetType, next) }
+            await attempt(rs) { try await reconcileReplicaSet(rs, owned: pods[rs.uid] ?? []) }
         }
+    }
+
+    func reconcileReplicaSet(_ rs: JSONValue, owned: [JSONValue]) async throws {
+        let want = rs.specReplicas
+        if owned.count < want {
+            for _ in owned.count..<want {
+                let pod = try await writer.create(Workloads.podType, Workloads.pod(for: rs))
+                await lifecycle.podCreated(pod, writer: writer)
+            }
+        } else if owned.count > want {
+            // Not-ready pods go first, then the newest.
+            let ranked = owned.sorted { a, b in
+                if a.isPodReady != b.isPodReady { return !a.isPodReady }
+                if a.createdAt != b.createdAt { return a.createdAt > b.createdAt }
+                return a.name > b.name
+            }
+            for pod in ranked.prefix(owned.count - want) { try await writer.delete(Workloads.podType, pod) }
+        }
+        let ready = owned.filter(\.isPodReady).count
+        var status = rs["status"]?.objectValue ?? [:]
+        status["replicas"] = .int(Int64(owned.count))
+        status["fullyLabeledReplicas"] = .int(Int64(owned.count))
+        status["readyReplicas"] = .int(Int64(ready))
+        status["availableReplicas"] = .int(Int64(ready))
+        status["observedGeneration"] = rs.value(at: ["metadata", "generation"]) ?? 1
+        for key in ["fullyLabeledReplicas", "readyReplicas", "availableReplicas"] where status[key] == .int(0) { status[key] = nil }
+        var next = rs
+        next["status"] = .object(status)
+        if next != rs { try await writer.updateStatus(Workloads.replicaSetType, next) }
     }
 
     // MARK: StatefulSets
 
-    func reconcileStatefulSets() async throws {
+    func reconcileStatefulSets() async {
         let sets = await writer.list(Workloads.statefulSetType)
         guard !sets.isEmpty else { return }
         let pods = Workloads.byController(await writer.list(Workloads.podType))
         let claims = await writer.list(Workloads.claimType)
         for set in sets where !set.isDeleting {
-            try await reconcileStatefulSet(set, pods: pods[set.uid] ?? [], claims: claims.filter { $0.namespace == set.namespace })
+            await attempt(set) {
+                try await reconcileStatefulSet(set, pods: pods[set.uid] ?? [], claims: claims.filter { $0.namespace == set.namespace })
+            }
         }
     }
 
@@ -464,35 +480,39 @@ actor WorkloadControllers {
 
     /// Binds every Pending claim to a directory under the volume root (a stand-in for a
     /// dynamic provisioner): `spec.volumeName`, annotation `kubesim.io/volume-path`, status Bound.
-    func bindClaims() async throws {
+    func bindClaims() async {
         for claim in await writer.list(Workloads.claimType)
         where !claim.isDeleting && claim.value(at: ["status", "phase"])?.stringValue != "Bound" {
-            var current = claim
-            let path = Workloads.volumePath(root: volumeRoot, namespace: claim.namespace, name: claim.name)
-            if claim.value(at: ["spec", "volumeName"]) == nil || claim.annotation(Workloads.volumePathAnnotation) == nil {
-                var updated = claim
-                if updated.value(at: ["spec", "volumeName"]) == nil {
-                    updated.setValue(.string("pvc-" + claim.uid), at: ["spec", "volumeName"])
-                }
-                updated.setValue(.string(path), at: ["metadata", "annotations", Workloads.volumePathAnnotation])
-                updated.setValue("yes", at: ["metadata", "annotations", "pv.kubernetes.io/bind-completed"])
-                current = try await writer.update(Workloads.claimType, updated)
-            }
-            let directory = current.annotation(Workloads.volumePathAnnotation) ?? path
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            } catch {
-                logger.warning("cannot create a volume directory", metadata: ["volume.path": "\(directory)", "error": "\(error)"])
-                continue
-            }
-            var bound = current
-            let storage = current.value(at: ["spec", "resources", "requests", "storage"]) ?? "1Gi"
-            bound["status"] = [
-                "phase": "Bound", "accessModes": current.value(at: ["spec", "accessModes"]) ?? ["ReadWriteOnce"],
-                "capacity": ["storage": storage],
-            ]
-            try await writer.updateStatus(Workloads.claimType, bound)
+            await attempt(claim) { try await bind(claim) }
         }
+    }
+
+    func bind(_ claim: JSONValue) async throws {
+        var current = claim
+        // Always under the root, whatever a client wrote into the annotation.
+        let path = Workloads.volumePath(root: volumeRoot, namespace: claim.namespace, name: claim.name)
+        if claim.value(at: ["spec", "volumeName"]) == nil || claim.annotation(Workloads.volumePathAnnotation) != path {
+            var updated = claim
+            if updated.value(at: ["spec", "volumeName"]) == nil {
+                updated.setValue(.string("pvc-" + claim.uid), at: ["spec", "volumeName"])
+            }
+            updated.setValue(.string(path), at: ["metadata", "annotations", Workloads.volumePathAnnotation])
+            updated.setValue("yes", at: ["metadata", "annotations", "pv.kubernetes.io/bind-completed"])
+            current = try await writer.update(Workloads.claimType, updated)
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            logger.warning("cannot create a volume directory", metadata: ["volume.path": "\(path)", "error": "\(error)"])
+            return
+        }
+        var bound = current
+        let storage = current.value(at: ["spec", "resources", "requests", "storage"]) ?? "1Gi"
+        bound["status"] = [
+            "phase": "Bound", "accessModes": current.value(at: ["spec", "accessModes"]) ?? ["ReadWriteOnce"],
+            "capacity": ["storage": storage],
+        ]
+        try await writer.updateStatus(Workloads.claimType, bound)
     }
 }
 

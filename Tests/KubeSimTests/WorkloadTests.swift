@@ -129,6 +129,10 @@ struct WorkloadTests {
                 let row = try await kubectl.ok("get", "rs", "--no-headers").split(separator: " ", omittingEmptySubsequences: true)
                 return Array(row.prefix(4)) == ["web-\(hash)", "3", "3", "3"] ? true : nil
             }
+            let wide = try await kubectl.ok("get", "deploy", "web", "-o", "wide").split(separator: "\n")
+            let wideHeader = (wide.first ?? "").split(separator: " ", omittingEmptySubsequences: true).suffix(3).joined(separator: " ")
+            let wideRow = (wide.last ?? "").split(separator: " ", omittingEmptySubsequences: true).suffix(3).joined(separator: " ")
+            #expect(wideHeader + " / " + wideRow == "CONTAINERS IMAGES SELECTOR / web web:1 app=web")
             try await eventually(timeout: .seconds(10), "kubectl get pods -w to show the pods\n\(watch.stdout)") {
                 watch.stdout.split(separator: "\n").filter { $0.hasPrefix("web-\(hash)-") }.count >= 3 ? true : nil
             }
