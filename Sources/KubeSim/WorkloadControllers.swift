@@ -238,6 +238,16 @@ actor WorkloadControllers {
                 }
             }
         }
+        // revisionHistoryLimit: old ReplicaSets scaled to 0 and without pods beyond it go, oldest first.
+        let limit = Int(deployment.value(at: ["spec", "revisionHistoryLimit"])?.intValue ?? 10)
+        let idle = old.filter { $0.specReplicas == 0 && podsOf($0).isEmpty }.sorted {
+            (Int($0.annotation("deployment.kubernetes.io/revision") ?? "") ?? 0)
+                < (Int($1.annotation("deployment.kubernetes.io/revision") ?? "") ?? 0)
+        }
+        for rs in idle.prefix(max(0, idle.count - limit)) {
+            try await writer.delete(Workloads.replicaSetType, rs)
+            old.removeAll { $0.uid == rs.uid }
+        }
         try await writeDeploymentStatus(deployment, newRS: newRS, all: [newRS] + old, pods: pods, maxUnavailable: maxUnavailable)
     }
 

@@ -229,7 +229,8 @@ struct WorkloadTests {
     @Test func recreateDeploymentAndForegroundDeletion() async throws {
         try await withCluster(readiness: .immediate) { _, kubectl, api, _ in
             let spec = Self.deployment(image: "web:1").replacingOccurrences(
-                of: "{type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 1}}", with: "{type: Recreate}")
+                of: "{type: RollingUpdate, rollingUpdate: {maxSurge: 1, maxUnavailable: 1}}",
+                with: "{type: Recreate}\n  revisionHistoryLimit: 0")
             try await kubectl.ok("apply", "-f", kubectl.file("web.yaml", spec))
             #expect(try await kubectl.run("rollout", "status", "deployment/web", "--timeout=30s").status == 0)
             let (initial, from) = try await api.snapshot(WorkloadAPI.pods + "?labelSelector=app%3Dweb")
@@ -249,6 +250,10 @@ struct WorkloadTests {
             }
             #expect(!mixed)
             #expect(WorkloadAPI.replay(events).count == 3)
+            // revisionHistoryLimit 0: the old ReplicaSet goes once it is empty.
+            try await eventually(timeout: .seconds(10), "the old ReplicaSet to be deleted") {
+                try await api.items(WorkloadAPI.replicaSets).count == 1 ? true : nil
+            }
             try await kubectl.ok("delete", "deployment", "web", "--cascade=foreground")
             try await eventually(timeout: .seconds(20), "everything to be collected") {
                 let left =
