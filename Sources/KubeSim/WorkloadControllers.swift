@@ -544,12 +544,26 @@ enum Workloads {
     /// its decimal digits mapped onto the alphabet of generated names.
     static func templateHash(_ template: JSONValue) -> String {
         var hash: UInt32 = 2_166_136_261
-        for byte in template.serializedBytes() {
+        for byte in (canonical(template) ?? [:]).serializedBytes() {
             hash ^= UInt32(byte)
             hash = hash &* 16_777_619
         }
         let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
         return String(String(hash).unicodeScalars.map { alphabet[Int($0.value) % alphabet.count] })
+    }
+
+    /// The template without nulls and empty objects or lists, which Go clients add and drop
+    /// freely (`creationTimestamp: null`, `resources: {}`): equal templates hash equal.
+    static func canonical(_ value: JSONValue) -> JSONValue? {
+        switch value {
+        case .null: return nil
+        case .object(let members):
+            let kept = members.compactMapValues(canonical)
+            return kept.isEmpty ? nil : .object(kept)
+        case .array(let elements):
+            return elements.isEmpty ? nil : .array(elements.map { canonical($0) ?? .null })
+        default: return value
+        }
     }
 
     /// maxSurge (rounded up) and maxUnavailable (rounded down) of a RollingUpdate Deployment;

@@ -107,6 +107,11 @@ import Testing
         let c = try JSONValue.parse(#"{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:2"}]}}"#)
         #expect(Workloads.templateHash(a) == Workloads.templateHash(b))
         #expect(Workloads.templateHash(a) != Workloads.templateHash(c))
+        // What kubectl rollout undo sends back: nulls and empty objects do not change the hash.
+        let d = try JSONValue.parse(
+            #"{"metadata":{"creationTimestamp":null,"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:1","resources":{}}]}}"#
+        )
+        #expect(Workloads.templateHash(a) == Workloads.templateHash(d))
         #expect(Workloads.templateHash(a).allSatisfy { "bcdfghjklmnpqrstvwxz2456789".contains($0) })
     }
 

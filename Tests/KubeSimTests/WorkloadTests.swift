@@ -179,6 +179,15 @@ struct WorkloadTests {
             #expect(conditions.contains("Available=True/MinimumReplicasAvailable"))
             #expect(conditions.contains("Progressing=True/NewReplicaSetAvailable"))
 
+            // Undo: back to the first ReplicaSet (revision 3), no third one.
+            try await kubectl.ok("rollout", "undo", "deployment/web")
+            #expect(try await kubectl.run("rollout", "status", "deployment/web", "--timeout=30s").status == 0)
+            try await eventually(timeout: .seconds(10), "the first ReplicaSet to be back") {
+                let sets = try await api.items(WorkloadAPI.replicaSets)
+                let back = sets.first { field($0, "metadata.name") as? String == "web-\(hash)" }
+                let revision = (field(back, "metadata.annotations") as? [String: String])?["deployment.kubernetes.io/revision"]
+                return sets.count == 2 && field(back, "spec.replicas") as? Int == 5 && revision == "3" ? true : nil
+            }
             try await kubectl.ok("delete", "deployment", "web")
             try await eventually(timeout: .seconds(20), "the ReplicaSets and pods to be collected") {
                 let left = try await api.items(WorkloadAPI.replicaSets).count + api.items(WorkloadAPI.pods).count
