@@ -231,6 +231,13 @@ struct ResourceRegistry: Sendable {
                 PrinterColumn(name: "Ready", type: "integer", jsonPath: ".status.readyReplicas"), ageColumn,
             ] + workloadWideColumns(selector: true)),
         ResourceType(
+            group: "apps", versions: ["v1"], resource: "controllerrevisions", singular: "controllerrevision",
+            kind: "ControllerRevision", namespaced: true,
+            columns: [
+                PrinterColumn(name: "Controller", type: "string", jsonPath: ".metadata.ownerReferences[0].name"),
+                PrinterColumn(name: "Revision", type: "integer", jsonPath: ".revision"), ageColumn,
+            ]),
+        ResourceType(
             group: "policy", versions: ["v1"], resource: "poddisruptionbudgets", singular: "poddisruptionbudget",
             kind: "PodDisruptionBudget", shortNames: ["pdb"], namespaced: true, hasStatus: true,
             columns: [

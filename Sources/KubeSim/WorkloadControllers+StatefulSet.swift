@@ -10,18 +10,42 @@ extension WorkloadControllers {
         guard !sets.isEmpty else { return }
         let pods = Workloads.byController(await writer.list(Workloads.podType))
         let claims = await writer.list(Workloads.claimType)
+        let history = Workloads.byController(await writer.list(Workloads.controllerRevisionType))
         for set in sets where !set.isDeleting {
             await attempt(set) {
-                try await reconcileStatefulSet(set, pods: pods[set.uid] ?? [], claims: claims.filter { $0.namespace == set.namespace })
+                try await reconcileStatefulSet(
+                    set, pods: pods[set.uid] ?? [], claims: claims.filter { $0.namespace == set.namespace },
+                    history: history[set.uid] ?? [])
             }
         }
     }
 
-    func reconcileStatefulSet(_ set: JSONValue, pods owned: [JSONValue], claims: [JSONValue]) async throws {
+    func reconcileStatefulSet(_ set: JSONValue, pods owned: [JSONValue], claims: [JSONValue], history: [JSONValue]) async throws {
         let name = set.name
         let replicas = set.specReplicas
         let template = set.value(at: ["spec", "template"]) ?? [:]
-        let updateRevision = "\(name)-\(Workloads.templateHash(template))"
+        let hash = Workloads.templateHash(template)
+        let updateRevision = "\(name)-\(hash)"
+        // A ControllerRevision per template (kubectl rollout history/undo read them); going back
+        // to an older template gives its revision the next number.
+        let maxRevision = history.map { Int($0["revision"]?.intValue ?? 0) }.max() ?? 0
+        if let existing = history.first(where: { $0.name == updateRevision }) {
+            if Int(existing["revision"]?.intValue ?? 0) < maxRevision {
+                var bumped = existing
+                bumped["revision"] = .int(Int64(maxRevision + 1))
+                _ = try await writer.update(Workloads.controllerRevisionType, bumped)
+            }
+        } else {
+            _ = try await writer.create(
+                Workloads.controllerRevisionType,
+                Workloads.controllerRevision(set: set, name: updateRevision, hash: hash, template: template, revision: maxRevision + 1))
+        }
+        for revision in history where revisions[revision.name] == nil {
+            if var stored = revision.value(at: ["data", "spec", "template"]) {
+                stored["$patch"] = nil
+                revisions[revision.name] = stored
+            }
+        }
         revisions[updateRevision] = template
         let currentRevision = set.value(at: ["status", "currentRevision"])?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? updateRevision
         let parallel = set.value(at: ["spec", "podManagementPolicy"])?.stringValue == "Parallel"

@@ -8,6 +8,7 @@ enum Workloads {
     static let deploymentType = builtin("apps/deployments")
     static let replicaSetType = builtin("apps/replicasets")
     static let statefulSetType = builtin("apps/statefulsets")
+    static let controllerRevisionType = builtin("apps/controllerrevisions")
     static let volumePathAnnotation = "kubesim.io/volume-path"
 
     static func volumePath(root: String, namespace: String, name: String) -> String {
@@ -97,6 +98,22 @@ enum Workloads {
             "lastUpdateTime": now, "lastTransitionTime": transition,
         ]
         if let index { conditions[index] = condition } else { conditions.append(condition) }
+    }
+
+    /// A StatefulSet's revision: its template as the strategic merge patch `kubectl rollout undo` applies.
+    static func controllerRevision(set: JSONValue, name: String, hash: String, template: JSONValue, revision: Int) -> JSONValue {
+        var labels = template.value(at: ["metadata", "labels"])?.objectValue ?? [:]
+        labels["controller.kubernetes.io/hash"] = .string(hash)
+        var patch = template
+        patch["$patch"] = "replace"
+        return [
+            "apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": [
+                "name": .string(name), "namespace": .string(set.namespace), "labels": .object(labels),
+                "ownerReferences": [ownerReference(set, controller: true)],
+            ],
+            "data": ["spec": ["template": patch]], "revision": .int(Int64(revision)),
+        ]
     }
 
     static func replicaSet(for deployment: JSONValue, hash: String, replicas: Int, revision: Int) -> JSONValue {

@@ -401,6 +401,13 @@ struct WorkloadTests {
                 return status == "\(revision2) \(revision2) 3 3 3 3" ? true : nil
             }
             #expect(try await kubectl.run("rollout", "status", "statefulset/db", "--timeout=20s").status == 0)
+            // One ControllerRevision per template, owned by the set: kubectl rollout history lists them.
+            let history = try await kubectl.ok("rollout", "history", "statefulset/db").split(separator: "\n").map {
+                $0.split(separator: " ", omittingEmptySubsequences: true).first.map(String.init) ?? ""
+            }
+            #expect(history.suffix(2) == ["1", "2"], "\(history)")
+            let revisionNames = try await kubectl.ok("get", "controllerrevisions", "-o", "name").split(separator: "\n").map(String.init)
+            #expect(revisionNames.sorted() == ["controllerrevision.apps/\(revision1)", "controllerrevision.apps/\(revision2)"].sorted())
 
             // Scale down: the highest ordinal first, whenScaled Delete removes its claims.
             let beforeScale = try await api.resourceVersion(WorkloadAPI.pods)
