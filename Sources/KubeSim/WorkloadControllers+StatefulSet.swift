@@ -107,7 +107,7 @@ extension WorkloadControllers {
                     revision: revisions[revision] == nil ? updateRevision : revision,
                     claims: templates.map { ($0.value(at: ["metadata", "name"])?.stringValue ?? "", claimName($0, ordinal)) }))
             byOrdinal[ordinal] = pod
-            await lifecycle.podCreated(pod, writer: writer)
+            await announce(pod)
             if !parallel {
                 blocked = true
                 break

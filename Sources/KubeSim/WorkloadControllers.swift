@@ -98,6 +98,8 @@ actor WorkloadControllers {
     /// StatefulSet revision name -> pod template (so pods below a partition are recreated at
     /// their current revision). The store is in memory, so this is as durable as the objects.
     var revisions: [String: JSONValue] = [:]
+    /// Pods handed to the lifecycle already (by uid; pruned to the pods that exist).
+    var announced: Set<String> = []
 
     init(store: ResourceStore, readiness: PodReadiness, volumeRoot: String, resync: Duration = .seconds(2), logger: Logger) {
         self.writer = WorkloadWriter(store: store)
@@ -150,6 +152,26 @@ actor WorkloadControllers {
         await reconcileReplicaSets()
         await reconcileStatefulSets()
         await bindClaims()
+        await announceNewPods()
+    }
+
+    /// Hands a new pod to the lifecycle once.
+    func announce(_ pod: JSONValue) async {
+        guard announced.insert(pod.uid).inserted else { return }
+        await lifecycle.podCreated(pod, writer: writer)
+    }
+
+    /// Pods created by clients (`kubectl run`, a test) reach the lifecycle too: any pod that
+    /// is still `Pending` without conditions.
+    func announceNewPods() async {
+        let pods = await writer.list(Workloads.podType)
+        announced.formIntersection(pods.map(\.uid))
+        for pod in pods
+        where !pod.isDeleting && pod.value(at: ["status", "phase"])?.stringValue == "Pending"
+            && pod.value(at: ["status", "conditions"]) == nil
+        {
+            await announce(pod)
+        }
     }
 
     /// Runs one object's reconciliation, logging its error.
@@ -316,7 +338,7 @@ actor WorkloadControllers {
         if owned.count < want {
             for _ in owned.count..<want {
                 let pod = try await writer.create(Workloads.podType, Workloads.pod(for: rs))
-                await lifecycle.podCreated(pod, writer: writer)
+                await announce(pod)
             }
         } else if owned.count > want {
             // Not-ready pods go first, then the newest.

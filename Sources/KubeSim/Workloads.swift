@@ -127,10 +127,7 @@ enum Workloads {
             "apiVersion": "apps/v1", "kind": "ReplicaSet",
             "metadata": [
                 "name": .string("\(deployment.name)-\(hash)"), "namespace": .string(deployment.namespace), "labels": .object(labels),
-                "annotations": [
-                    "deployment.kubernetes.io/revision": .string(String(revision)),
-                    "deployment.kubernetes.io/desired-replicas": .string(String(deployment.specReplicas)),
-                ],
+                "annotations": ["deployment.kubernetes.io/revision": .string(String(revision))],
                 "ownerReferences": [ownerReference(deployment, controller: true)],
             ],
             "spec": [

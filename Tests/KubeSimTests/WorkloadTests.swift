@@ -179,6 +179,13 @@ struct WorkloadTests {
             #expect(conditions.contains("Available=True/MinimumReplicasAvailable"))
             #expect(conditions.contains("Progressing=True/NewReplicaSetAvailable"))
 
+            // .immediate makes any new pod Ready, also one a client creates.
+            try await kubectl.ok("run", "bare", "--image=bare:1", "--restart=Never")
+            try await eventually(timeout: .seconds(10), "the bare pod to be Ready") {
+                try await kubectl.ok("get", "pod", "bare", "-o", "jsonpath={.status.phase} {.status.containerStatuses[0].ready}")
+                    == "Running true" ? true : nil
+            }
+            try await kubectl.ok("delete", "pod", "bare")
             // Undo: back to the first ReplicaSet (revision 3), no third one.
             try await kubectl.ok("rollout", "undo", "deployment/web")
             #expect(try await kubectl.run("rollout", "status", "deployment/web", "--timeout=30s").status == 0)
