@@ -36,6 +36,8 @@ struct ImmediatePodLifecycle: PodLifecycle {
         let ip = await writer.nextPodIP()
         var updated = pod
         updated["status"] = Workloads.readyPodStatus(pod, ip: ip)
+        // Unconditional (no resourceVersion): a concurrent label change must not leave it Pending.
+        updated.setValue(nil, at: ["metadata", "resourceVersion"])
         try? await writer.updateStatus(Workloads.podType, updated)
     }
 }
