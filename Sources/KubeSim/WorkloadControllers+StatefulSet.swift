@@ -93,11 +93,13 @@ extension WorkloadControllers {
             }
             // Its claims first (a retained claim of an earlier pod is reused: stable storage).
             for claimTemplate in templates where claimsByName[claimName(claimTemplate, ordinal)] == nil {
+                let claim = claimName(claimTemplate, ordinal)
                 _ = try await writer.create(
                     Workloads.claimType,
-                    Workloads.claim(
-                        from: claimTemplate, name: claimName(claimTemplate, ordinal), set: set, owned: whenDeletedDelete,
-                        volumeRoot: volumeRoot))
+                    Workloads.claim(from: claimTemplate, name: claim, set: set, owned: whenDeletedDelete, volumeRoot: volumeRoot))
+                await writer.record(
+                    set, component: "statefulset-controller", reason: "SuccessfulCreate",
+                    message: "create Claim \(claim) Pod \(name)-\(ordinal) in StatefulSet \(name) success")
             }
             let revision = (!onDelete && ordinal < partition) ? currentRevision : updateRevision
             let pod = try await writer.create(
@@ -107,6 +109,9 @@ extension WorkloadControllers {
                     revision: revisions[revision] == nil ? updateRevision : revision,
                     claims: templates.map { ($0.value(at: ["metadata", "name"])?.stringValue ?? "", claimName($0, ordinal)) }))
             byOrdinal[ordinal] = pod
+            await writer.record(
+                set, component: "statefulset-controller", reason: "SuccessfulCreate",
+                message: "create Pod \(pod.name) in StatefulSet \(name) successful")
             await announce(pod)
             if !parallel {
                 blocked = true
@@ -119,7 +124,12 @@ extension WorkloadControllers {
         if !condemned.isEmpty, !blocked {
             for ordinal in parallel ? condemned : [condemned[0]] {
                 guard let pod = byOrdinal[ordinal] else { continue }
-                if !pod.isDeleting { try await writer.delete(Workloads.podType, pod) }
+                if !pod.isDeleting {
+                    try await writer.delete(Workloads.podType, pod)
+                    await writer.record(
+                        set, component: "statefulset-controller", reason: "SuccessfulDelete",
+                        message: "delete Pod \(pod.name) in StatefulSet \(name) successful")
+                }
                 byOrdinal[ordinal] = nil
             }
         }
@@ -144,6 +154,9 @@ extension WorkloadControllers {
                 byOrdinal[$0]?.labels["controller-revision-hash"] != updateRevision
             }), let pod = byOrdinal[ordinal] {
                 try await writer.delete(Workloads.podType, pod)
+                await writer.record(
+                    set, component: "statefulset-controller", reason: "SuccessfulDelete",
+                    message: "delete Pod \(pod.name) in StatefulSet \(name) successful")
                 byOrdinal[ordinal] = nil
             }
         }

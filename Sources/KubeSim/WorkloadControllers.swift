@@ -81,6 +81,34 @@ actor WorkloadWriter {
             preconditionUID: object.uid, preconditionResourceVersion: nil, dryRun: false)
     }
 
+    /// Records a `Normal` core/v1 Event about `object` (best effort: an event never fails a reconcile).
+    func record(_ object: JSONValue, component: String, reason: String, message: String) async {
+        await record(
+            kind: object["kind"]?.stringValue ?? "", apiVersion: object["apiVersion"]?.stringValue ?? "", namespace: object.namespace,
+            name: object.name, uid: object.uid, component: component, reason: reason, message: message)
+    }
+
+    func record(
+        kind: String, apiVersion: String, namespace: String, name: String, uid: String, component: String, reason: String,
+        message: String
+    ) async {
+        let now = JSONValue.string(Timestamps.format(Date()))
+        let event: JSONValue = [
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": [
+                "name": .string("\(name).\(String(UInt64.random(in: 1...UInt64.max), radix: 16))"), "namespace": .string(namespace),
+            ],
+            "involvedObject": [
+                "kind": .string(kind), "apiVersion": .string(apiVersion), "namespace": .string(namespace), "name": .string(name),
+                "uid": .string(uid),
+            ],
+            "reason": .string(reason), "message": .string(message), "type": "Normal", "source": ["component": .string(component)],
+            "reportingComponent": .string(component), "reportingInstance": "", "firstTimestamp": now, "lastTimestamp": now,
+            "count": 1,
+        ]
+        _ = try? await store.create(Workloads.eventType, namespace: namespace, object: event, manager: Self.manager, dryRun: false)
+    }
+
     func list(_ type: ResourceType) async -> [JSONValue] {
         (try? await store.list(type, namespace: nil, labels: nil, fields: nil, limit: nil, continueToken: nil).items) ?? []
     }
@@ -220,9 +248,13 @@ actor WorkloadControllers {
                 recreate
                 ? (oldTotal == 0 ? replicas : 0)
                 : (oldTotal == 0 ? replicas : max(0, min(replicas, replicas + maxSurge - oldTotal)))
-            newRS = try await writer.create(
+            let created = try await writer.create(
                 Workloads.replicaSetType,
                 Workloads.replicaSet(for: deployment, hash: hash, replicas: initial, revision: maxRevision + 1))
+            await writer.record(
+                deployment, component: "deployment-controller", reason: "ScalingReplicaSet",
+                message: "Scaled up replica set \(created.name) from 0 to \(initial)")
+            newRS = created
         } else if let rs = newRS, (Int(rs.annotation("deployment.kubernetes.io/revision") ?? "") ?? 0) < maxRevision {
             // A rollback to an older template: that ReplicaSet becomes the newest revision.
             var updated = rs
@@ -278,7 +310,17 @@ actor WorkloadControllers {
     func scale(_ rs: JSONValue, to replicas: Int) async throws -> JSONValue {
         var updated = rs
         updated.setValue(.int(Int64(replicas)), at: ["spec", "replicas"])
-        return try await writer.update(Workloads.replicaSetType, updated)
+        let stored = try await writer.update(Workloads.replicaSetType, updated)
+        if let owner = (rs.value(at: ["metadata", "ownerReferences"])?.arrayValue ?? []).first(where: {
+            $0["controller"]?.boolValue == true
+        }) {
+            let direction = replicas > rs.specReplicas ? "up" : "down"
+            await writer.record(
+                kind: "Deployment", apiVersion: "apps/v1", namespace: rs.namespace, name: owner["name"]?.stringValue ?? "",
+                uid: owner["uid"]?.stringValue ?? "", component: "deployment-controller", reason: "ScalingReplicaSet",
+                message: "Scaled \(direction) replica set \(rs.name) from \(rs.specReplicas) to \(replicas)")
+        }
+        return stored
     }
 
     func writeDeploymentStatus(
@@ -340,6 +382,7 @@ actor WorkloadControllers {
         if owned.count < want {
             for _ in owned.count..<want {
                 let pod = try await writer.create(Workloads.podType, Workloads.pod(for: rs))
+                await writer.record(rs, component: "replicaset-controller", reason: "SuccessfulCreate", message: "Created pod: \(pod.name)")
                 await announce(pod)
             }
         } else if owned.count > want {
@@ -349,7 +392,10 @@ actor WorkloadControllers {
                 if a.createdAt != b.createdAt { return a.createdAt > b.createdAt }
                 return a.name > b.name
             }
-            for pod in ranked.prefix(owned.count - want) { try await writer.delete(Workloads.podType, pod) }
+            for pod in ranked.prefix(owned.count - want) {
+                try await writer.delete(Workloads.podType, pod)
+                await writer.record(rs, component: "replicaset-controller", reason: "SuccessfulDelete", message: "Deleted pod: \(pod.name)")
+            }
         }
         let ready = owned.filter(\.isPodReady).count
         var status = rs["status"]?.objectValue ?? [:]

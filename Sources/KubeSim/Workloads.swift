@@ -9,6 +9,7 @@ enum Workloads {
     static let replicaSetType = builtin("apps/replicasets")
     static let statefulSetType = builtin("apps/statefulsets")
     static let controllerRevisionType = builtin("apps/controllerrevisions")
+    static let eventType = builtin("/events")
     static let volumePathAnnotation = "kubesim.io/volume-path"
 
     static func volumePath(root: String, namespace: String, name: String) -> String {

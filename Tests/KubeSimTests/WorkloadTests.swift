@@ -174,6 +174,9 @@ struct WorkloadTests {
                     "jsonpath={.status.availableReplicas} {.status.updatedReplicas} {.status.observedGeneration}")
                 return status == "5 5 3" ? true : nil
             }
+            let describedDeployment = try await kubectl.ok("describe", "deployment", "web")
+            #expect(describedDeployment.contains("ScalingReplicaSet"))
+            #expect(describedDeployment.contains("Scaled up replica set web-"))
             let conditions = try await kubectl.ok(
                 "get", "deploy", "web", "-o", "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}")
             #expect(conditions.contains("Available=True/MinimumReplicasAvailable"))
@@ -356,6 +359,8 @@ struct WorkloadTests {
             let described = try await kubectl.ok("describe", "statefulset", "db")
             #expect(described.contains("Pods Status:"))
             #expect(described.contains("3 Running"))
+            #expect(described.contains("create Pod db-2 in StatefulSet db successful"), "\(described)")
+            #expect(described.contains("create Claim data-db-0 Pod db-0 in StatefulSet db success"))
 
             // RollingUpdate with partition 1: db-2, then db-1 (each after its predecessor is Ready); db-0 stays.
             let from = try await api.resourceVersion(WorkloadAPI.pods)
