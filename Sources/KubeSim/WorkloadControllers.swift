@@ -126,7 +126,7 @@ actor WorkloadControllers {
     let volumeRoot: String
     let resync: Duration
     /// StatefulSet revision name -> pod template (so pods below a partition are recreated at
-    /// their current revision). The store is in memory, so this is as durable as the objects.
+    /// their current revision); filled from the sets and their ControllerRevisions.
     var revisions: [String: JSONValue] = [:]
     /// Pods handed to the lifecycle already (by uid; pruned to the pods that exist).
     var announced: Set<String> = []
