@@ -21,10 +21,22 @@ public struct KubeSimConfiguration: Sendable {
     public var watchHistory: Int
     /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK (real servers: about a minute).
     public var bookmarkInterval: Duration
+    /// Run the Deployment, ReplicaSet and StatefulSet controllers and the claim binder
+    /// (`--no-workload-controllers` turns them off; default on). Pods are objects only: kubesim
+    /// runs no processes.
+    public var workloadControllers: Bool
+    /// Who makes the controllers' pods Ready (`--pod-readiness manual|immediate`, default `manual`):
+    /// `.manual` leaves them Pending for a test or pod runner to patch `status`; `.immediate`
+    /// marks them Running and Ready at once.
+    public var podReadiness: PodReadiness
+    /// The directory under which bound PersistentVolumeClaims get `NAMESPACE/CLAIM` directories
+    /// (`--volume-root`); nil: a temporary directory, removed when the server stops.
+    public var volumeRoot: String?
 
     public init(
         host: String = "127.0.0.1", port: Int = 0, tokens: Set<String> = [], tls: Bool = false, watchHistory: Int = 1000,
-        bookmarkInterval: Duration = .seconds(5)
+        bookmarkInterval: Duration = .seconds(5), workloadControllers: Bool = true, podReadiness: PodReadiness = .manual,
+        volumeRoot: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -32,6 +44,9 @@ public struct KubeSimConfiguration: Sendable {
         self.tls = tls
         self.watchHistory = watchHistory
         self.bookmarkInterval = bookmarkInterval
+        self.workloadControllers = workloadControllers
+        self.podReadiness = podReadiness
+        self.volumeRoot = volumeRoot
     }
 }
 
@@ -44,6 +59,10 @@ public final class KubeSimEmulator: Sendable {
     public let certificates: KubeSimCertificates?
     let store: ResourceStore
     let boundPort = Mutex<Int?>(nil)
+    /// The workload controllers (`configuration.workloadControllers`), run by `KubeSimService`.
+    let controllers: WorkloadControllers?
+    /// Where bound claims get their directories (`configuration.volumeRoot` or a temporary one).
+    public let volumeRoot: String
 
     /// Creates the state (with the default namespaces) and, with `tls`, the CA and serving certificate.
     /// - Parameters:
@@ -55,6 +74,21 @@ public final class KubeSimEmulator: Sendable {
         self.store = ResourceStore(watchHistory: configuration.watchHistory, logger: logger)
         self.faults = KubeSimFaults(hub: store.hub)
         self.certificates = configuration.tls ? try KubeSimCertificates.generate() : nil
+        self.volumeRoot =
+            configuration.volumeRoot
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("kubesim-volumes-\(UUID().uuidString)").path
+        self.controllers =
+            configuration.workloadControllers
+            ? WorkloadControllers(store: store, readiness: configuration.podReadiness, volumeRoot: volumeRoot, logger: logger) : nil
+    }
+
+    /// Runs the workload controllers (if enabled) until cancelled or graceful shutdown; then
+    /// removes a temporary volume root.
+    func runControllers() async {
+        if let controllers {
+            await cancelWhenGracefulShutdown { await controllers.run() }
+        }
+        if configuration.volumeRoot == nil { try? FileManager.default.removeItem(atPath: volumeRoot) }
     }
 
     /// The port once listening (else the configured one).
@@ -147,7 +181,11 @@ public struct KubeSimService: Service {
     public func run() async throws {
         let app = try buildKubeSimApplication(emulator: emulator, logger: logger, onServerRunning: onServerRunning)
         try await withGracefulShutdownHandler {
-            try await app.run()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { [emulator] in await emulator.runControllers() }
+                try await app.run()
+                group.cancelAll()
+            }
         } onGracefulShutdown: { [emulator] in
             emulator.closeWatches()
         }

@@ -1,7 +1,8 @@
 /// One column of server-side Table output.
 struct PrinterColumn: Sendable, Hashable {
     enum Special: Sendable, Hashable {
-        case podReady, podRestarts, servicePorts, eventObject, eventLastSeen
+        case podReady, podRestarts, servicePorts, eventObject, eventLastSeen, accessModes
+        case labelSelector(String)  // a metav1.LabelSelector at a dotted path, as text
         case count(String)  // number of members/elements at a dotted path
         case ratio(String, String)  // "a/b" of two dotted paths (missing = 0)
     }
@@ -117,6 +118,17 @@ struct ResourceRegistry: Sendable {
         return versions.sorted { rank($0) > rank($1) }
     }
 
+    /// `-o wide` columns of the workload kinds: container names, images and (optionally) the selector.
+    static func workloadWideColumns(selector: Bool) -> [PrinterColumn] {
+        [
+            PrinterColumn(name: "Containers", type: "string", jsonPath: ".spec.template.spec.containers[*].name", priority: 1),
+            PrinterColumn(name: "Images", type: "string", jsonPath: ".spec.template.spec.containers[*].image", priority: 1),
+        ]
+            + (selector
+                ? [PrinterColumn(name: "Selector", type: "string", jsonPath: "", priority: 1, special: .labelSelector("spec.selector"))]
+                : [])
+    }
+
     static let ageColumn = PrinterColumn(
         name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp",
         description: "CreationTimestamp is a timestamp representing the server time when this object was created.")
@@ -164,7 +176,11 @@ struct ResourceRegistry: Sendable {
             kind: "PersistentVolumeClaim", shortNames: ["pvc"], namespaced: true, hasStatus: true,
             columns: [
                 PrinterColumn(name: "Status", type: "string", jsonPath: ".status.phase"),
-                PrinterColumn(name: "Volume", type: "string", jsonPath: ".spec.volumeName"), ageColumn,
+                PrinterColumn(name: "Volume", type: "string", jsonPath: ".spec.volumeName"),
+                PrinterColumn(name: "Capacity", type: "string", jsonPath: ".status.capacity.storage"),
+                PrinterColumn(name: "Access Modes", type: "string", jsonPath: "", special: .accessModes),
+                PrinterColumn(name: "StorageClass", type: "string", jsonPath: ".spec.storageClassName"), ageColumn,
+                PrinterColumn(name: "VolumeMode", type: "string", jsonPath: ".spec.volumeMode", priority: 1),
             ]),
         ResourceType(
             group: "", versions: ["v1"], resource: "events", singular: "event", kind: "Event", shortNames: ["ev"],
@@ -196,7 +212,7 @@ struct ResourceRegistry: Sendable {
                 PrinterColumn(name: "Ready", type: "string", jsonPath: "", special: .ratio("status.readyReplicas", "spec.replicas")),
                 PrinterColumn(name: "Up-to-date", type: "integer", jsonPath: ".status.updatedReplicas"),
                 PrinterColumn(name: "Available", type: "integer", jsonPath: ".status.availableReplicas"), ageColumn,
-            ]),
+            ] + workloadWideColumns(selector: true)),
         ResourceType(
             group: "apps", versions: ["v1"], resource: "statefulsets", singular: "statefulset", kind: "StatefulSet",
             shortNames: ["sts"], categories: ["all"], namespaced: true, hasStatus: true,
@@ -204,7 +220,7 @@ struct ResourceRegistry: Sendable {
             columns: [
                 PrinterColumn(name: "Ready", type: "string", jsonPath: "", special: .ratio("status.readyReplicas", "spec.replicas")),
                 ageColumn,
-            ]),
+            ] + workloadWideColumns(selector: false)),
         ResourceType(
             group: "apps", versions: ["v1"], resource: "replicasets", singular: "replicaset", kind: "ReplicaSet",
             shortNames: ["rs"], categories: ["all"], namespaced: true, hasStatus: true,
@@ -213,6 +229,13 @@ struct ResourceRegistry: Sendable {
                 PrinterColumn(name: "Desired", type: "integer", jsonPath: ".spec.replicas"),
                 PrinterColumn(name: "Current", type: "integer", jsonPath: ".status.replicas"),
                 PrinterColumn(name: "Ready", type: "integer", jsonPath: ".status.readyReplicas"), ageColumn,
+            ] + workloadWideColumns(selector: true)),
+        ResourceType(
+            group: "apps", versions: ["v1"], resource: "controllerrevisions", singular: "controllerrevision",
+            kind: "ControllerRevision", namespaced: true,
+            columns: [
+                PrinterColumn(name: "Controller", type: "string", jsonPath: ".metadata.ownerReferences[0].name"),
+                PrinterColumn(name: "Revision", type: "integer", jsonPath: ".revision"), ageColumn,
             ]),
         ResourceType(
             group: "policy", versions: ["v1"], resource: "poddisruptionbudgets", singular: "poddisruptionbudget",

@@ -654,6 +654,27 @@ actor ResourceStore {
             if o.value(at: ["status", "phase"]) == nil { o.setValue("Pending", at: ["status", "phase"]) }
         case "apps/deployments", "apps/statefulsets", "apps/replicasets":
             if o.value(at: ["spec", "replicas"]) == nil { o.setValue(1, at: ["spec", "replicas"]) }
+            func setDefault(_ value: JSONValue, _ path: [String]) {
+                if o.value(at: path) == nil { o.setValue(value, at: path) }
+            }
+            if type.resource == "deployments" {
+                setDefault("RollingUpdate", ["spec", "strategy", "type"])
+                if o.value(at: ["spec", "strategy", "type"])?.stringValue == "RollingUpdate" {
+                    setDefault("25%", ["spec", "strategy", "rollingUpdate", "maxSurge"])
+                    setDefault("25%", ["spec", "strategy", "rollingUpdate", "maxUnavailable"])
+                }
+                setDefault(10, ["spec", "revisionHistoryLimit"])
+                setDefault(600, ["spec", "progressDeadlineSeconds"])
+            } else if type.resource == "statefulsets" {
+                setDefault("OrderedReady", ["spec", "podManagementPolicy"])
+                setDefault("RollingUpdate", ["spec", "updateStrategy", "type"])
+                if o.value(at: ["spec", "updateStrategy", "type"])?.stringValue == "RollingUpdate" {
+                    setDefault(0, ["spec", "updateStrategy", "rollingUpdate", "partition"])
+                }
+                setDefault("Retain", ["spec", "persistentVolumeClaimRetentionPolicy", "whenScaled"])
+                setDefault("Retain", ["spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted"])
+                setDefault(10, ["spec", "revisionHistoryLimit"])
+            }
         default:
             break
         }

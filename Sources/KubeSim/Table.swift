@@ -74,6 +74,14 @@ enum TableRendering {
             case .podRestarts:
                 let statuses = object.value(at: ["status", "containerStatuses"])?.arrayValue ?? []
                 return .string(String(statuses.reduce(0) { $0 + ($1["restartCount"]?.intValue ?? 0) }))
+            case .labelSelector(let path):
+                return .string(LabelSelector.string(from: object.value(at: path.split(separator: ".").map(String.init))))
+            case .accessModes:
+                let short = [
+                    "ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP",
+                ]
+                let modes = (object.value(at: ["status", "accessModes"])?.arrayValue ?? []).compactMap(\.stringValue)
+                return .string(modes.map { short[$0] ?? $0 }.joined(separator: ","))
             case .servicePorts:
                 let ports = object.value(at: ["spec", "ports"])?.arrayValue ?? []
                 if ports.isEmpty { return "<none>" }

@@ -19,6 +19,8 @@ final class WatchHub: Sendable {
         var storageKey: String
         var namespace: String?
         var continuation: AsyncStream<WatchEvent>.Continuation
+        /// kubesim's own controllers: not counted, closed or expired with the clients' watches.
+        var isInternal = false
     }
 
     struct State {
@@ -48,7 +50,7 @@ final class WatchHub: Sendable {
             $0.floor = resourceVersion
         }
     }
-    var watchCount: Int { state.withLock { $0.subscribers.count } }
+    var watchCount: Int { state.withLock { $0.subscribers.values.filter { !$0.isInternal }.count } }
     /// resourceVersions below this are no longer in the history (410 Expired).
     var floorResourceVersion: Int64 { state.withLock { $0.floor } }
 
@@ -81,7 +83,8 @@ final class WatchHub: Sendable {
     /// Opens a watch. With `from`, replays the retained events after it (410 if they are no
     /// longer all retained); `initial` events are delivered first (the "ADDED" state for watches
     /// without a resourceVersion).
-    func subscribe(storageKey: String, namespace: String?, from: Int64?, initial: [WatchEvent]) throws(KubeSimError)
+    func subscribe(storageKey: String, namespace: String?, from: Int64?, initial: [WatchEvent], isInternal: Bool = false)
+        throws(KubeSimError)
         -> (id: Int, events: AsyncStream<WatchEvent>)
     {
         // A watcher that falls this far behind is closed (it resumes from the last event it
@@ -102,7 +105,8 @@ final class WatchHub: Sendable {
             }
             let id = state.nextID
             state.nextID += 1
-            state.subscribers[id] = Subscriber(storageKey: storageKey, namespace: namespace, continuation: continuation)
+            state.subscribers[id] = Subscriber(
+                storageKey: storageKey, namespace: namespace, continuation: continuation, isInternal: isInternal)
             return id
         }
         return (id, stream)
@@ -127,8 +131,9 @@ final class WatchHub: Sendable {
     /// Ends every open watch (clients see the stream close and must resume).
     func closeAll() {
         let subscribers = state.withLock { state in
-            defer { state.subscribers.removeAll() }
-            return Array(state.subscribers.values)
+            let external = state.subscribers.filter { !$0.value.isInternal }
+            for id in external.keys { state.subscribers[id] = nil }
+            return Array(external.values)
         }
         for subscriber in subscribers { subscriber.continuation.finish() }
     }
@@ -140,8 +145,9 @@ final class WatchHub: Sendable {
         let subscribers = state.withLock { state in
             state.history.removeAll()
             state.floor = state.lastResourceVersion
-            defer { state.subscribers.removeAll() }
-            return (Array(state.subscribers.values), state.lastResourceVersion)
+            let external = state.subscribers.filter { !$0.value.isInternal }
+            for id in external.keys { state.subscribers[id] = nil }
+            return (Array(external.values), state.lastResourceVersion)
         }
         let status: JSONValue = [
             "kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Failure",

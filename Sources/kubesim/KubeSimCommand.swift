@@ -33,6 +33,17 @@ struct KubeSimCommand: AsyncParsableCommand {
     @Option(help: "Events retained for watch resume.")
     var watchHistory: Int = 1000
 
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Run the Deployment, ReplicaSet and StatefulSet controllers (pods are objects only; no processes run).")
+    var workloadControllers = true
+
+    @Option(help: "Who makes the controllers' pods Ready: manual (clients patch pod status) or immediate.")
+    var podReadiness: String = PodReadiness.manual.rawValue
+
+    @Option(help: "Directory for the volumes of bound PersistentVolumeClaims (default: a temporary directory, removed on exit).")
+    var volumeRoot: String?
+
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical); default $LOG_LEVEL or info.")
     var logLevel: String?
 
@@ -51,6 +62,9 @@ struct KubeSimCommand: AsyncParsableCommand {
     func validate() throws {
         guard hostAndPort != nil else { throw ValidationError("--listen must be HOST:PORT with a port 0-65535") }
         guard watchHistory > 0 else { throw ValidationError("--watch-history must be positive") }
+        guard PodReadiness(rawValue: podReadiness) != nil else {
+            throw ValidationError("--pod-readiness must be one of: \(PodReadiness.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         if let level = resolvedLogLevel, Logger.Level(rawValue: level) == nil {
             throw ValidationError("--log-level / LOG_LEVEL: unknown level '\(level)'")
         }
@@ -66,7 +80,9 @@ struct KubeSimCommand: AsyncParsableCommand {
         let logger = Logger(label: "kubesim")
         let (host, port) = hostAndPort!
         let configuration = KubeSimConfiguration(
-            host: host, port: port, tokens: Set(token), tls: tls, watchHistory: watchHistory)
+            host: host, port: port, tokens: Set(token), tls: tls, watchHistory: watchHistory,
+            workloadControllers: workloadControllers, podReadiness: PodReadiness(rawValue: podReadiness) ?? .manual,
+            volumeRoot: volumeRoot)
         let emulator = try KubeSimEmulator(configuration: configuration, logger: logger)
         let kubeconfigPath = writeKubeconfig
         let token = token.first

@@ -21,7 +21,9 @@ final class ControllerHarness: Sendable {
     static func start() async throws -> ControllerHarness {
         let kubesim = try await KubeSimServer.start(
             // kubectl sends bearer tokens only over TLS.
-            configuration: KubeSimConfiguration(tokens: [token], tls: true, bookmarkInterval: .seconds(1)),
+            // The harness plays the kubelet and workload controllers itself (it runs the pods).
+            configuration: KubeSimConfiguration(
+                tokens: [token], tls: true, bookmarkInterval: .seconds(1), workloadControllers: false),
             logger: Logger(label: "kubesim"))
         let nats = try await NATSServer.start()
         let directory = try TemporaryDirectory.make(prefix: "controller")

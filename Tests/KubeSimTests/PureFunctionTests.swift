@@ -98,3 +98,40 @@ import Testing
         #expect(FieldManagement.decode(holder).isEmpty)
     }
 }
+
+/// The workload controllers' pure helpers.
+@Suite struct WorkloadHelperTests {
+    @Test func templateHashIsStableAndSafe() throws {
+        let a = try JSONValue.parse(#"{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:1"}]}}"#)
+        let b = try JSONValue.parse(#"{"spec":{"containers":[{"image":"web:1","name":"web"}]},"metadata":{"labels":{"app":"web"}}}"#)
+        let c = try JSONValue.parse(#"{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:2"}]}}"#)
+        #expect(Workloads.templateHash(a) == Workloads.templateHash(b))
+        #expect(Workloads.templateHash(a) != Workloads.templateHash(c))
+        // What kubectl rollout undo sends back: nulls and empty objects do not change the hash.
+        let d = try JSONValue.parse(
+            #"{"metadata":{"creationTimestamp":null,"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:1","resources":{}}]}}"#
+        )
+        #expect(Workloads.templateHash(a) == Workloads.templateHash(d))
+        #expect(Workloads.templateHash(a).allSatisfy { "bcdfghjklmnpqrstvwxz2456789".contains($0) })
+    }
+
+    @Test(arguments: [
+        (#"{"spec":{"replicas":4}}"#, 1, 1),  // 25% of 4, both ways
+        (#"{"spec":{"replicas":3}}"#, 1, 0),  // surge rounds up, unavailable down
+        (#"{"spec":{"replicas":3,"strategy":{"rollingUpdate":{"maxSurge":0,"maxUnavailable":0}}}}"#, 0, 1),  // never both 0
+        (#"{"spec":{"replicas":10,"strategy":{"rollingUpdate":{"maxSurge":"50%","maxUnavailable":2}}}}"#, 5, 2),
+        (#"{"spec":{"replicas":3,"strategy":{"type":"Recreate"}}}"#, 0, 3),
+    ])
+    func rollingParameters(deployment: String, surge: Int, unavailable: Int) throws {
+        let parameters = Workloads.rollingParameters(try JSONValue.parse(deployment))
+        #expect(parameters.surge == surge)
+        #expect(parameters.unavailable == unavailable)
+    }
+
+    @Test func ordinals() {
+        #expect(Workloads.ordinal(of: "db-12", set: "db") == 12)
+        #expect(Workloads.ordinal(of: "db-x", set: "db") == nil)
+        #expect(Workloads.ordinal(of: "dbx-1", set: "db") == nil)
+        #expect(Workloads.ordinal(of: "db-web-1", set: "db") == nil)
+    }
+}
