@@ -21,7 +21,7 @@ struct ReplayBenchmark: AsyncParsableCommand {
     var hashes: Int = 120
 
     @Option(help: "Messages per fetch (raw consumer and updater).")
-    var batch: Int = 5000
+    var batch: Int = 2000
 
     @Option(help: "nats-server executable.")
     var natsServer: String = ".tools/bin/nats-server"
