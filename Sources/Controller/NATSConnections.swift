@@ -94,17 +94,15 @@ public actor NATSConnections {
     }
 }
 
-/// The controller's errors, sorted the way the reconciler treats them.
+/// The controller's own errors (API and JetStream errors keep their types). An unusable spec
+/// is not an error: it becomes a condition and an event (`ClusterModel.specProblems`).
 public enum ControllerError: Error, CustomStringConvertible, Sendable {
-    /// NATS unreachable or refusing: conditions say so; retried with backoff.
+    /// NATS unreachable, or a secret it needs missing: conditions say so; retried with backoff.
     case nats(String)
-    /// The spec cannot be acted on: a condition and an event, no hot retry.
-    case invalidSpec(String)
 
     public var description: String {
         switch self {
         case .nats(let message): return message
-        case .invalidSpec(let message): return message
         }
     }
 }

@@ -167,6 +167,10 @@ public final class KubernetesClient: Sendable {
     /// Stops the transfer thread; requests in flight fail.
     public func shutdown() { transport.shutdown() }
 
+    /// Forgets a token read from a file, so the next request reads it again (after a 401 that
+    /// did not go through `send`, e.g. a watch).
+    func invalidateCredentials() { credentials.invalidate() }
+
     // MARK: Raw requests
 
     /// Sends a request to `path` (e.g. `/apis/apps/v1/namespaces/x/deployments`) and returns a
@@ -180,7 +184,7 @@ public final class KubernetesClient: Sendable {
         while true {
             let request = try buildRequest(
                 method: method, path: path, query: query, body: body, contentType: contentType, accept: accept,
-                timeout: timeout ?? configuration.requestTimeout, reloadToken: false)
+                timeout: timeout ?? configuration.requestTimeout)
             let response = try await transport.perform(request)
             if (200..<300).contains(response.status) {
                 return KubernetesResponse(status: response.status, headers: response.headers, body: response.body)
@@ -207,7 +211,7 @@ public final class KubernetesClient: Sendable {
 
     func buildRequest(
         method: String, path: String, query: [(String, String)], body: [UInt8]?, contentType: String?, accept: String,
-        timeout: Duration, reloadToken: Bool
+        timeout: Duration
     ) throws -> TransportRequest {
         var headers: [(String, String)] = [("Accept", accept), ("User-Agent", configuration.userAgent)]
         if let contentType { headers.append(("Content-Type", contentType)) }

@@ -147,6 +147,8 @@ public struct ListWatch<T: WatchableObject>: AsyncSequence, Sendable {
                     watch.onRestart?(.expired)
                     return
                 }
+                // A rotated service-account token: read it again before the next attempt.
+                if error.reason == .unauthorized { watch.client.invalidateCredentials() }
                 if !error.isTransient && failures > watch.persistentErrorRetries { throw error }
             }
             watch.onRestart?(.failed)

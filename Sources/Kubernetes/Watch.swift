@@ -118,7 +118,7 @@ extension KubernetesClient {
         // The transfer may outlive the server's timeout a little; anything longer is a dead connection.
         let request = try buildRequest(
             method: "GET", path: path, query: query, body: nil, contentType: nil, accept: "application/json",
-            timeout: .seconds(seconds + 30), reloadToken: false)
+            timeout: .seconds(seconds + 30))
         return WatchStream(chunks: try transport.stream(request))
     }
 }
