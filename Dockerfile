@@ -7,7 +7,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY Package.swift ./
 COPY Sources Sources
-COPY Tests/TestSupport Tests/TestSupport
+# Every target of the manifest must exist, test targets included.
+COPY Tests Tests
 # SwiftPM builds one product per invocation; the second and third reuse the first's work.
 RUN swift build -c release --static-swift-stdlib --product fpindex-proxy \
     && swift build -c release --static-swift-stdlib --product fpindex-updater \
