@@ -55,13 +55,11 @@ public actor NATSConnections {
         }
     }
 
-    /// Drops a connection that failed mid-use, so the next reconcile reconnects.
-    public func invalidate(_ model: ClusterModel) async {
-        for (key, client) in clients where key.hasPrefix(model.natsURL + "|") || key == model.natsURL {
-            if client.state != .connected {
-                clients[key] = nil
-                await client.close()
-            }
+    /// Drops connections that failed mid-use, so the next reconcile reconnects.
+    public func dropBrokenConnections() async {
+        for (key, client) in clients where client.state != .connected {
+            clients[key] = nil
+            await client.close()
         }
     }
 

@@ -148,7 +148,7 @@ public final class Reconciler: Sendable {
             }
             return .seen(stream: stream, consumers: consumers)
         } catch {
-            await nats.invalidate(model)
+            await nats.dropBrokenConnections()
             return .unavailable("\(error)")
         }
     }
@@ -189,7 +189,9 @@ public final class Reconciler: Sendable {
                     guard let desired else { continue }
                     let client = try await nats.client(for: model)
                     do {
-                        let existed = try await client.streamInfo(model.streamName) != nil
+                        // The plan came from this observation: no need to ask JetStream again.
+                        var existed = false
+                        if case .seen(let stream, _) = observed.jetStream { existed = stream != nil }
                         try await client.ensureStream(desired.stream)
                         outcome.changed = true
                         await events.record(
@@ -213,7 +215,7 @@ public final class Reconciler: Sendable {
                         regarding: model)
                 case .updateConsumer(let name):
                     let client = try await nats.client(for: model)
-                    guard var config = try await client.consumerInfo(stream: model.streamName, name: name)?.config
+                    guard case .seen(_, let consumers) = observed.jetStream, var config = consumers[name]?.config
                     else { continue }
                     let wanted = Planner.consumerConfig(model, name: name)
                     config.maxAckPending = wanted.maxAckPending
@@ -285,7 +287,7 @@ public final class Reconciler: Sendable {
                 logger.warning("cannot reach NATS", metadata: ["cluster": "\(cluster)", "error": "\(error)"])
             } catch let error as JetStreamError {
                 outcome.failures.append("\(action): \(error.message)")
-                await nats.invalidate(model)
+                await nats.dropBrokenConnections()
                 logger.warning("JetStream request failed", metadata: ["cluster": "\(cluster)", "error": "\(error)"])
             }
         }
