@@ -4,8 +4,9 @@ import NIOSSL
 import SwiftASN1
 import X509
 
-/// A certificate authority generated in-process and a serving certificate it signed for
-/// `127.0.0.1`, `::1` and `localhost` (P-256 keys, valid for a year).
+/// A certificate authority generated in-process and a serving certificate it signed for the
+/// given names and addresses (by default `localhost`, `127.0.0.1` and `::1`; P-256 keys, valid
+/// for a year).
 public struct KubeSimCertificates: Sendable {
     /// The CA certificate (what a kubeconfig's `certificate-authority-data` holds).
     public let caCertificatePEM: String
@@ -14,7 +15,9 @@ public struct KubeSimCertificates: Sendable {
     public let serverPrivateKeyPEM: String
 
     /// Generates a fresh CA and serving certificate.
-    public static func generate(hosts: [String] = ["localhost"]) throws -> KubeSimCertificates {
+    public static func generate(hosts: [String] = ["localhost"], addresses: [String] = ["127.0.0.1", "::1"]) throws
+        -> KubeSimCertificates
+    {
         let now = Date()
         let caKey = P256.Signing.PrivateKey()
         let caName = try DistinguishedName {
@@ -31,11 +34,19 @@ public struct KubeSimCertificates: Sendable {
                 SubjectKeyIdentifier(hash: .init(caKey.publicKey))
             }, issuerPrivateKey: .init(caKey))
         let serverKey = P256.Signing.PrivateKey()
-        // subjectAltName, DER by hand: SEQUENCE { [7] 127.0.0.1, [7] ::1, [2] host... }.
-        var names: [UInt8] = [0x87, 4, 127, 0, 0, 1, 0x87, 16] + [UInt8](repeating: 0, count: 15) + [1]
-        for host in hosts { names += [0x82, UInt8(host.utf8.count)] + Array(host.utf8) }
-        let subjectAltName = Certificate.Extension(
-            oid: .X509ExtensionID.subjectAlternativeName, critical: false, value: ArraySlice([0x30, UInt8(names.count)] + names))
+        var alternativeNames: [GeneralName] = hosts.map { .dnsName($0) }
+        for address in addresses {
+            var bytes: [UInt8]?
+            if address.contains(":") {
+                var v6 = in6_addr()
+                if inet_pton(AF_INET6, address, &v6) == 1 { bytes = withUnsafeBytes(of: &v6) { Array($0) } }
+            } else {
+                var v4 = in_addr()
+                if inet_pton(AF_INET, address, &v4) == 1 { bytes = withUnsafeBytes(of: &v4) { Array($0) } }
+            }
+            if let bytes { alternativeNames.append(.ipAddress(ASN1OctetString(contentBytes: ArraySlice(bytes)))) }
+        }
+        let subjectAltName = SubjectAlternativeNames(alternativeNames)
         let serverName = try DistinguishedName { CommonName("kubesim") }
         let server = try Certificate(
             version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: .init(serverKey.publicKey),

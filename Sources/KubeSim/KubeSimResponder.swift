@@ -30,6 +30,8 @@ struct KubeSimResponder: HTTPResponder {
     let tokens: Set<String>
     let bookmarkInterval: Duration
     let serverAddress: @Sendable () -> String
+    /// Container logs, when kubesim runs pods.
+    let podLogs: PodLogs?
 
     func respond(to request: Request, context: Context) async throws -> Response {
         do {
@@ -90,6 +92,11 @@ struct KubeSimResponder: HTTPResponder {
                 message: "the body of the request was in an unknown format - accepted media types include: application/json")
         }
         let segments = path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+        if segments.count == 7, segments[0] == "api", segments[1] == "v1", segments[2] == "namespaces", segments[4] == "pods",
+            segments[6] == "log", request.method == .get
+        {
+            return try await podLog(namespace: segments[3], pod: segments[5], query: Query(request.uri))
+        }
         let accept = request.headers[.accept] ?? ""
         let registry = await store.registry
         switch segments.count {
@@ -401,7 +408,9 @@ struct KubeSimResponder: HTTPResponder {
                 storageType, namespace: namespace, name: name,
                 propagationPolicy: query["propagationPolicy"] ?? options["propagationPolicy"]?.stringValue,
                 preconditionUID: options.value(at: ["preconditions", "uid"])?.stringValue,
-                preconditionResourceVersion: options.value(at: ["preconditions", "resourceVersion"])?.stringValue, dryRun: dryRun)
+                preconditionResourceVersion: options.value(at: ["preconditions", "resourceVersion"])?.stringValue, dryRun: dryRun,
+                gracePeriodSeconds: (query["gracePeriodSeconds"].flatMap { Int($0) })
+                    ?? options["gracePeriodSeconds"]?.intValue.map { Int($0) })
             // Like the real registries: custom resources (and anything still pending behind
             // finalizers) come back as the object; a built-in object deleted at once as a Status.
             let pending = (try? await store.get(storageType, namespace: namespace, name: name)) != nil

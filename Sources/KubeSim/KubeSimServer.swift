@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import AsyncHTTPClient
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -32,11 +33,13 @@ public struct KubeSimConfiguration: Sendable {
     /// The directory under which bound PersistentVolumeClaims get `NAMESPACE/CLAIM` directories
     /// (`--volume-root`); nil: a temporary directory, removed when the server stops.
     public var volumeRoot: String?
+    /// Run the pods as local processes (`--run-pods`): see `NodeConfiguration`. Needs root.
+    public var node: NodeConfiguration?
 
     public init(
         host: String = "127.0.0.1", port: Int = 0, tokens: Set<String> = [], tls: Bool = false, watchHistory: Int = 1000,
         bookmarkInterval: Duration = .seconds(5), workloadControllers: Bool = true, podReadiness: PodReadiness = .manual,
-        volumeRoot: String? = nil
+        volumeRoot: String? = nil, node: NodeConfiguration? = nil
     ) {
         self.host = host
         self.port = port
@@ -47,6 +50,7 @@ public struct KubeSimConfiguration: Sendable {
         self.workloadControllers = workloadControllers
         self.podReadiness = podReadiness
         self.volumeRoot = volumeRoot
+        self.node = node
     }
 }
 
@@ -58,11 +62,14 @@ public final class KubeSimEmulator: Sendable {
     /// The generated CA and serving certificate, when `configuration.tls`.
     public let certificates: KubeSimCertificates?
     let store: ResourceStore
-    let boundPort = Mutex<Int?>(nil)
+    let boundPort = BoundPort()
     /// The workload controllers (`configuration.workloadControllers`), run by `KubeSimService`.
     let controllers: WorkloadControllers?
     /// Where bound claims get their directories (`configuration.volumeRoot` or a temporary one).
     public let volumeRoot: String
+    /// The node running pods (`configuration.node`).
+    let node: NodeAgent?
+    let podLogs: PodLogs?
 
     /// Creates the state (with the default namespaces) and, with `tls`, the CA and serving certificate.
     /// - Parameters:
@@ -73,20 +80,47 @@ public final class KubeSimEmulator: Sendable {
         self.configuration = configuration
         self.store = ResourceStore(watchHistory: configuration.watchHistory, logger: logger)
         self.faults = KubeSimFaults(hub: store.hub)
-        self.certificates = configuration.tls ? try KubeSimCertificates.generate() : nil
+        self.certificates =
+            configuration.tls
+            ? try KubeSimCertificates.generate(
+                hosts: ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"],
+                addresses: ["127.0.0.1", "::1"] + (configuration.node.map { [$0.kubernetesServiceIP, $0.gateway] } ?? []))
+            : nil
         self.volumeRoot =
             configuration.volumeRoot
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("kubesim-volumes-\(UUID().uuidString)").path
         self.controllers =
             configuration.workloadControllers
             ? WorkloadControllers(store: store, readiness: configuration.podReadiness, volumeRoot: volumeRoot, logger: logger) : nil
+        if let nodeConfiguration = configuration.node {
+            if let problem = nodeConfiguration.problem { throw KubeSimError.badRequest(problem) }
+            let logs = PodLogs()
+            let context = NodeContext(
+                configuration: nodeConfiguration, writer: WorkloadWriter(store: store),
+                network: try PodNetwork(configuration: nodeConfiguration, logger: logger), tools: try NodeTools.locate(),
+                imageMap: try ImageMap.load(path: nodeConfiguration.imageMapPath), logs: logs,
+                prober: Prober(client: HTTPClient.shared, tools: try NodeTools.locate()),
+                caCertificatePEM: certificates?.caCertificatePEM,
+                serviceAccountToken: configuration.tokens.sorted().first ?? "kubesim-service-account", logger: logger)
+            let boundPort = self.boundPort
+            let host = configuration.host
+            let fallbackPort = configuration.port
+            self.node = NodeAgent(context: context, store: store) { (host, boundPort.withLock { $0 } ?? fallbackPort) }
+            self.podLogs = logs
+        } else {
+            self.node = nil
+            self.podLogs = nil
+        }
     }
 
     /// Runs the workload controllers (if enabled) until cancelled or graceful shutdown; then
     /// removes a temporary volume root.
     func runControllers() async {
-        if let controllers {
-            await cancelWhenGracefulShutdown { await controllers.run() }
+        await withTaskGroup(of: Void.self) { group in
+            if let controllers {
+                group.addTask { await cancelWhenGracefulShutdown { await controllers.run() } }
+            }
+            if let node { group.addTask { await node.run() } }
         }
         if configuration.volumeRoot == nil { try? FileManager.default.removeItem(atPath: volumeRoot) }
     }
@@ -146,7 +180,7 @@ public func buildKubeSimApplication(
     let responder = KubeSimResponder(
         store: emulator.store, faults: emulator.faults, tokens: configuration.tokens,
         bookmarkInterval: configuration.bookmarkInterval,
-        serverAddress: { [emulator] in "\(emulator.configuration.host):\(emulator.port)" })
+        serverAddress: { [emulator] in "\(emulator.configuration.host):\(emulator.port)" }, podLogs: emulator.podLogs)
     let server: HTTPServerBuilder
     if let tls = emulator.certificates {
         server = try .tls(.http1(), tlsConfiguration: tls.serverConfiguration())
@@ -253,4 +287,10 @@ public final class KubeSimServer: Sendable {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
     }
+}
+
+/// The port the server bound, shared with the node (which forwards the `kubernetes` Service to it).
+final class BoundPort: Sendable {
+    private let port = Mutex<Int?>(nil)
+    func withLock<T>(_ body: (inout Int?) -> T) -> T { port.withLock { body(&$0) } }
 }

@@ -1,7 +1,7 @@
 /// One column of server-side Table output.
 struct PrinterColumn: Sendable, Hashable {
     enum Special: Sendable, Hashable {
-        case podReady, podRestarts, servicePorts, eventObject, eventLastSeen, accessModes
+        case podReady, podStatus, podRestarts, servicePorts, eventObject, eventLastSeen, accessModes, nodeReady, endpoints
         case labelSelector(String)  // a metav1.LabelSelector at a dotted path, as text
         case count(String)  // number of members/elements at a dotted path
         case ratio(String, String)  // "a/b" of two dotted paths (missing = 0)
@@ -143,7 +143,7 @@ struct ResourceRegistry: Sendable {
             namespaced: true, hasStatus: true,
             columns: [
                 PrinterColumn(name: "Ready", type: "string", jsonPath: "", special: .podReady),
-                PrinterColumn(name: "Status", type: "string", jsonPath: ".status.phase"),
+                PrinterColumn(name: "Status", type: "string", jsonPath: "", special: .podStatus),
                 PrinterColumn(name: "Restarts", type: "string", jsonPath: "", special: .podRestarts), ageColumn,
                 PrinterColumn(name: "IP", type: "string", jsonPath: ".status.podIP", priority: 1),
                 PrinterColumn(name: "Node", type: "string", jsonPath: ".spec.nodeName", priority: 1),
@@ -156,6 +156,27 @@ struct ResourceRegistry: Sendable {
                 PrinterColumn(name: "Cluster-IP", type: "string", jsonPath: ".spec.clusterIP"),
                 PrinterColumn(name: "Port(s)", type: "string", jsonPath: "", special: .servicePorts), ageColumn,
                 PrinterColumn(name: "Selector", type: "string", jsonPath: ".spec.selector", priority: 1),
+            ]),
+        ResourceType(
+            group: "", versions: ["v1"], resource: "nodes", singular: "node", kind: "Node", shortNames: ["no"],
+            namespaced: false, hasStatus: true,
+            columns: [
+                PrinterColumn(name: "Status", type: "string", jsonPath: "", special: .nodeReady),
+                PrinterColumn(name: "Roles", type: "string", jsonPath: ".metadata.labels.kubernetes\\.io/role"), ageColumn,
+                PrinterColumn(name: "Version", type: "string", jsonPath: ".status.nodeInfo.kubeletVersion"),
+                PrinterColumn(name: "Internal-IP", type: "string", jsonPath: ".status.addresses[0].address", priority: 1),
+            ]),
+        ResourceType(
+            group: "", versions: ["v1"], resource: "endpoints", singular: "endpoints", kind: "Endpoints", shortNames: ["ep"],
+            namespaced: true,
+            columns: [PrinterColumn(name: "Endpoints", type: "string", jsonPath: "", special: .endpoints), ageColumn]),
+        ResourceType(
+            group: "discovery.k8s.io", versions: ["v1"], resource: "endpointslices", singular: "endpointslice",
+            kind: "EndpointSlice", namespaced: true,
+            columns: [
+                PrinterColumn(name: "AddressType", type: "string", jsonPath: ".addressType"),
+                PrinterColumn(name: "Ports", type: "string", jsonPath: ".ports[*].port"),
+                PrinterColumn(name: "Endpoints", type: "string", jsonPath: ".endpoints[*].addresses[0]"), ageColumn,
             ]),
         ResourceType(
             group: "", versions: ["v1"], resource: "configmaps", singular: "configmap", kind: "ConfigMap", shortNames: ["cm"],

@@ -22,6 +22,12 @@ struct PatchOutcome: Sendable {
 actor ResourceStore {
     let hub: WatchHub
     let logger: Logger
+    /// Pods bound to a node end as on a real cluster: DELETE marks them (deletionTimestamp,
+    /// grace period) and the node removes them once their containers stopped. Set when kubesim
+    /// runs pods; otherwise a pod DELETE removes it at once (no kubelet would finish it).
+    private(set) var gracefulPodDeletion = false
+
+    func enableGracefulPodDeletion() { gracefulPodDeletion = true }
     private(set) var registry = ResourceRegistry()
     /// storageKey -> "namespace/name" -> object (storage form).
     private var objects: [String: [String: JSONValue]] = [:]
@@ -302,6 +308,15 @@ actor ResourceStore {
         }
         new["apiVersion"] = old["apiVersion"]
         new["kind"] = old["kind"]
+        // Allocated once, kept by updates that leave them out (as the real registries do).
+        if type.typeKey == "/services", subresource == nil {
+            for key in ["clusterIP", "clusterIPs"] where new.value(at: ["spec", key]) == nil {
+                new.setValue(old.value(at: ["spec", key]), at: ["spec", key])
+            }
+        }
+        if type.typeKey == "/pods", subresource == nil, new.value(at: ["spec", "nodeName"]) == nil {
+            new.setValue(old.value(at: ["spec", "nodeName"]), at: ["spec", "nodeName"])
+        }
         if old.value(at: ["metadata", "deletionTimestamp"]) != nil {
             let before = Set((old.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue))
             let after = (new.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue)
@@ -338,7 +353,9 @@ actor ResourceStore {
             registry.register(served)
         }
         let stored = store(type, new, event: "MODIFIED", old: old)
-        if Self.finalizers(stored).isEmpty, stored.value(at: ["metadata", "deletionTimestamp"]) != nil {
+        if Self.finalizers(stored).isEmpty, stored.value(at: ["metadata", "deletionTimestamp"]) != nil,
+            !Self.isTerminatingPod(type, stored)
+        {
             let removed = remove(type, stored)
             collectGarbage()
             return removed
@@ -359,7 +376,7 @@ actor ResourceStore {
     /// DELETE: finalizers and propagation policy decide between marking and removing.
     func delete(
         _ type: ResourceType, namespace: String, name: String, propagationPolicy: String?, preconditionUID: String?,
-        preconditionResourceVersion: String?, dryRun: Bool
+        preconditionResourceVersion: String?, dryRun: Bool, gracePeriodSeconds: Int? = nil
     ) throws(KubeSimError) -> JSONValue {
         let object = try get(type, namespace: namespace, name: name)
         if type.typeKey == "/namespaces", ["default", "kube-system", "kube-public"].contains(name) {
@@ -380,16 +397,19 @@ actor ResourceStore {
             )
         }
         if dryRun { return object }
-        let result = deleteObject(type, object, policy: propagationPolicy ?? "Background")
+        let result = deleteObject(type, object, policy: propagationPolicy ?? "Background", gracePeriod: gracePeriodSeconds)
         collectGarbage()
         return result
     }
 
     /// Marks (finalizers) or removes one object.
     @discardableResult
-    private func deleteObject(_ type: ResourceType, _ object: JSONValue, policy: String) -> JSONValue {
+    private func deleteObject(_ type: ResourceType, _ object: JSONValue, policy: String, gracePeriod: Int? = nil) -> JSONValue {
         var updated = object
         var finalizers = Self.finalizers(object)
+        if type.typeKey == "/pods", gracefulPodDeletion, let marked = markTerminating(object, gracePeriod: gracePeriod) {
+            return marked
+        }
         if type.typeKey == "/namespaces" {
             if object.value(at: ["metadata", "deletionTimestamp"]) == nil {
                 updated.setValue(.string(Timestamps.format(Date())), at: ["metadata", "deletionTimestamp"])
@@ -414,6 +434,25 @@ actor ResourceStore {
             updated.setValue(.int(generation + 1), at: ["metadata", "generation"])
         }
         return store(type, updated, event: "MODIFIED", old: object)
+    }
+
+    /// A pod on a node with a grace period left is marked (deletionTimestamp = now + grace,
+    /// deletionGracePeriodSeconds) for the node to stop; a shorter grace period on a second
+    /// DELETE shortens it. nil: remove now (grace 0, not on a node, or finished).
+    private func markTerminating(_ pod: JSONValue, gracePeriod: Int?) -> JSONValue? {
+        let phase = pod.value(at: ["status", "phase"])?.stringValue
+        guard !(pod.value(at: ["spec", "nodeName"])?.stringValue ?? "").isEmpty, phase != "Succeeded", phase != "Failed"
+        else { return nil }
+        let grace = max(0, gracePeriod ?? Int(pod.value(at: ["spec", "terminationGracePeriodSeconds"])?.intValue ?? 30))
+        if grace == 0 { return nil }
+        if let current = pod.value(at: ["metadata", "deletionGracePeriodSeconds"])?.intValue, current <= grace {
+            return pod
+        }
+        var updated = pod
+        updated.setValue(
+            .string(Timestamps.format(Date().addingTimeInterval(Double(grace)))), at: ["metadata", "deletionTimestamp"])
+        updated.setValue(.int(Int64(grace)), at: ["metadata", "deletionGracePeriodSeconds"])
+        return store(Workloads.podType, updated, event: "MODIFIED", old: pod)
     }
 
     private func remove(_ type: ResourceType, _ object: JSONValue) -> JSONValue {
@@ -486,7 +525,7 @@ actor ResourceStore {
                     if left.isEmpty { _ = remove(type, stored) }
                     return true
                 }
-                if deleting, finalizers.isEmpty, type.typeKey != "/namespaces" {
+                if deleting, finalizers.isEmpty, type.typeKey != "/namespaces", !Self.isTerminatingPod(type, object) {
                     _ = remove(type, object)
                     return true
                 }
@@ -559,6 +598,11 @@ actor ResourceStore {
 
     // MARK: Helpers
 
+    /// A pod the node is still stopping (its grace period not ended): no update removes it.
+    static func isTerminatingPod(_ type: ResourceType, _ object: JSONValue) -> Bool {
+        type.typeKey == "/pods" && (object.value(at: ["metadata", "deletionGracePeriodSeconds"])?.intValue ?? 0) > 0
+    }
+
     static func finalizers(_ object: JSONValue) -> [String] {
         (object.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue)
     }
@@ -616,6 +660,27 @@ actor ResourceStore {
         ]
     }
 
+    /// The first free address of the service range 10.96.0.0/16 from 10.96.0.10 (10.96.0.1 is
+    /// the `kubernetes` Service's, as on real clusters).
+    private func allocateClusterIP() -> String {
+        let used = Set((objects["/services"] ?? [:]).values.compactMap { $0.value(at: ["spec", "clusterIP"])?.stringValue })
+        for n in 10..<65_000 {
+            let ip = "10.96.\(n / 256).\(n % 256)"
+            if n % 256 != 0, n % 256 != 255, !used.contains(ip) { return ip }
+        }
+        return "10.96.255.254"
+    }
+
+    private func allocatedNodePorts() -> Set<Int> {
+        var used: Set<Int> = []
+        for service in (objects["/services"] ?? [:]).values {
+            for port in service.value(at: ["spec", "ports"])?.arrayValue ?? [] {
+                if let nodePort = port["nodePort"]?.intValue { used.insert(Int(nodePort)) }
+            }
+        }
+        return used
+    }
+
     /// Defaults the real API server fills in for the built-in kinds, the few clients look at.
     private func builtinDefaults(_ type: ResourceType, _ object: JSONValue) -> JSONValue {
         var o = object
@@ -627,10 +692,14 @@ actor ResourceStore {
             o.setValue("Active", at: ["status", "phase"])
         case "/services":
             if o.value(at: ["spec", "type"]) == nil { o.setValue("ClusterIP", at: ["spec", "type"]) }
-            if o.value(at: ["spec", "clusterIP"]) == nil {
-                let n = resourceVersion % 65000 + 10
-                o.setValue(.string("10.96.\(n / 250).\(n % 250 + 1)"), at: ["spec", "clusterIP"])
+            let serviceType = o.value(at: ["spec", "type"])?.stringValue ?? "ClusterIP"
+            if o.value(at: ["spec", "clusterIP"]) == nil, serviceType != "ExternalName" {
+                let ip = allocateClusterIP()
+                o.setValue(.string(ip), at: ["spec", "clusterIP"])
+                o.setValue([.string(ip)], at: ["spec", "clusterIPs"])
             }
+            let needsNodePort = serviceType == "NodePort" || serviceType == "LoadBalancer"
+            var usedNodePorts = needsNodePort ? allocatedNodePorts() : []
             if let ports = o.value(at: ["spec", "ports"])?.arrayValue {
                 o.setValue(
                     .array(
@@ -638,6 +707,12 @@ actor ResourceStore {
                             var p = port
                             if p["protocol"] == nil { p["protocol"] = "TCP" }
                             if p["targetPort"] == nil { p["targetPort"] = p["port"] }
+                            if needsNodePort, p["nodePort"]?.intValue == nil,
+                                let free = (30000...32767).first(where: { !usedNodePorts.contains($0) })
+                            {
+                                usedNodePorts.insert(free)
+                                p["nodePort"] = .int(Int64(free))
+                            }
                             return p
                         }), at: ["spec", "ports"])
             }

@@ -71,6 +71,32 @@ enum TableRendering {
                 let total = max(statuses.count, object.value(at: ["spec", "containers"])?.arrayValue?.count ?? 0)
                 let ready = statuses.filter { $0["ready"]?.boolValue == true }.count
                 return .string("\(ready)/\(total)")
+            case .podStatus:
+                // As kubectl's printer: Terminating, then a waiting or terminated container's reason, then the phase.
+                if object.value(at: ["metadata", "deletionTimestamp"]) != nil { return "Terminating" }
+                for status in object.value(at: ["status", "containerStatuses"])?.arrayValue ?? [] {
+                    if let reason = status.value(at: ["state", "waiting", "reason"])?.stringValue, reason != "ContainerCreating" {
+                        return .string(reason)
+                    }
+                    if let reason = status.value(at: ["state", "terminated", "reason"])?.stringValue { return .string(reason) }
+                }
+                return .string(object.value(at: ["status", "phase"])?.stringValue ?? "Unknown")
+            case .nodeReady:
+                let ready = (object.value(at: ["status", "conditions"])?.arrayValue ?? []).first {
+                    $0["type"]?.stringValue == "Ready"
+                }
+                return ready?["status"]?.stringValue == "True" ? "Ready" : "NotReady"
+            case .endpoints:
+                var addresses: [String] = []
+                for subset in object["subsets"]?.arrayValue ?? [] {
+                    let ports = (subset["ports"]?.arrayValue ?? []).compactMap { $0["port"]?.intValue }
+                    for address in subset["addresses"]?.arrayValue ?? [] {
+                        let ip = address["ip"]?.stringValue ?? ""
+                        addresses += ports.isEmpty ? [ip] : ports.map { "\(ip):\($0)" }
+                    }
+                }
+                if addresses.isEmpty { return "<none>" }
+                return .string(addresses.prefix(3).joined(separator: ",") + (addresses.count > 3 ? " + \(addresses.count - 3) more..." : ""))
             case .podRestarts:
                 let statuses = object.value(at: ["status", "containerStatuses"])?.arrayValue ?? []
                 return .string(String(statuses.reduce(0) { $0 + ($1["restartCount"]?.intValue ?? 0) }))

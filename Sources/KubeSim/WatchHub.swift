@@ -163,3 +163,37 @@ final class WatchHub: Sendable {
         }
     }
 }
+
+extension WatchHub {
+    /// Calls `pass` once, then again after changes of the given kinds (coalesced: one pass for
+    /// any number of changes while the previous one ran) and every `resync`, until cancelled.
+    func onChanges(of storageKeys: [String], resync: Duration, _ pass: @escaping @Sendable () async -> Void) async {
+        let (signals, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        await withTaskGroup(of: Void.self) { group in
+            for key in storageKeys {
+                group.addTask {
+                    while !Task.isCancelled {
+                        guard
+                            let subscription = try? self.subscribe(
+                                storageKey: key, namespace: nil, from: nil, initial: [], isInternal: true)
+                        else { return }
+                        for await _ in subscription.events { signal.yield() }
+                        self.unsubscribe(subscription.id)
+                    }
+                }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: resync)
+                    signal.yield()
+                }
+            }
+            signal.yield()
+            for await _ in signals {
+                if Task.isCancelled { break }
+                await pass()
+            }
+            group.cancelAll()
+        }
+    }
+}

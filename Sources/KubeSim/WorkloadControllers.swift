@@ -82,15 +82,15 @@ actor WorkloadWriter {
     }
 
     /// Records a `Normal` core/v1 Event about `object` (best effort: an event never fails a reconcile).
-    func record(_ object: JSONValue, component: String, reason: String, message: String) async {
+    func record(_ object: JSONValue, component: String, reason: String, message: String, type: String = "Normal") async {
         await record(
             kind: object["kind"]?.stringValue ?? "", apiVersion: object["apiVersion"]?.stringValue ?? "", namespace: object.namespace,
-            name: object.name, uid: object.uid, component: component, reason: reason, message: message)
+            name: object.name, uid: object.uid, component: component, reason: reason, message: message, type: type)
     }
 
     func record(
         kind: String, apiVersion: String, namespace: String, name: String, uid: String, component: String, reason: String,
-        message: String
+        message: String, type: String = "Normal"
     ) async {
         let now = JSONValue.string(Timestamps.format(Date()))
         let event: JSONValue = [
@@ -102,7 +102,7 @@ actor WorkloadWriter {
                 "kind": .string(kind), "apiVersion": .string(apiVersion), "namespace": .string(namespace), "name": .string(name),
                 "uid": .string(uid),
             ],
-            "reason": .string(reason), "message": .string(message), "type": "Normal", "source": ["component": .string(component)],
+            "reason": .string(reason), "message": .string(message), "type": .string(type), "source": ["component": .string(component)],
             "reportingComponent": .string(component), "reportingInstance": "", "firstTimestamp": now, "lastTimestamp": now,
             "count": 1,
         ]
@@ -144,35 +144,7 @@ actor WorkloadControllers {
 
     /// Runs passes until cancelled.
     func run() async {
-        let (signals, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let hub = self.hub
-        let resync = self.resync
-        await withTaskGroup(of: Void.self) { group in
-            for key in Self.watchedKeys {
-                group.addTask {
-                    while !Task.isCancelled {
-                        guard
-                            let subscription = try? hub.subscribe(
-                                storageKey: key, namespace: nil, from: nil, initial: [], isInternal: true)
-                        else { return }
-                        for await _ in subscription.events { signal.yield() }
-                        hub.unsubscribe(subscription.id)
-                    }
-                }
-            }
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: resync)
-                    signal.yield()
-                }
-            }
-            signal.yield()
-            for await _ in signals {
-                if Task.isCancelled { break }
-                await pass()
-            }
-            group.cancelAll()
-        }
+        await hub.onChanges(of: Self.watchedKeys, resync: resync) { await self.pass() }
     }
 
     /// One reconciliation of everything. Each object on its own: an error (a 409 from a racing

@@ -44,6 +44,28 @@ struct KubeSimCommand: AsyncParsableCommand {
     @Option(help: "Directory for the volumes of bound PersistentVolumeClaims (default: a temporary directory, removed on exit).")
     var volumeRoot: String?
 
+    @Flag(
+        help: """
+            Run the pods as local processes, each in a network namespace on a bridge, with Services, \
+            EndpointSlices, probes, restarts and logs (needs root, iproute2 and --image-map).
+            """)
+    var runPods = false
+
+    @Option(help: "With --run-pods: the JSON file mapping images to local programs (see README).")
+    var imageMap: String?
+
+    @Option(help: "With --run-pods: where container logs and pod volumes live (default: a temporary directory).")
+    var stateDir: String?
+
+    @Option(help: "With --run-pods: the bridge's name (one per kubesim on a machine).")
+    var bridge: String = "kubesim0"
+
+    @Option(help: "With --run-pods: the first two octets of the pod network, a /16.")
+    var podSubnet: String = "10.244"
+
+    @Option(help: "With --run-pods: the first two octets of the service network, a /16.")
+    var serviceSubnet: String = "10.96"
+
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical); default $LOG_LEVEL or info.")
     var logLevel: String?
 
@@ -59,11 +81,31 @@ struct KubeSimCommand: AsyncParsableCommand {
         logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    var nodeConfiguration: NodeConfiguration? {
+        guard let imageMap else { return nil }
+        let state =
+            stateDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("kubesim-node-\(getpid())").path
+        return NodeConfiguration(
+            bridge: bridge, podSubnet: podSubnet, serviceSubnet: serviceSubnet, imageMapPath: imageMap, stateDirectory: state)
+    }
+
     func validate() throws {
         guard hostAndPort != nil else { throw ValidationError("--listen must be HOST:PORT with a port 0-65535") }
         guard watchHistory > 0 else { throw ValidationError("--watch-history must be positive") }
         guard PodReadiness(rawValue: podReadiness) != nil else {
             throw ValidationError("--pod-readiness must be one of: \(PodReadiness.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if runPods {
+            guard getuid() == 0 else {
+                throw ValidationError("--run-pods needs root: pods get network namespaces, veth pairs and bind mounts")
+            }
+            guard let imageMap, FileManager.default.isReadableFile(atPath: imageMap) else {
+                throw ValidationError("--run-pods needs --image-map FILE (a readable JSON file)")
+            }
+            if PodReadiness(rawValue: podReadiness) == .immediate {
+                throw ValidationError("--pod-readiness immediate and --run-pods exclude each other: the node reports readiness")
+            }
+            if let problem = nodeConfiguration?.problem { throw ValidationError(problem) }
         }
         if let level = resolvedLogLevel, Logger.Level(rawValue: level) == nil {
             throw ValidationError("--log-level / LOG_LEVEL: unknown level '\(level)'")
@@ -82,7 +124,7 @@ struct KubeSimCommand: AsyncParsableCommand {
         let configuration = KubeSimConfiguration(
             host: host, port: port, tokens: Set(token), tls: tls, watchHistory: watchHistory,
             workloadControllers: workloadControllers, podReadiness: PodReadiness(rawValue: podReadiness) ?? .manual,
-            volumeRoot: volumeRoot)
+            volumeRoot: volumeRoot, node: runPods ? nodeConfiguration : nil)
         let emulator = try KubeSimEmulator(configuration: configuration, logger: logger)
         let kubeconfigPath = writeKubeconfig
         let token = token.first

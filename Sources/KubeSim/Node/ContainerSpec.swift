@@ -1,0 +1,247 @@
+import Foundation
+
+/// Everything a container process needs, resolved from the pod, its Secrets, ConfigMaps and
+/// claims: program and arguments, environment, mounts and user. Pure, so it is tested alone.
+struct ContainerLaunch: Sendable, Equatable {
+    var argv: [String]
+    var environment: [String: String]
+    var mounts: [Mount]
+    var workingDirectory: String?
+    var user: (uid: Int, gid: Int, groups: [Int])?
+
+    struct Mount: Sendable, Equatable {
+        var source: String
+        var target: String
+        var readOnly: Bool
+    }
+
+    static func == (a: ContainerLaunch, b: ContainerLaunch) -> Bool {
+        a.argv == b.argv && a.environment == b.environment && a.mounts == b.mounts && a.workingDirectory == b.workingDirectory
+            && a.user?.uid == b.user?.uid && a.user?.gid == b.user?.gid && a.user?.groups == b.user?.groups
+    }
+
+    /// The `sh` script run inside the pod's network namespace (and a mount namespace of its own,
+    /// which `ip netns exec` creates): bind-mount the volumes, change directory and user, exec.
+    /// Mount points that do not exist are created first (empty folders on the host).
+    func script(setpriv: String) -> String {
+        let q = HostCommand.quote
+        var lines = ["set -e"]
+        for mount in mounts {
+            lines.append("mkdir -p \(q(mount.target))")
+            lines.append("mount --bind \(q(mount.source)) \(q(mount.target))")
+            if mount.readOnly { lines.append("mount -o remount,bind,ro \(q(mount.target))") }
+        }
+        if let workingDirectory { lines.append("cd \(q(workingDirectory))") }
+        if let user {
+            let groups = ([user.gid] + user.groups).map(String.init).joined(separator: ",")
+            lines.append("exec \(q(setpriv)) --reuid \(user.uid) --regid \(user.gid) --groups \(groups) -- \"$@\"")
+        } else {
+            lines.append("exec \"$@\"")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// What the pod's containers can refer to.
+struct PodContext: Sendable {
+    var pod: JSONValue
+    var podIP: String
+    var hostIP: String
+    var kubernetesServiceHost: String
+    /// name -> object, for secretKeyRef, configMapKeyRef, envFrom.
+    var secrets: [String: JSONValue]
+    var configMaps: [String: JSONValue]
+    /// volume name -> host folder.
+    var volumes: [String: String]
+    var imageMap: ImageMap
+}
+
+enum ContainerSpecs {
+    /// Resolves one container of the pod.
+    static func launch(_ container: JSONValue, in context: PodContext) -> Result<ContainerLaunch, ContainerStartError> {
+        let pod = context.pod
+        var environment: [String: String] = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOSTNAME": pod.value(at: ["spec", "hostname"])?.stringValue ?? pod.name,
+            "HOME": "/root",
+            "KUBERNETES_SERVICE_HOST": context.kubernetesServiceHost,
+            "KUBERNETES_SERVICE_PORT": "443",
+            "KUBERNETES_SERVICE_PORT_HTTPS": "443",
+            "KUBERNETES_PORT": "tcp://\(context.kubernetesServiceHost):443",
+        ]
+        for source in container["envFrom"]?.arrayValue ?? [] {
+            let prefix = source["prefix"]?.stringValue ?? ""
+            if let reference = source["configMapRef"] {
+                let name = reference["name"]?.stringValue ?? ""
+                guard let map = context.configMaps[name] else {
+                    if reference["optional"]?.boolValue == true { continue }
+                    return .failure(.init(reason: "CreateContainerConfigError", message: "configmap \"\(name)\" not found"))
+                }
+                for (key, value) in map["data"]?.objectValue ?? [:] { environment[prefix + key] = value.stringValue ?? "" }
+            }
+            if let reference = source["secretRef"] {
+                let name = reference["name"]?.stringValue ?? ""
+                guard let secret = context.secrets[name] else {
+                    if reference["optional"]?.boolValue == true { continue }
+                    return .failure(.init(reason: "CreateContainerConfigError", message: "secret \"\(name)\" not found"))
+                }
+                for (key, value) in secret["data"]?.objectValue ?? [:] { environment[prefix + key] = decode(value) }
+            }
+        }
+        for variable in container["env"]?.arrayValue ?? [] {
+            guard let name = variable["name"]?.stringValue else { continue }
+            if let value = variable["value"]?.stringValue {
+                environment[name] = expand(value, environment)
+                continue
+            }
+            guard let from = variable["valueFrom"] else {
+                environment[name] = ""
+                continue
+            }
+            switch resolve(from, context: context) {
+            case .success(let value?): environment[name] = value
+            case .success(nil): continue
+            case .failure(let error): return .failure(error)
+            }
+        }
+        var ports: [String: Int] = [:]
+        for port in container["ports"]?.arrayValue ?? [] {
+            if let name = port["name"]?.stringValue, let number = port["containerPort"]?.intValue { ports[name] = Int(number) }
+        }
+        let command = container["command"]?.arrayValue?.compactMap(\.stringValue).map { expand($0, environment) }
+        let args = container["args"]?.arrayValue?.compactMap(\.stringValue).map { expand($0, environment) }
+        let argv: [String]
+        switch context.imageMap.commandLine(
+            image: container["image"]?.stringValue ?? "", command: command, args: args, ports: ports, searchPath: environment["PATH"])
+        {
+        case .success(let resolved): argv = resolved
+        case .failure(let error): return .failure(error)
+        }
+        var mounts: [ContainerLaunch.Mount] = []
+        for mount in container["volumeMounts"]?.arrayValue ?? [] {
+            let volume = mount["name"]?.stringValue ?? ""
+            guard let target = mount["mountPath"]?.stringValue, target.hasPrefix("/") else { continue }
+            guard var source = context.volumes[volume] else {
+                return .failure(.init(reason: "CreateContainerConfigError", message: "volume \"\(volume)\" is not available"))
+            }
+            if let sub = mount["subPath"]?.stringValue, !sub.isEmpty {
+                guard !sub.split(separator: "/").contains("..") else {
+                    return .failure(.init(reason: "CreateContainerConfigError", message: "subPath \"\(sub)\" leaves the volume"))
+                }
+                source += "/" + sub
+            }
+            mounts.append(.init(source: source, target: target, readOnly: mount["readOnly"]?.boolValue == true))
+        }
+        return .success(
+            ContainerLaunch(
+                argv: argv, environment: environment, mounts: mounts, workingDirectory: container["workingDir"]?.stringValue,
+                user: user(container, pod)))
+    }
+
+    /// The user a container runs as: `runAsUser`/`runAsGroup` of the container, else the pod;
+    /// `runAsNonRoot` without a user runs as 65534 (nobody), since images here carry no USER.
+    static func user(_ container: JSONValue, _ pod: JSONValue) -> (uid: Int, gid: Int, groups: [Int])? {
+        let podContext = pod.value(at: ["spec", "securityContext"]) ?? [:]
+        let own = container["securityContext"] ?? [:]
+        func setting(_ key: String) -> JSONValue? { own[key] ?? podContext[key] }
+        var uid = setting("runAsUser")?.intValue.map { Int($0) }
+        if uid == nil, setting("runAsNonRoot")?.boolValue == true { uid = 65534 }
+        guard let uid, uid != 0 else { return nil }
+        let gid = setting("runAsGroup")?.intValue.map { Int($0) } ?? uid
+        var groups = (podContext["supplementalGroups"]?.arrayValue ?? []).compactMap { $0.intValue.map { Int($0) } }
+        if let fsGroup = podContext["fsGroup"]?.intValue { groups.append(Int(fsGroup)) }
+        return (uid, gid, groups)
+    }
+
+    /// The owner the pod's writable volumes get: its user and fsGroup.
+    static func volumeOwner(_ pod: JSONValue) -> (uid: Int, gid: Int)? {
+        let podContext = pod.value(at: ["spec", "securityContext"]) ?? [:]
+        let uid = podContext["runAsUser"]?.intValue.map { Int($0) }
+        let gid = podContext["fsGroup"]?.intValue.map { Int($0) } ?? podContext["runAsGroup"]?.intValue.map { Int($0) }
+        if uid == nil, gid == nil { return nil }
+        return (uid ?? 0, gid ?? uid ?? 0)
+    }
+
+    static func resolve(_ from: JSONValue, context: PodContext) -> Result<String?, ContainerStartError> {
+        if let field = from.value(at: ["fieldRef", "fieldPath"])?.stringValue {
+            return .success(fieldValue(field, context: context))
+        }
+        if let reference = from["secretKeyRef"] {
+            let name = reference["name"]?.stringValue ?? ""
+            let key = reference["key"]?.stringValue ?? ""
+            let optional = reference["optional"]?.boolValue == true
+            guard let secret = context.secrets[name] else {
+                return optional ? .success(nil) : .failure(.init(reason: "CreateContainerConfigError", message: "secret \"\(name)\" not found"))
+            }
+            guard let value = secret.value(at: ["data", key]) else {
+                return optional
+                    ? .success(nil)
+                    : .failure(.init(reason: "CreateContainerConfigError", message: "couldn't find key \(key) in Secret \(context.pod.namespace)/\(name)"))
+            }
+            return .success(decode(value))
+        }
+        if let reference = from["configMapKeyRef"] {
+            let name = reference["name"]?.stringValue ?? ""
+            let key = reference["key"]?.stringValue ?? ""
+            let optional = reference["optional"]?.boolValue == true
+            guard let map = context.configMaps[name] else {
+                return optional ? .success(nil) : .failure(.init(reason: "CreateContainerConfigError", message: "configmap \"\(name)\" not found"))
+            }
+            guard let value = map.value(at: ["data", key])?.stringValue else {
+                return optional
+                    ? .success(nil)
+                    : .failure(.init(reason: "CreateContainerConfigError", message: "couldn't find key \(key) in ConfigMap \(context.pod.namespace)/\(name)"))
+            }
+            return .success(value)
+        }
+        return .success("")
+    }
+
+    /// The downward API's fields.
+    static func fieldValue(_ path: String, context: PodContext) -> String {
+        let pod = context.pod
+        switch path {
+        case "metadata.name": return pod.name
+        case "metadata.namespace": return pod.namespace
+        case "metadata.uid": return pod.uid
+        case "spec.nodeName": return pod.value(at: ["spec", "nodeName"])?.stringValue ?? ""
+        case "spec.serviceAccountName": return pod.value(at: ["spec", "serviceAccountName"])?.stringValue ?? "default"
+        case "status.podIP", "status.podIPs": return context.podIP
+        case "status.hostIP", "status.hostIPs": return context.hostIP
+        default:
+            for (prefix, key) in [("metadata.labels['", "labels"), ("metadata.annotations['", "annotations")]
+            where path.hasPrefix(prefix) && path.hasSuffix("']") {
+                let name = String(path.dropFirst(prefix.count).dropLast(2))
+                return pod.value(at: ["metadata", key, name])?.stringValue ?? ""
+            }
+            return ""
+        }
+    }
+
+    static func decode(_ value: JSONValue) -> String {
+        guard let text = value.stringValue, let data = Data(base64Encoded: text) else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// `$(VAR)` references to variables defined before; `$$(VAR)` escapes; unknown ones stay as written.
+    static func expand(_ text: String, _ environment: [String: String]) -> String {
+        guard text.contains("$(") else { return text }
+        var result = ""
+        var index = text.startIndex
+        while index < text.endIndex {
+            let rest = text[index...]
+            if rest.hasPrefix("$$(") {
+                result += "$("
+                index = text.index(index, offsetBy: 3)
+            } else if rest.hasPrefix("$("), let close = rest.firstIndex(of: ")") {
+                let name = String(rest[rest.index(index, offsetBy: 2)..<close])
+                result += environment[name] ?? "$(\(name))"
+                index = text.index(after: close)
+            } else {
+                result.append(text[index])
+                index = text.index(after: index)
+            }
+        }
+        return result
+    }
+}
