@@ -1,7 +1,7 @@
 # fpindex-cluster: the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: all setup build test run stop kubesim bench bench-proxy bench-replay bench-e2e clean
+.PHONY: all setup build test run run-dataplane stop kubesim bench bench-proxy bench-replay bench-e2e clean
 
 all: build
 
@@ -18,9 +18,13 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --disable-xctest
 
-## run: the main job, on the embedded default (fpindex-dev with a sample index); see README
+## run: the main job: a whole FpindexCluster on this machine (kubesim runs the pods; needs root); see README
 run: setup
 	@hack/run
+
+## run-dataplane: the data plane alone on loopback (nats-server, two replicas, the proxy; no root needed)
+run-dataplane: setup
+	@hack/run-dataplane
 
 ## stop: stop what `make run` started
 stop:

@@ -8,7 +8,10 @@ public struct ReconcilerSettings: Sendable {
     /// Field manager name on every write.
     public var fieldManager = "fpindex-controller"
     /// How often lag is re-read while a replica is not caught up (lag makes no watch event).
-    public var lagRefresh: Duration = .seconds(5)
+    public var lagRefresh: Duration = .seconds(2)
+    /// How often a caught-up cluster's status (stream sequence, lag) is refreshed: writes make
+    /// no watch event either, and `kubectl get fpc` should not be a minute behind.
+    public var statusRefresh: Duration = .seconds(10)
     /// Pending messages without acknowledged progress for this long: `Stalled`.
     public var stallAfter: Duration = .seconds(300)
     /// Deletion waits this long for NATS before releasing the finalizer anyway.
@@ -98,7 +101,7 @@ public final class Reconciler: Sendable {
         if case .unavailable = observed.jetStream { lagging = true }
         let converging = outcome.changed || lagging || (status.readyReplicas ?? 0) < model.replicas
         return ReconcileResult(
-            requeueAfter: converging && !model.paused ? settings.lagRefresh : nil, maxLag: status.maxLag)
+            requeueAfter: model.paused ? nil : converging ? settings.lagRefresh : settings.statusRefresh, maxLag: status.maxLag)
     }
 
     // MARK: Observe
