@@ -312,6 +312,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ClusterTests",
+            dependencies: [
+                "JetStream", "TestSupport", .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "KubeSimTests",
             dependencies: [
                 "KubeSim", "TestSupport", .product(name: "Logging", package: "swift-log"),

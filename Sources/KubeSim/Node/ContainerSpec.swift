@@ -8,6 +8,8 @@ struct ContainerLaunch: Sendable, Equatable {
     var mounts: [Mount]
     var workingDirectory: String?
     var user: (uid: Int, gid: Int, groups: [Int])?
+    /// Set when the container runs as root although it asked for a user (see `ContainerSpecs.launch`).
+    var warning: String?
 
     struct Mount: Sendable, Equatable {
         var source: String
@@ -16,8 +18,28 @@ struct ContainerLaunch: Sendable, Equatable {
     }
 
     static func == (a: ContainerLaunch, b: ContainerLaunch) -> Bool {
-        a.argv == b.argv && a.environment == b.environment && a.mounts == b.mounts && a.workingDirectory == b.workingDirectory
+        a.warning == b.warning && a.argv == b.argv && a.environment == b.environment && a.mounts == b.mounts && a.workingDirectory == b.workingDirectory
             && a.user?.uid == b.user?.uid && a.user?.gid == b.user?.gid && a.user?.groups == b.user?.groups
+    }
+
+    /// The order to mount in: a mount goes after those whose targets are above its own (so it
+    /// is not hidden by them) and before any that would hide its source (a volume under
+    /// kubesim's state folder in /tmp, when a container mounts an emptyDir on /tmp).
+    static func mountOrder(_ mounts: [Mount]) -> [Mount] {
+        func inside(_ path: String, _ folder: String) -> Bool {
+            path == folder || path.hasPrefix(folder.hasSuffix("/") ? folder : folder + "/")
+        }
+        func mustPrecede(_ a: Mount, _ b: Mount) -> Bool {
+            (a.target != b.target && inside(b.target, a.target)) || (inside(a.source, b.target) && !inside(b.source, a.target))
+        }
+        var left = mounts
+        var ordered: [Mount] = []
+        while !left.isEmpty {
+            let next =
+                left.firstIndex { candidate in !left.contains { other in other != candidate && mustPrecede(other, candidate) } } ?? 0
+            ordered.append(left.remove(at: next))
+        }
+        return ordered
     }
 
     /// The `sh` script run inside the pod's network namespace (and a mount namespace of its own,
@@ -26,7 +48,7 @@ struct ContainerLaunch: Sendable, Equatable {
     func script(setpriv: String) -> String {
         let q = HostCommand.quote
         var lines = ["set -e"]
-        for mount in mounts {
+        for mount in Self.mountOrder(mounts) {
             lines.append("mkdir -p \(q(mount.target))")
             lines.append("mount --bind \(q(mount.source)) \(q(mount.target))")
             if mount.readOnly { lines.append("mount -o remount,bind,ro \(q(mount.target))") }
@@ -132,10 +154,37 @@ enum ContainerSpecs {
             }
             mounts.append(.init(source: source, target: target, readOnly: mount["readOnly"]?.boolValue == true))
         }
+        var runAs = user(container, pod)
+        var warning: String?
+        if let wanted = runAs, !executable(argv[0], by: wanted) {
+            // A checkout under a private home folder: the program is out of the user's reach.
+            // Running it as root beats a pod that can never start; the event says so.
+            warning = "\(argv[0]) is not executable by uid \(wanted.uid) (a parent folder is private): running as root instead"
+            runAs = nil
+        }
         return .success(
             ContainerLaunch(
                 argv: argv, environment: environment, mounts: mounts, workingDirectory: container["workingDir"]?.stringValue,
-                user: user(container, pod)))
+                user: runAs, warning: warning))
+    }
+
+    /// Whether `uid` (with those groups) can reach and execute `path`, judged by mode bits.
+    static func executable(_ path: String, by user: (uid: Int, gid: Int, groups: [Int])) -> Bool {
+        let groups = Set([user.gid] + user.groups)
+        func allows(_ target: String, _ bit: mode_t) -> Bool {
+            var info = stat()
+            guard stat(target, &info) == 0 else { return false }
+            if Int(info.st_uid) == user.uid { return info.st_mode & (bit << 6) != 0 }
+            if groups.contains(Int(info.st_gid)) { return info.st_mode & (bit << 3) != 0 }
+            return info.st_mode & bit != 0
+        }
+        let real = URL(fileURLWithPath: path).resolvingSymlinksInPath()
+        var folder = real.deletingLastPathComponent()
+        while folder.path != "/" {
+            if !allows(folder.path, 1) { return false }
+            folder.deleteLastPathComponent()
+        }
+        return allows(real.path, 1)
     }
 
     /// The user a container runs as: `runAsUser`/`runAsGroup` of the container, else the pod;

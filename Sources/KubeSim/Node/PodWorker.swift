@@ -55,7 +55,6 @@ actor PodWorker {
     private var grace: Duration = .seconds(30)
     private var conditionTimes: [String: (Bool, String)] = [:]
     private let startTime = Timestamps.format(Date())
-    private let (termination, terminate) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     private var lastWritten: JSONValue?
     private var podDirectory: String { "\(context.configuration.stateDirectory)/pods/\(namespace)_\(name)_\(uid)" }
 
@@ -92,7 +91,6 @@ actor PodWorker {
         if !terminating || grace < self.grace { self.grace = grace }
         guard !terminating else { return }
         terminating = true
-        terminate.yield()
         for (_, record) in containers { record.process?.signal(SIGTERM) }
     }
 
@@ -337,6 +335,7 @@ actor PodWorker {
                 continue
             }
             context.logs.started(namespace: namespace, pod: name, uid: uid, container: containerName, path: logPath)
+            if restarts == 0, let warning = launch.warning { await event("RunningAsRoot", warning, warning: true) }
             if restarts == 0 {
                 await event("Pulled", "Container image \"\(image)\" already present on machine (runs \(launch.argv[0]))")
             }
@@ -483,17 +482,13 @@ actor PodWorker {
         Task { await process.stop(grace: grace) }
     }
 
-    /// Sleeps, but returns early once the pod is being stopped.
+    /// Sleeps, but returns early (within 100 ms) once the pod is being stopped.
     private func pause(_ duration: Duration) async {
-        let stream = termination
-        if terminating { return }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(for: duration) }
-            group.addTask {
-                for await _ in stream { return }
-            }
-            await group.next()
-            group.cancelAll()
+        let deadline = ContinuousClock.now + duration
+        while !terminating, !Task.isCancelled {
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { return }
+            try? await Task.sleep(for: min(left, .milliseconds(100)))
         }
     }
 
@@ -502,11 +497,9 @@ actor PodWorker {
     /// Waits for the deletion request, stops the containers within the grace period, removes
     /// the network and the pod's files, then the pod object.
     private func finish() async {
-        if !terminating {
-            // Every container finished on its own (restartPolicy Never/OnFailure): keep the
-            // object until someone deletes it, as the kubelet does.
-            for await _ in termination { break }
-        }
+        // Every container finished on its own (restartPolicy Never/OnFailure): keep the
+        // object until someone deletes it, as the kubelet does.
+        while !terminating { try? await Task.sleep(for: .milliseconds(200)) }
         await event("Killing", "Stopping pod (grace period \(grace.components.seconds)s)")
         let running = containers.values.compactMap(\.process)
         let grace = self.grace

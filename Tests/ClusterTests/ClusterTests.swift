@@ -1,0 +1,269 @@
+import AsyncHTTPClient
+import Foundation
+import JetStream
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import TestSupport
+import Testing
+
+/// The README's promise, end to end: kubesim runs every pod (NATS, the controller in-cluster,
+/// proxies, fpindex-dev and updaters) as processes; the test writes and searches through the
+/// Services and drives everything with kubectl. One cluster at a time (they are heavy).
+@Suite(.serialized) struct ClusterTests {
+    static let indexPods = "app.kubernetes.io/component=index,app.kubernetes.io/instance=main"
+
+    /// Deterministic hashes of a fingerprint id (a search for them finds that id first).
+    static func hashes(_ id: Int) -> [UInt32] {
+        (0..<40).map { UInt32(truncatingIfNeeded: (id &* 2_654_435_761) ^ ($0 &* 40_503) &+ $0 &* 7919) }
+    }
+
+    static func load(_ proxy: TestHTTPClient, _ ids: ClosedRange<Int>) async throws {
+        let created = try await proxy.json(.PUT, "/sample", "{}")
+        #expect([200, 409].contains(created.status), "create index: \(created.text)")
+        for chunk in stride(from: ids.lowerBound, through: ids.upperBound, by: 500) {
+            let changes = (chunk...min(chunk + 499, ids.upperBound)).map { id in
+                "{\"insert\":{\"id\":\(id),\"hashes\":[\(hashes(id).map(String.init).joined(separator: ","))]}}"
+            }
+            let reply = try await proxy.json(.POST, "/sample/_update", "{\"changes\":[\(changes.joined(separator: ","))]}")
+            guard reply.status == 200 else { throw TestFailure("write through the proxy failed: \(reply.status) \(reply.text)") }
+        }
+    }
+
+    /// The best match of a search for `id`'s hashes, through `client` on a new connection.
+    static func topMatch(_ client: TestHTTPClient, _ id: Int) async throws -> Int? {
+        let query = "{\"query\":[\(hashes(id).map(String.init).joined(separator: ","))]}"
+        let reply = try await client.request(
+            .POST, "/sample/_search", body: Array(query.utf8),
+            headers: [("Content-Type", "application/json"), ("Connection", "close")], timeout: .seconds(5))
+        guard reply.status == 200 else { throw TestFailure("search answered \(reply.status): \(reply.text)") }
+        return ((try reply.jsonObject()["results"] as? [[String: Any]])?.first?["id"] as? Int)
+    }
+
+    /// The fpindex of one pod, straight at its address.
+    static func podIndex(_ cluster: KubeSimCluster, _ pod: String) async throws -> TestHTTPClient {
+        guard let ip = try await cluster.pod(pod)?[path: "status.podIP"] as? String else {
+            throw TestFailure("\(pod) has no address")
+        }
+        return TestHTTPClient(baseURL: "http://\(ip):6081")
+    }
+
+    static func holds(_ index: TestHTTPClient, id: Int) async -> Bool {
+        (try? await index.request(.GET, "/sample/\(id)", headers: [("Connection", "close")], timeout: .seconds(3)).status) == 200
+    }
+
+    static func consumers(_ cluster: KubeSimCluster) async throws -> Set<String> {
+        let url = try await cluster.serviceURL("nats").replacingOccurrences(of: "http://", with: "nats://")
+        let client = try await NATSClient.connect(NATSConfiguration(servers: [url]), logger: Logger(label: "test-nats"))
+        do {
+            let names = try await client.consumerNames(stream: "fpindex")
+            await client.close()
+            return Set(names)
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    static func container(_ pod: [String: Any]?, _ name: String) -> [String: Any]? {
+        (pod?[path: "status.containerStatuses"] as? [[String: Any]])?.first { $0["name"] as? String == name }
+    }
+
+    static func isReady(_ pod: [String: Any]?) -> Bool {
+        (pod?[path: "status.conditions"] as? [[String: Any]])?.contains {
+            $0["type"] as? String == "Ready" && $0["status"] as? String == "True"
+        } ?? false
+    }
+
+    @Test func sampleWritesSearchesScalesAndDeletes() async throws {
+        try await KubeSimCluster.with { cluster in
+            try await cluster.installOperator()
+            try await cluster.applySample()
+            let proxy = TestHTTPClient(baseURL: try await cluster.serviceURL("main-proxy"))
+            let read = TestHTTPClient(baseURL: try await cluster.serviceURL("main-index-read"))
+            try await Self.load(proxy, 1...3000)
+            try await eventually(timeout: .seconds(60), "the last write searchable through the read Service", interval: .milliseconds(500)) {
+                try await Self.topMatch(read, 3000) == 3000 ? true : nil
+            }
+            #expect(try await Self.topMatch(read, 1234) == 1234)
+
+            // What a user looks at with kubectl.
+            let logs = try await cluster.kubectl.ok("-n", "fpindex", "logs", "main-index-0", "-c", "updater")
+            #expect(logs.contains("starting"), "updater log: \(logs.prefix(500))")
+            let describe = try await cluster.kubectl.ok("-n", "fpindex", "describe", "pod", "main-index-0")
+            #expect(describe.contains("Started container updater"), "\(describe)")
+            let rollout = try await cluster.kubectl.ok("-n", "fpindex", "rollout", "status", "statefulset/main-index", "--timeout=60s")
+            #expect(rollout.contains("complete"), "\(rollout)")
+            let controllerLogs = try await cluster.kubectl.ok("-n", "fpindex-system", "logs", "deploy/fpindex-controller")
+            #expect(controllerLogs.contains("fpindex-controller"), "\(controllerLogs.prefix(500))")
+
+            // Scale up: the new replica replays the stream, shows lag, and is Ready only once caught up.
+            let watch = try cluster.kubectl.start("-n", "fpindex", "get", "pods", "-w", "-l", Self.indexPods)
+            try await cluster.kubectl.ok("-n", "fpindex", "scale", "fpc/main", "--replicas=3")
+            var sawLag = false
+            var readyWhileLagging = false
+            try await eventually(timeout: .seconds(240), "3 replicas Ready and caught up", interval: .milliseconds(500)) {
+                let fpc = try await cluster.cluster()
+                let replica = (fpc[path: "status.replicaStatus"] as? [[String: Any]])?.first { $0["name"] as? String == "main-index-2" }
+                if let pending = replica?["pending"] as? Int, pending > 1000 {
+                    sawLag = true
+                    if Self.isReady(try await cluster.pod("main-index-2")),
+                        let still = ((try await cluster.cluster())[path: "status.replicaStatus"] as? [[String: Any]])?
+                            .first(where: { $0["name"] as? String == "main-index-2" })?["pending"] as? Int, still > 2000
+                    {
+                        readyWhileLagging = true
+                    }
+                }
+                let ready = fpc[path: "status.readyReplicas"] as? Int
+                return ready == 3 && fpc[path: "status.maxLag"] as? Int == 0 ? true : nil
+            }
+            #expect(sawLag, "the new replica's lag was never visible in the status")
+            #expect(!readyWhileLagging, "main-index-2 was Ready while more than 2x maxLag behind")
+            let third = try await Self.podIndex(cluster, "main-index-2")
+            #expect(await Self.holds(third, id: 3000), "the new replica lacks the last write")
+            #expect(await Self.holds(third, id: 1), "the new replica lacks the first write")
+            #expect(try await Self.consumers(cluster) == ["main-index-0", "main-index-1", "main-index-2"])
+            try await eventually(timeout: .seconds(10), "kubectl get pods -w to show main-index-2 running", interval: .milliseconds(500)) {
+                watch.stdout.split(separator: "\n").contains { $0.contains("main-index-2") && $0.contains("Running") } ? true : nil
+            }
+            watch.stop()
+
+            // Scale down: the extra pods stop, their consumers go.
+            let second = try await Self.podIndex(cluster, "main-index-1")
+            try await cluster.kubectl.ok("-n", "fpindex", "scale", "fpc/main", "--replicas=1")
+            try await eventually(timeout: .seconds(120), "one index pod and one consumer left", interval: .milliseconds(500)) {
+                let pods = try await cluster.pods(selector: Self.indexPods).count
+                let consumers = try await Self.consumers(cluster)
+                return pods == 1 && consumers == ["main-index-0"] ? true : nil
+            }
+            #expect(await !Self.holds(second, id: 1), "main-index-1's fpindex still answers after scale-down")
+            #expect(await !Self.holds(third, id: 1), "main-index-2's fpindex still answers after scale-down")
+            #expect(try await Self.topMatch(read, 42) == 42)
+
+            // Delete: every process of the cluster stops, the consumers are deleted, the stream is kept (Retain).
+            let first = try await Self.podIndex(cluster, "main-index-0")
+            try await cluster.kubectl.ok(["-n", "fpindex", "delete", "fpc", "main", "--timeout=120s"], timeout: .seconds(130))
+            try await eventually(timeout: .seconds(120), "every pod of the cluster gone", interval: .milliseconds(500)) {
+                try await cluster.pods(selector: "app.kubernetes.io/instance=main").isEmpty ? true : nil
+            }
+            #expect(await !Self.holds(first, id: 1), "main-index-0's fpindex still answers after the delete")
+            #expect(try await Self.consumers(cluster).isEmpty)
+            let namespaces = try await HostNetwork.namespaces(bridge: cluster.bridge)
+            #expect(namespaces.count == 3, "network namespaces left: \(namespaces) (expected NATS and two controllers)")
+        }
+    }
+
+    @Test func killedProcessesInsidePodsRestartAndCatchUp() async throws {
+        try await KubeSimCluster.with { cluster in
+            try await cluster.installOperator()
+            try await cluster.applySample()
+            let proxy = TestHTTPClient(baseURL: try await cluster.serviceURL("main-proxy"))
+            try await Self.load(proxy, 1...500)
+            try await cluster.waitReady()
+
+            for (pod, container) in [("main-index-0", "updater"), ("main-index-1", "fpindex")] {
+                let before = Self.container(try await cluster.pod(pod), container)
+                guard let id = before?["containerID"] as? String, let pid = Int32(id.replacingOccurrences(of: "kubesim://", with: ""))
+                else { throw TestFailure("no container id for \(pod)/\(container)") }
+                kill(pid, SIGKILL)
+                let offset = pod == "main-index-0" ? 500 : 1000
+                try await Self.load(proxy, (offset + 1)...(offset + 500))
+                try await eventually(timeout: .seconds(120), "\(pod)/\(container) restarted, Ready and caught up", interval: .milliseconds(500)) {
+                    () async throws -> Bool? in
+                    let now = try await cluster.pod(pod)
+                    let restarts = Self.container(now, container)?["restartCount"] as? Int
+                    guard restarts == 1, Self.isReady(now) else { return nil }
+                    let index = try await Self.podIndex(cluster, pod)
+                    return await Self.holds(index, id: offset + 500) ? true : nil
+                }
+                let lastState = Self.container(try await cluster.pod(pod), container)?[path: "lastState.terminated"] as? [String: Any]
+                #expect(lastState?["exitCode"] as? Int == 137, "\(String(describing: lastState))")
+                let events = try await cluster.kubectl.ok(
+                    "-n", "fpindex", "get", "events", "--field-selector", "involvedObject.name=\(pod)")
+                #expect(events.contains("BackOff") || events.contains("Started"), "\(events)")
+            }
+            try await cluster.waitReady()
+        }
+    }
+
+    @Test func rollingWorkerImageChangeKeepsSearchesAnswered() async throws {
+        try await KubeSimCluster.with { cluster in
+            try await cluster.installOperator()
+            try await cluster.applySample()
+            let proxy = TestHTTPClient(baseURL: try await cluster.serviceURL("main-proxy"))
+            let read = TestHTTPClient(baseURL: try await cluster.serviceURL("main-index-read"))
+            try await Self.load(proxy, 1...1000)
+            try await cluster.waitReady()
+
+            let stop = StopFlag()
+            let searches = Task {
+                var answered = 0
+                var failures: [String] = []
+                while !stop.isSet {
+                    do {
+                        let top = try await Self.topMatch(read, 777)
+                        if top == 777 { answered += 1 } else { failures.append("wrong match \(String(describing: top))") }
+                    } catch {
+                        failures.append("\(error)")
+                    }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                return (answered, failures)
+            }
+            let monitor = Task {
+                var worstUnavailable = 0
+                while !stop.isSet {
+                    if let pods = try? await cluster.pods(selector: Self.indexPods) {
+                        let ready = pods.filter { Self.isReady($0) && $0[path: "metadata.deletionTimestamp"] == nil }.count
+                        worstUnavailable = max(worstUnavailable, 2 - ready)
+                    }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                return worstUnavailable
+            }
+            try await cluster.kubectl.ok(
+                "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p", #"{"spec":{"workerImage":"fpindex-cluster:v2"}}"#)
+            try await eventually(timeout: .seconds(60), "the StatefulSet to carry the new image", interval: .milliseconds(500)) {
+                let set = try await cluster.object("-n", "fpindex", "get", "statefulset", "main-index")
+                let images = (set[path: "spec.template.spec.containers"] as? [[String: Any]])?.compactMap { $0["image"] as? String }
+                return images?.contains("fpindex-cluster:v2") == true ? true : nil
+            }
+            try await cluster.kubectl.ok(
+                ["-n", "fpindex", "rollout", "status", "statefulset/main-index", "--timeout=300s"], timeout: .seconds(310))
+            try await cluster.kubectl.ok(
+                ["-n", "fpindex", "rollout", "status", "deployment/main-proxy", "--timeout=300s"], timeout: .seconds(310))
+            try await cluster.waitReady()
+            stop.set()
+            let (answered, failures) = await searches.value
+            let worstUnavailable = await monitor.value
+
+            for pod in try await cluster.pods(selector: Self.indexPods) {
+                #expect(Self.container(pod, "updater")?["image"] as? String == "fpindex-cluster:v2")
+            }
+            #expect(failures.isEmpty, "failed searches during the rollout: \(failures.prefix(5))")
+            #expect(answered > 20, "too few searches ran: \(answered)")
+            #expect(worstUnavailable <= 1, "\(worstUnavailable) index replicas were unavailable at once")
+            #expect(await Self.holds(try await Self.podIndex(cluster, "main-index-0"), id: 1000))
+            #expect(await Self.holds(try await Self.podIndex(cluster, "main-index-1"), id: 1000))
+        }
+    }
+}
+
+/// The host's view of kubesim's node.
+enum HostNetwork {
+    /// The network namespaces kubesim made for pods on this bridge.
+    static func namespaces(bridge: String) async throws -> [String] {
+        let process = try ChildProcess(name: "ip", executable: "/usr/sbin/ip", arguments: ["netns", "list"])
+        _ = await process.waitForExit()
+        return process.stdout.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
+            .filter { $0.hasPrefix("ks-\(bridge)-") }
+    }
+}
+
+/// Tells background loops of a test to end.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}

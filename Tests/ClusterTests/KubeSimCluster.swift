@@ -1,0 +1,152 @@
+import Foundation
+import Synchronization
+import TestSupport
+
+/// A whole cluster on this machine: the `kubesim` executable with its node (`--run-pods`, so
+/// root), the CRD, NATS and the controller from the repository's manifests, as a user
+/// installs them. kubectl looks at it; Services are reached at their cluster IPs from here.
+/// Each cluster has its own bridge and subnets, so clusters of parallel tests do not meet.
+final class KubeSimCluster: Sendable {
+    let kubesim: ChildProcess
+    let kubectl: Kubectl
+    let directory: String
+    let bridge: String
+    static let token = "cluster-test-token"
+    private static let counter = Atomic<Int>(0)
+
+    static func start() async throws -> KubeSimCluster {
+        guard getuid() == 0 else {
+            throw TestFailure("these tests run pods in network namespaces: they need root (CI runs as root)")
+        }
+        let n = counter.wrappingAdd(1, ordering: .relaxed).oldValue % 40
+        let directory = try TemporaryDirectory.make(prefix: "cluster")
+        let bin = Locations.binDirectory
+        let nats = try Locations.natsServer()
+        let imageMap = """
+            {"images": [
+              {"repository": "fpindex-cluster", "path": "\(bin)"},
+              {"repository": "ghcr.io/acoustid/acoustid-index",
+               "entrypoint": ["\(bin)/fpindex-dev", "--host", "0.0.0.0", "--port", "$(PORT_http)", "--dir", "/data"]},
+              {"repository": "nats", "entrypoint": ["\(nats)"]}
+            ]}
+            """
+        try imageMap.write(toFile: directory + "/images.json", atomically: true, encoding: .utf8)
+        let bridge = "ktest\(n)"
+        let kubesim = try ChildProcess(
+            name: "kubesim", executable: try Locations.executable("kubesim"),
+            arguments: [
+                "--listen", "127.0.0.1:0", "--tls", "--token", token, "--namespace", "fpindex", "--run-pods",
+                "--image-map", directory + "/images.json", "--state-dir", directory + "/state", "--volume-root",
+                directory + "/volumes", "--bridge", bridge, "--pod-subnet", "10.\(200 + n)", "--service-subnet",
+                "10.\(150 + n)", "--write-kubeconfig", directory + "/kubeconfig",
+            ])
+        do {
+            _ = try await kubesim.waitForLine(containing: "kubesim listening on")
+            let kubectl = try Kubectl(kubeconfig: try String(contentsOfFile: directory + "/kubeconfig", encoding: .utf8))
+            return KubeSimCluster(kubesim: kubesim, kubectl: kubectl, directory: directory, bridge: bridge)
+        } catch {
+            await kubesim.stop()
+            throw TestFailure("kubesim did not start: \(error)\n\(kubesim.output)")
+        }
+    }
+
+    private init(kubesim: ChildProcess, kubectl: Kubectl, directory: String, bridge: String) {
+        self.kubesim = kubesim
+        self.kubectl = kubectl
+        self.directory = directory
+        self.bridge = bridge
+    }
+
+    /// The operator as the README installs it: CRD, NATS, RBAC and the controller Deployment.
+    func installOperator() async throws {
+        let root = Locations.packageRoot
+        try await kubectl.ok("apply", "-f", root + "/crds/fpindexclusters.yaml")
+        try await kubectl.ok("apply", "-f", root + "/manifests/nats/single-node.yaml")
+        try await kubectl.ok("apply", "-k", root + "/manifests/")
+        try await kubectl.ok(["-n", "fpindex", "rollout", "status", "statefulset/nats", "--timeout=180s"], timeout: .seconds(200))
+        try await kubectl.ok(
+            ["-n", "fpindex-system", "rollout", "status", "deployment/fpindex-controller", "--timeout=180s"], timeout: .seconds(200))
+    }
+
+    /// Applies the sample FpindexCluster and waits until it is Ready.
+    func applySample() async throws {
+        try await kubectl.ok("apply", "-f", Locations.packageRoot + "/manifests/samples/fpindexcluster.yaml")
+        try await waitReady()
+    }
+
+    func waitReady(timeout: Int = 240) async throws {
+        try await eventually(timeout: .seconds(timeout), "fpc/main Ready and caught up", interval: .milliseconds(500)) {
+            let cluster = try await self.cluster()
+            let status = cluster["status"] as? [String: Any]
+            let replicas = cluster[path: "spec.replicas"] as? Int
+            let ready = status?["readyReplicas"] as? Int
+            return ready == replicas && (status?["maxLag"] as? Int) == 0 ? true : nil
+        }
+    }
+
+    /// `kubectl get -o json` of one object.
+    func object(_ arguments: String...) async throws -> [String: Any] {
+        let text = try await kubectl.ok(arguments + ["-o", "json"])
+        guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+            throw TestFailure("not a JSON object: \(text)")
+        }
+        return object
+    }
+
+    func cluster() async throws -> [String: Any] { try await object("-n", "fpindex", "get", "fpc", "main") }
+
+    func pods(selector: String) async throws -> [[String: Any]] {
+        try await object("-n", "fpindex", "get", "pods", "-l", selector)["items"] as? [[String: Any]] ?? []
+    }
+
+    func pod(_ name: String) async throws -> [String: Any]? {
+        let result = try await kubectl.run("-n", "fpindex", "get", "pod", name, "-o", "json")
+        guard result.status == 0 else { return nil }
+        return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+    }
+
+    /// `http://CLUSTER-IP:PORT` of a Service.
+    func serviceURL(_ name: String, namespace: String = "fpindex") async throws -> String {
+        let service = try await object("-n", namespace, "get", "service", name)
+        guard let ip = service[path: "spec.clusterIP"] as? String,
+            let port = (service[path: "spec.ports"] as? [[String: Any]])?.first?["port"] as? Int
+        else { throw TestFailure("service \(name) has no cluster IP") }
+        return "http://\(ip):\(port)"
+    }
+
+    /// Stops kubesim (it stops every pod and removes its network) and removes the files.
+    func stop() async {
+        kubesim.signal(SIGTERM)
+        if await kubesim.waitForExit(timeout: .seconds(90)) == nil {
+            await kubesim.stop()
+        }
+        kubectl.cleanup()
+        TemporaryDirectory.remove(directory)
+    }
+
+    /// Runs `body` with a started cluster, always stopping it.
+    static func with(_ body: (KubeSimCluster) async throws -> Void) async throws {
+        let cluster = try await start()
+        do {
+            try await body(cluster)
+        } catch {
+            let pods = (try? await cluster.kubectl.run("get", "pods", "-A", "-o", "wide").output) ?? ""
+            let controller =
+                (try? await cluster.kubectl.run("-n", "fpindex-system", "logs", "deploy/fpindex-controller", "--tail=20").output) ?? ""
+            let log = cluster.kubesim.stderr.split(separator: "\n").suffix(60).joined(separator: "\n")
+            await cluster.stop()
+            throw TestFailure(
+                "\(error)\n--- pods ---\n\(pods)\n--- controller (last lines) ---\n\(controller)\n--- kubesim (last lines) ---\n\(log)")
+        }
+        await cluster.stop()
+    }
+}
+
+extension Dictionary where Key == String, Value == Any {
+    /// A dotted path into decoded JSON (`"status.conditions"`).
+    subscript(path path: String) -> Any? {
+        var current: Any? = self
+        for key in path.split(separator: ".") { current = (current as? [String: Any])?[String(key)] }
+        return current
+    }
+}
