@@ -92,6 +92,12 @@ public struct DesiredChildren: Sendable, Equatable {
         return (volumes, mounts)
     }
 
+    /// A deleted pod leaves its Services while its containers are told to stop, and kube-proxy
+    /// on every node takes a moment to hear of it: serving containers wait 5 s before SIGTERM
+    /// so that no search or write is sent to a process that is already shutting down
+    /// (the `sleep` handler needs Kubernetes 1.30+).
+    static let drainBeforeStop: JSONValue = ["preStop": ["sleep": ["seconds": 5]]]
+
     static let restrictedContainer: JSONValue = [
         "runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
         "capabilities": ["drop": ["ALL"]],
@@ -119,6 +125,7 @@ public struct DesiredChildren: Sendable, Equatable {
         index.resources = spec.index?.resources
         index.volumeMounts = [VolumeMount(name: "data", mountPath: "/data")]
         index.securityContext = ["runAsNonRoot": true, "allowPrivilegeEscalation": false, "capabilities": ["drop": ["ALL"]]]
+        index.lifecycle = drainBeforeStop
 
         var updater = Container(name: "updater")
         updater.image = model.workerImage
@@ -199,6 +206,7 @@ public struct DesiredChildren: Sendable, Equatable {
         proxy.readinessProbe = .http(path: "/_ready", port: .string("http"), period: 2, failureThreshold: 2)
         proxy.livenessProbe = .http(path: "/_health", port: .string("http"), period: 10, failureThreshold: 3)
         proxy.securityContext = restrictedContainer
+        proxy.lifecycle = drainBeforeStop
 
         var pod = podSpecCommon(model, spec)
         pod.containers = [proxy]

@@ -78,7 +78,8 @@ public final class KubeSimEmulator: Sendable {
     /// - Throws: when the certificates cannot be generated.
     public init(configuration: KubeSimConfiguration, logger: Logger) throws {
         self.configuration = configuration
-        self.store = ResourceStore(watchHistory: configuration.watchHistory, logger: logger)
+        self.store = ResourceStore(
+            watchHistory: configuration.watchHistory, logger: logger, serviceSubnet: configuration.node?.serviceSubnet ?? "10.96")
         self.faults = KubeSimFaults(hub: store.hub)
         self.certificates =
             configuration.tls

@@ -33,7 +33,11 @@ actor ResourceStore {
     private var objects: [String: [String: JSONValue]] = [:]
     private var resourceVersion: Int64 = 0
 
-    init(watchHistory: Int, logger: Logger) {
+    /// The first two octets of the /16 Service addresses come from (the node's `serviceSubnet`).
+    let serviceSubnet: String
+
+    init(watchHistory: Int, logger: Logger, serviceSubnet: String = "10.96") {
+        self.serviceSubnet = serviceSubnet
         self.hub = WatchHub(capacity: watchHistory)
         self.logger = logger
         let now = Timestamps.format(Date())
@@ -660,15 +664,15 @@ actor ResourceStore {
         ]
     }
 
-    /// The first free address of the service range 10.96.0.0/16 from 10.96.0.10 (10.96.0.1 is
-    /// the `kubernetes` Service's, as on real clusters).
+    /// The first free address of the service range (10.96.0.0/16 by default) from x.y.0.10
+    /// (x.y.0.1 is the `kubernetes` Service's, as on real clusters).
     private func allocateClusterIP() -> String {
         let used = Set((objects["/services"] ?? [:]).values.compactMap { $0.value(at: ["spec", "clusterIP"])?.stringValue })
         for n in 10..<65_000 {
-            let ip = "10.96.\(n / 256).\(n % 256)"
+            let ip = "\(serviceSubnet).\(n / 256).\(n % 256)"
             if n % 256 != 0, n % 256 != 255, !used.contains(ip) { return ip }
         }
-        return "10.96.255.254"
+        return "\(serviceSubnet).255.254"
     }
 
     private func allocatedNodePorts() -> Set<Int> {

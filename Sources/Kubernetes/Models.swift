@@ -100,6 +100,7 @@ public struct Container: Codable, Sendable, Equatable {
     public var readinessProbe: Probe?
     public var livenessProbe: Probe?
     public var startupProbe: Probe?
+    public var lifecycle: JSONValue?
     public var securityContext: JSONValue?
     public init(name: String) { self.name = name }
 }

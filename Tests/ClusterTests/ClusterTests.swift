@@ -53,13 +53,14 @@ import Testing
         (try? await index.request(.GET, "/sample/\(id)", headers: [("Connection", "close")], timeout: .seconds(3)).status) == 200
     }
 
+    /// The replicas' durable consumers (the proxies' ordered consumers are ephemeral, named at random).
     static func consumers(_ cluster: KubeSimCluster) async throws -> Set<String> {
         let url = try await cluster.serviceURL("nats").replacingOccurrences(of: "http://", with: "nats://")
         let client = try await NATSClient.connect(NATSConfiguration(servers: [url]), logger: Logger(label: "test-nats"))
         do {
             let names = try await client.consumerNames(stream: "fpindex")
             await client.close()
-            return Set(names)
+            return Set(names.filter { $0.hasPrefix("main-index-") })
         } catch {
             await client.close()
             throw error
@@ -194,7 +195,12 @@ import Testing
             let proxy = TestHTTPClient(baseURL: try await cluster.serviceURL("main-proxy"))
             let read = TestHTTPClient(baseURL: try await cluster.serviceURL("main-index-read"))
             try await Self.load(proxy, 1...1000)
-            try await cluster.waitReady()
+            // The status is refreshed every few seconds: ask the replicas themselves.
+            for pod in ["main-index-0", "main-index-1"] {
+                try await eventually(timeout: .seconds(60), "\(pod) to hold the last write", interval: .milliseconds(200)) {
+                    await Self.holds(try await Self.podIndex(cluster, pod), id: 1000) ? true : nil
+                }
+            }
 
             let stop = StopFlag()
             let searches = Task {

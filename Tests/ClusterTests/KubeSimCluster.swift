@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Synchronization
 import TestSupport
 
@@ -68,10 +69,17 @@ final class KubeSimCluster: Sendable {
             ["-n", "fpindex-system", "rollout", "status", "deployment/fpindex-controller", "--timeout=180s"], timeout: .seconds(200))
     }
 
-    /// Applies the sample FpindexCluster and waits until it is Ready.
+    /// Applies the sample FpindexCluster and waits until it is Ready and its Services answer
+    /// (endpoints follow pod readiness a moment later, as on any cluster).
     func applySample() async throws {
         try await kubectl.ok("apply", "-f", Locations.packageRoot + "/manifests/samples/fpindexcluster.yaml")
         try await waitReady()
+        for (service, path) in [("main-proxy", "/_ready"), ("main-index-read", "/_health")] {
+            let client = TestHTTPClient(baseURL: try await serviceURL(service))
+            try await eventually(timeout: .seconds(60), "Service \(service) to answer", interval: .milliseconds(200)) {
+                try await client.request(.GET, path, headers: [("Connection", "close")], timeout: .seconds(3)).status == 200 ? true : nil
+            }
+        }
     }
 
     func waitReady(timeout: Int = 240) async throws {

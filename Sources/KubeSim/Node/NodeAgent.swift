@@ -70,6 +70,13 @@ actor NodeAgent {
         for uid in finishedWorkers { workers[uid] = nil }
         finishedWorkers = []
         let pods = await context.writer.list(Workloads.podType)
+        // Endpoints, proxy and names first: a pod being deleted leaves the Services before
+        // its containers hear of it, so no new connection reaches a stopping process.
+        let services = await context.writer.list(Self.serviceType)
+        await reconcileEndpoints(services: services, pods: pods)
+        let slices = await context.writer.list(Self.sliceType)
+        await reconcileProxy(services: services, slices: slices)
+        await reconcileNames(services: services, slices: slices, pods: pods)
         var seen: Set<String> = []
         for pod in pods {
             seen.insert(pod.uid)
@@ -92,11 +99,6 @@ actor NodeAgent {
         }
         // Force-deleted pods (grace period 0): stop their processes now.
         for (uid, worker) in workers where !seen.contains(uid) { await worker.requestTermination(grace: .zero) }
-        let services = await context.writer.list(Self.serviceType)
-        await reconcileEndpoints(services: services, pods: pods)
-        let slices = await context.writer.list(Self.sliceType)
-        await reconcileProxy(services: services, slices: slices)
-        await reconcileNames(services: services, slices: slices, pods: pods)
     }
 
     private func schedule(_ pod: JSONValue) async {

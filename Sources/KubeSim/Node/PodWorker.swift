@@ -56,6 +56,7 @@ actor PodWorker {
     private var conditionTimes: [String: (Bool, String)] = [:]
     private let startTime = Timestamps.format(Date())
     private var lastWritten: JSONValue?
+    private var initProcess: ContainerProcess?
     private var podDirectory: String { "\(context.configuration.stateDirectory)/pods/\(namespace)_\(name)_\(uid)" }
 
     init(pod: JSONValue, context: NodeContext) {
@@ -89,9 +90,7 @@ actor PodWorker {
     /// Stops the pod: containers get SIGTERM and `grace` to exit. A shorter grace on a second request wins.
     func requestTermination(grace: Duration) {
         if !terminating || grace < self.grace { self.grace = grace }
-        guard !terminating else { return }
         terminating = true
-        for (_, record) in containers { record.process?.signal(SIGTERM) }
     }
 
     /// The whole life of the pod. `hosts` gives the pod's `/etc/hosts` once its address is known.
@@ -99,10 +98,13 @@ actor PodWorker {
         await publishStatus()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.supervise(hosts: hosts) }
-            await group.next()
-            group.cancelAll()
+            // Until deleted; a pod whose containers all finished (restartPolicy Never or
+            // OnFailure) stays too, as with the kubelet.
+            while !terminating { try? await Task.sleep(for: .milliseconds(100)) }
+            await stopContainers()
+            await group.waitForAll()
         }
-        await finish()
+        await cleanUp()
         await removed()
     }
 
@@ -262,7 +264,9 @@ actor PodWorker {
                     continue
                 }
                 context.logs.started(namespace: namespace, pod: name, uid: uid, container: label, path: logPath)
+                initProcess = process
                 let status = await process.exit.value
+                initProcess = nil
                 context.logs.stopped(namespace: namespace, pod: name, container: label)
                 if status.code == 0 { break }
                 await event("BackOff", "Back-off restarting failed init container \(label)", warning: true)
@@ -350,7 +354,7 @@ actor PodWorker {
             containers[containerName]?.started = !hasStartupProbe
             containers[containerName]?.ready = !hasStartupProbe && spec["readinessProbe"] == nil
             await publishStatus()
-            if terminating { process.signal(SIGTERM) }
+            if terminating { process.signal(SIGTERM) }  // deleted while starting: stopContainers did not see it
 
             let probes = Task { await self.runProbes(containerName, spec: spec, process: process) }
             let status = await process.exit.value
@@ -494,18 +498,52 @@ actor PodWorker {
 
     // MARK: Stopping
 
-    /// Waits for the deletion request, stops the containers within the grace period, removes
-    /// the network and the pod's files, then the pod object.
-    private func finish() async {
-        // Every container finished on its own (restartPolicy Never/OnFailure): keep the
-        // object until someone deletes it, as the kubelet does.
-        while !terminating { try? await Task.sleep(for: .milliseconds(200)) }
+    /// Stops every running container within the grace period: its preStop hook first (the
+    /// time it takes counts against the grace period), then SIGTERM, then SIGKILL when the
+    /// grace period is over.
+    private func stopContainers() async {
         await event("Killing", "Stopping pod (grace period \(grace.components.seconds)s)")
-        let running = containers.values.compactMap(\.process)
-        let grace = self.grace
+        let deadline = ContinuousClock.now + grace
+        let running = order.compactMap { name in containers[name].flatMap { record in record.process.map { (record.spec, $0) } } }
+        let initRun = initProcess
+        let prober = context.prober
+        let podIP = podIP ?? ""
         await withTaskGroup(of: Void.self) { group in
-            for process in running { group.addTask { await process.stop(grace: grace) } }
+            for (spec, process) in running {
+                group.addTask {
+                    if let hook = spec.value(at: ["lifecycle", "preStop"]) {
+                        await Self.runHook(hook, container: spec, prober: prober, podIP: podIP, pid: process.pid, until: deadline)
+                    }
+                    await process.stop(grace: max(.zero, deadline - ContinuousClock.now))
+                }
+            }
+            if let initRun { group.addTask { await initRun.stop(grace: max(.zero, deadline - ContinuousClock.now)) } }
         }
+    }
+
+    /// A lifecycle handler: `sleep`, `exec` or `httpGet`, cut short at `deadline`.
+    static func runHook(_ hook: JSONValue, container: JSONValue, prober: Prober, podIP: String, pid: Int32, until deadline: ContinuousClock.Instant)
+        async
+    {
+        let left = deadline - ContinuousClock.now
+        guard left > .zero else { return }
+        if let seconds = hook.value(at: ["sleep", "seconds"])?.intValue {
+            try? await Task.sleep(for: min(.seconds(seconds), left))
+            return
+        }
+        var probe = ProbeSpec(hook, container: container)
+        probe.timeout = left
+        let hookTask = Task { _ = await prober.check(probe, podIP: podIP, pid: pid) }
+        let timer = Task {
+            try? await Task.sleep(for: left)
+            hookTask.cancel()
+        }
+        await hookTask.value
+        timer.cancel()
+    }
+
+    /// Removes the network, the logs and files, then the pod object.
+    private func cleanUp() async {
         if let netns { await context.network.removeNamespace(netns) }
         context.logs.forget(namespace: namespace, pod: name, uid: uid)
         try? FileManager.default.removeItem(atPath: podDirectory)

@@ -19,6 +19,10 @@ struct ProbeSpec: Sendable, Equatable {
     var successThreshold: Int
     var failureThreshold: Int
 
+    var timeoutAmount: TimeAmount {
+        .nanoseconds(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+    }
+
     /// The probe as the kubelet reads it (its defaults: period 10 s, timeout 1 s, thresholds 1 and 3).
     init(_ probe: JSONValue, container: JSONValue) {
         func seconds(_ key: String, _ fallback: Int64, minimum: Int64) -> Duration {
@@ -81,7 +85,7 @@ struct Prober: Sendable {
             request.headers.add(name: "Connection", value: "close")
             for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
             do {
-                let response = try await client.execute(request, timeout: .nanoseconds(Int64(spec.timeout.components.seconds) * 1_000_000_000))
+                let response = try await client.execute(request, timeout: spec.timeoutAmount)
                 let body = try? await response.body.collect(upTo: 10_240)
                 if (200..<400).contains(Int(response.status.code)) { return nil }
                 let text = body.map { String(buffer: $0) } ?? ""
@@ -92,7 +96,7 @@ struct Prober: Sendable {
         case .tcp(let port):
             do {
                 let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .connectTimeout(.seconds(spec.timeout.components.seconds))
+                    .connectTimeout(spec.timeoutAmount)
                     .connect(host: podIP, port: port).get()
                 try? await channel.close()
                 return nil
