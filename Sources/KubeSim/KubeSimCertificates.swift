@@ -3,6 +3,9 @@ import Foundation
 import NIOSSL
 import SwiftASN1
 import X509
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A certificate authority generated in-process and a serving certificate it signed for the
 /// given names and addresses (by default `localhost`, `127.0.0.1` and `::1`; P-256 keys, valid

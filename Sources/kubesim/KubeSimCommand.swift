@@ -4,6 +4,9 @@ import KubeSim
 import Logging
 import ServiceLifecycle
 import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct KubeSimCommand: AsyncParsableCommand {

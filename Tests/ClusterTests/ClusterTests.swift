@@ -79,10 +79,7 @@ import Testing
 
     @Test func sampleWritesSearchesScalesAndDeletes() async throws {
         try await KubeSimCluster.with { cluster in
-            try await cluster.installOperator()
-            try await cluster.applySample()
-            let proxy = TestHTTPClient(baseURL: try await cluster.serviceURL("main-proxy"))
-            let read = TestHTTPClient(baseURL: try await cluster.serviceURL("main-index-read"))
+            let (proxy, read) = try await cluster.installSample()
             try await Self.load(proxy, 1...3000)
             try await eventually(timeout: .seconds(60), "the last write searchable through the read Service", interval: .milliseconds(500)) {
                 try await Self.topMatch(read, 3000) == 3000 ? true : nil
@@ -157,9 +154,7 @@ import Testing
 
     @Test func killedProcessesInsidePodsRestartAndCatchUp() async throws {
         try await KubeSimCluster.with { cluster in
-            try await cluster.installOperator()
-            try await cluster.applySample()
-            let proxy = TestHTTPClient(baseURL: try await cluster.serviceURL("main-proxy"))
+            let (proxy, _) = try await cluster.installSample()
             try await Self.load(proxy, 1...500)
             try await cluster.waitReady()
 
@@ -190,10 +185,7 @@ import Testing
 
     @Test func rollingWorkerImageChangeKeepsSearchesAnswered() async throws {
         try await KubeSimCluster.with { cluster in
-            try await cluster.installOperator()
-            try await cluster.applySample()
-            let proxy = TestHTTPClient(baseURL: try await cluster.serviceURL("main-proxy"))
-            let read = TestHTTPClient(baseURL: try await cluster.serviceURL("main-index-read"))
+            let (proxy, read) = try await cluster.installSample()
             try await Self.load(proxy, 1...1000)
             // The status is refreshed every few seconds: ask the replicas themselves.
             for pod in ["main-index-0", "main-index-1"] {

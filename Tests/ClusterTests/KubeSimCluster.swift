@@ -82,6 +82,13 @@ final class KubeSimCluster: Sendable {
         }
     }
 
+    /// The operator and the sample, Ready; the clients of the proxy and read Services.
+    func installSample() async throws -> (proxy: TestHTTPClient, read: TestHTTPClient) {
+        try await installOperator()
+        try await applySample()
+        return (TestHTTPClient(baseURL: try await serviceURL("main-proxy")), TestHTTPClient(baseURL: try await serviceURL("main-index-read")))
+    }
+
     func waitReady(timeout: Int = 240) async throws {
         try await eventually(timeout: .seconds(timeout), "fpc/main Ready and caught up", interval: .milliseconds(500)) {
             let cluster = try await self.cluster()

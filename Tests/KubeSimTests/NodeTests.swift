@@ -127,6 +127,21 @@ import Testing
         #expect(script.hasSuffix("exec '/usr/bin/setpriv' --reuid 1000 --regid 1000 --groups 1000,2000 -- \"$@\""))
     }
 
+    @Test func programsInPrivateFoldersAreOutOfAUsersReach() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kubesim-private-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let program = folder + "/prog"
+        #expect(FileManager.default.createFile(atPath: program, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755]))
+        let nobody = (uid: 65532, gid: 65532, groups: [Int]())
+        #expect(!ContainerSpecs.executable(program, by: nobody))
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: folder)
+        #expect(ContainerSpecs.executable(program, by: nobody))
+        try FileManager.default.setAttributes([.posixPermissions: 0o744], ofItemAtPath: program)
+        #expect(!ContainerSpecs.executable(program, by: nobody))
+        #expect(ContainerSpecs.executable("/bin/sh", by: nobody))
+    }
+
     @Test func mountsThatWouldHideOtherSourcesGoLast() {
         let tmp = ContainerLaunch.Mount(source: "/tmp/state/pods/p/volumes/tmp", target: "/tmp", readOnly: false)
         let token = ContainerLaunch.Mount(

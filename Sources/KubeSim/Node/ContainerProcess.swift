@@ -1,5 +1,8 @@
 import Foundation
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One run of a container: a process started in the pod's network namespace, its output
 /// appended to a log file. Its exit is awaited through `exit` (any number of times).

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Everything a container process needs, resolved from the pod, its Secrets, ConfigMaps and
 /// claims: program and arguments, environment, mounts and user. Pure, so it is tested alone.
@@ -171,12 +174,15 @@ enum ContainerSpecs {
     /// Whether `uid` (with those groups) can reach and execute `path`, judged by mode bits.
     static func executable(_ path: String, by user: (uid: Int, gid: Int, groups: [Int])) -> Bool {
         let groups = Set([user.gid] + user.groups)
-        func allows(_ target: String, _ bit: mode_t) -> Bool {
-            var info = stat()
-            guard stat(target, &info) == 0 else { return false }
-            if Int(info.st_uid) == user.uid { return info.st_mode & (bit << 6) != 0 }
-            if groups.contains(Int(info.st_gid)) { return info.st_mode & (bit << 3) != 0 }
-            return info.st_mode & bit != 0
+        func allows(_ target: String, _ bit: Int) -> Bool {
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: target),
+                let mode = (attributes[.posixPermissions] as? NSNumber)?.intValue,
+                let owner = (attributes[.ownerAccountID] as? NSNumber)?.intValue,
+                let group = (attributes[.groupOwnerAccountID] as? NSNumber)?.intValue
+            else { return false }
+            if owner == user.uid { return mode & (bit << 6) != 0 }
+            if groups.contains(group) { return mode & (bit << 3) != 0 }
+            return mode & bit != 0
         }
         let real = URL(fileURLWithPath: path).resolvingSymlinksInPath()
         var folder = real.deletingLastPathComponent()
@@ -216,34 +222,35 @@ enum ContainerSpecs {
             return .success(fieldValue(field, context: context))
         }
         if let reference = from["secretKeyRef"] {
-            let name = reference["name"]?.stringValue ?? ""
-            let key = reference["key"]?.stringValue ?? ""
-            let optional = reference["optional"]?.boolValue == true
-            guard let secret = context.secrets[name] else {
-                return optional ? .success(nil) : .failure(.init(reason: "CreateContainerConfigError", message: "secret \"\(name)\" not found"))
+            return keyReference(reference, in: context.secrets, kind: "Secret", namespace: context.pod.namespace).map {
+                $0.map(decode)
             }
-            guard let value = secret.value(at: ["data", key]) else {
-                return optional
-                    ? .success(nil)
-                    : .failure(.init(reason: "CreateContainerConfigError", message: "couldn't find key \(key) in Secret \(context.pod.namespace)/\(name)"))
-            }
-            return .success(decode(value))
         }
         if let reference = from["configMapKeyRef"] {
-            let name = reference["name"]?.stringValue ?? ""
-            let key = reference["key"]?.stringValue ?? ""
-            let optional = reference["optional"]?.boolValue == true
-            guard let map = context.configMaps[name] else {
-                return optional ? .success(nil) : .failure(.init(reason: "CreateContainerConfigError", message: "configmap \"\(name)\" not found"))
+            return keyReference(reference, in: context.configMaps, kind: "ConfigMap", namespace: context.pod.namespace).map {
+                $0?.stringValue
             }
-            guard let value = map.value(at: ["data", key])?.stringValue else {
-                return optional
-                    ? .success(nil)
-                    : .failure(.init(reason: "CreateContainerConfigError", message: "couldn't find key \(key) in ConfigMap \(context.pod.namespace)/\(name)"))
-            }
-            return .success(value)
         }
         return .success("")
+    }
+
+    /// One key of a Secret or ConfigMap (its raw `data` value); nil when optional and missing.
+    static func keyReference(_ reference: JSONValue, in objects: [String: JSONValue], kind: String, namespace: String)
+        -> Result<JSONValue?, ContainerStartError>
+    {
+        let name = reference["name"]?.stringValue ?? ""
+        let key = reference["key"]?.stringValue ?? ""
+        let optional = reference["optional"]?.boolValue == true
+        guard let object = objects[name] else {
+            return optional
+                ? .success(nil) : .failure(.init(reason: "CreateContainerConfigError", message: "\(kind.lowercased()) \"\(name)\" not found"))
+        }
+        guard let value = object.value(at: ["data", key]) else {
+            return optional
+                ? .success(nil)
+                : .failure(.init(reason: "CreateContainerConfigError", message: "couldn't find key \(key) in \(kind) \(namespace)/\(name)"))
+        }
+        return .success(value)
     }
 
     /// The downward API's fields.

@@ -2,6 +2,9 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// kubesim's node: schedules pods onto itself, runs them (`PodWorker`), keeps EndpointSlices
 /// and Endpoints of Services current, serves Service addresses (`ServiceProxy`) and names

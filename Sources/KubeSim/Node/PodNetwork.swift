@@ -1,5 +1,8 @@
 import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The node's network: a bridge with the pods' gateway address, a network namespace and veth
 /// pair per pod, the service addresses (on the bridge, so that pods and the host reach the

@@ -1,5 +1,8 @@
 import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What every pod worker shares: the node's settings, network, tools and the way to the store.
 struct NodeContext: Sendable {
