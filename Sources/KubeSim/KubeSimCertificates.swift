@@ -3,8 +3,9 @@ import Foundation
 import NIOSSL
 import SwiftASN1
 import X509
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A certificate authority generated in-process and a serving certificate it signed for the

@@ -1,7 +1,7 @@
+import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import HummingbirdCore
-import AsyncHTTPClient
 import HummingbirdTLS
 import Logging
 import NIOCore

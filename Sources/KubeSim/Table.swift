@@ -96,7 +96,8 @@ enum TableRendering {
                     }
                 }
                 if addresses.isEmpty { return "<none>" }
-                return .string(addresses.prefix(3).joined(separator: ",") + (addresses.count > 3 ? " + \(addresses.count - 3) more..." : ""))
+                return .string(
+                    addresses.prefix(3).joined(separator: ",") + (addresses.count > 3 ? " + \(addresses.count - 3) more..." : ""))
             case .podRestarts:
                 let statuses = object.value(at: ["status", "containerStatuses"])?.arrayValue ?? []
                 return .string(String(statuses.reduce(0) { $0 + ($1["restartCount"]?.intValue ?? 0) }))

@@ -81,7 +81,8 @@ import Testing
         try await KubeSimCluster.with { cluster in
             let (proxy, read) = try await cluster.installSample()
             try await Self.load(proxy, 1...3000)
-            try await eventually(timeout: .seconds(60), "the last write searchable through the read Service", interval: .milliseconds(500)) {
+            try await eventually(timeout: .seconds(60), "the last write searchable through the read Service", interval: .milliseconds(500))
+            {
                 try await Self.topMatch(read, 3000) == 3000 ? true : nil
             }
             #expect(try await Self.topMatch(read, 1234) == 1234)
@@ -165,7 +166,9 @@ import Testing
                 kill(pid, SIGKILL)
                 let offset = pod == "main-index-0" ? 500 : 1000
                 try await Self.load(proxy, (offset + 1)...(offset + 500))
-                try await eventually(timeout: .seconds(120), "\(pod)/\(container) restarted, Ready and caught up", interval: .milliseconds(500)) {
+                try await eventually(
+                    timeout: .seconds(120), "\(pod)/\(container) restarted, Ready and caught up", interval: .milliseconds(500)
+                ) {
                     () async throws -> Bool? in
                     let now = try await cluster.pod(pod)
                     let restarts = Self.container(now, container)?["restartCount"] as? Int

@@ -86,7 +86,9 @@ final class KubeSimCluster: Sendable {
     func installSample() async throws -> (proxy: TestHTTPClient, read: TestHTTPClient) {
         try await installOperator()
         try await applySample()
-        return (TestHTTPClient(baseURL: try await serviceURL("main-proxy")), TestHTTPClient(baseURL: try await serviceURL("main-index-read")))
+        return (
+            TestHTTPClient(baseURL: try await serviceURL("main-proxy")), TestHTTPClient(baseURL: try await serviceURL("main-index-read"))
+        )
     }
 
     func waitReady(timeout: Int = 240) async throws {

@@ -74,7 +74,8 @@ import Testing
         let optional = try Self.pod(
             #"{"name": "a", "image": "fpindex-cluster", "command": ["true"], "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k", "optional": true}}}]}"#
         )
-        let launched = try ContainerSpecs.launch(optional.value(at: ["spec", "containers"])!.arrayValue![0], in: Self.context(optional)).get()
+        let launched = try ContainerSpecs.launch(optional.value(at: ["spec", "containers"])!.arrayValue![0], in: Self.context(optional))
+            .get()
         #expect(launched.environment["X"] == nil)
 
         let unknown = try Self.pod(#"{"name": "a", "image": "docker.io/library/redis:7"}"#)
@@ -114,7 +115,9 @@ import Testing
         #expect(user.uid == 1000 && user.gid == 1000 && user.groups == [2000])
         let nonRoot = try Self.pod(#"{"name": "a", "image": "x"}"#, extra: #", "securityContext": {"runAsNonRoot": true}"#)
         #expect(ContainerSpecs.user(nonRoot.value(at: ["spec", "containers"])!.arrayValue![0], nonRoot)?.uid == 65534)
-        #expect(ContainerSpecs.user(try Self.pod(#"{"name": "a"}"#).value(at: ["spec", "containers"])!.arrayValue![0], try Self.pod(#"{"name": "a"}"#)) == nil)
+        #expect(
+            ContainerSpecs.user(
+                try Self.pod(#"{"name": "a"}"#).value(at: ["spec", "containers"])!.arrayValue![0], try Self.pod(#"{"name": "a"}"#)) == nil)
 
         let launch = ContainerLaunch(
             argv: ["/bin/prog"], environment: [:],
@@ -198,9 +201,10 @@ import Testing
         let conditions = (slice["endpoints"]?.arrayValue ?? []).map { $0["conditions"] ?? .null }
         #expect(conditions.map { $0["ready"]?.boolValue } == [true, false, false])
         #expect(conditions.map { $0["terminating"]?.boolValue } == [false, false, true])
-        #expect(EndpointBuilder.backends(port: Self.service.value(at: ["spec", "ports"])!.arrayValue![0], slices: [slice]) == [
-            .init(host: "10.244.0.5", port: 7000)
-        ])
+        #expect(
+            EndpointBuilder.backends(port: Self.service.value(at: ["spec", "ports"])!.arrayValue![0], slices: [slice]) == [
+                .init(host: "10.244.0.5", port: 7000)
+            ])
         let subset = endpoints["subsets"]?.arrayValue?.first
         #expect(subset?["addresses"]?.arrayValue?.count == 1)
         #expect(subset?["notReadyAddresses"]?.arrayValue?.count == 1)
@@ -213,17 +217,25 @@ import Testing
             #"{"metadata": {"name": "main-index", "namespace": "fp", "uid": "h-1"}, "spec": {"clusterIP": "None", "selector": {"app": "x"}, "ports": [{"name": "http", "port": 6081}]}}"#
         )
         headless.setValue("None", at: ["spec", "clusterIP"])
-        let nats = try JSONValue.parse(#"{"metadata": {"name": "nats", "namespace": "other", "uid": "n-1"}, "spec": {"clusterIP": "10.96.0.30"}}"#)
-        let pods = [try Self.indexPod("main-index-0", ip: "10.244.0.5", ready: true), try Self.indexPod("main-index-1", ip: "10.244.0.6", ready: false)]
+        let nats = try JSONValue.parse(
+            #"{"metadata": {"name": "nats", "namespace": "other", "uid": "n-1"}, "spec": {"clusterIP": "10.96.0.30"}}"#)
+        let pods = [
+            try Self.indexPod("main-index-0", ip: "10.244.0.5", ready: true),
+            try Self.indexPod("main-index-1", ip: "10.244.0.6", ready: false),
+        ]
         let (slice, _) = EndpointBuilder.objects(service: headless, pods: pods)
         let snapshot = DNSSnapshot(services: [Self.service, headless, nats], slices: [slice], pods: pods)
         let hosts = snapshot.hostsFile(for: pods[0], address: "10.244.0.5")
         let lines = hosts.split(separator: "\n").map(String.init)
-        #expect(lines.contains("10.96.0.20\tmain-index-read.fp.svc.cluster.local main-index-read.fp.svc main-index-read.fp main-index-read"))
+        #expect(
+            lines.contains("10.96.0.20\tmain-index-read.fp.svc.cluster.local main-index-read.fp.svc main-index-read.fp main-index-read"))
         #expect(lines.contains("10.96.0.30\tnats.other.svc.cluster.local nats.other.svc nats.other"))
         #expect(lines.contains("10.244.0.5\tmain-index.fp.svc.cluster.local main-index.fp.svc main-index.fp main-index"))
         #expect(!lines.contains { $0.hasPrefix("10.244.0.6\tmain-index.fp") }, "a not-ready pod behind the headless name")
-        #expect(lines.contains("10.244.0.6\tmain-index-1.main-index.fp.svc.cluster.local main-index-1.main-index.fp.svc main-index-1.main-index.fp main-index-1.main-index"))
+        #expect(
+            lines.contains(
+                "10.244.0.6\tmain-index-1.main-index.fp.svc.cluster.local main-index-1.main-index.fp.svc main-index-1.main-index.fp main-index-1.main-index"
+            ))
         #expect(lines.contains("10.244.0.5\tmain-index-0.main-index.fp.svc.cluster.local main-index-0"))
     }
 

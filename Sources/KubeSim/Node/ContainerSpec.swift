@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Everything a container process needs, resolved from the pod, its Secrets, ConfigMaps and
@@ -21,7 +22,8 @@ struct ContainerLaunch: Sendable, Equatable {
     }
 
     static func == (a: ContainerLaunch, b: ContainerLaunch) -> Bool {
-        a.warning == b.warning && a.argv == b.argv && a.environment == b.environment && a.mounts == b.mounts && a.workingDirectory == b.workingDirectory
+        a.warning == b.warning && a.argv == b.argv && a.environment == b.environment && a.mounts == b.mounts
+            && a.workingDirectory == b.workingDirectory
             && a.user?.uid == b.user?.uid && a.user?.gid == b.user?.gid && a.user?.groups == b.user?.groups
     }
 
@@ -243,7 +245,8 @@ enum ContainerSpecs {
         let optional = reference["optional"]?.boolValue == true
         guard let object = objects[name] else {
             return optional
-                ? .success(nil) : .failure(.init(reason: "CreateContainerConfigError", message: "\(kind.lowercased()) \"\(name)\" not found"))
+                ? .success(nil)
+                : .failure(.init(reason: "CreateContainerConfigError", message: "\(kind.lowercased()) \"\(name)\" not found"))
         }
         guard let value = object.value(at: ["data", key]) else {
             return optional

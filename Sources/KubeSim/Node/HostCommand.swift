@@ -1,6 +1,7 @@
 import Foundation
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs host programs (iproute2, nsenter) without blocking a thread of the cooperative pool:

@@ -2,8 +2,9 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import ServiceLifecycle
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// kubesim's node: schedules pods onto itself, runs them (`PodWorker`), keeps EndpointSlices

@@ -1,7 +1,8 @@
 import Foundation
 import Logging
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What every pod worker shares: the node's settings, network, tools and the way to the store.
@@ -190,18 +191,28 @@ actor PodWorker {
                 guard let secret = await context.get(Workloads.builtin("/secrets"), namespace: namespace, name: secretName)
                 else {
                     if volume.value(at: ["secret", "optional"])?.boolValue == true { continue }
-                    return .failure(.init(reason: "FailedMount", message: "MountVolume.SetUp failed for volume \"\(volumeName)\" : secret \"\(secretName)\" not found"))
+                    return .failure(
+                        .init(
+                            reason: "FailedMount",
+                            message: "MountVolume.SetUp failed for volume \"\(volumeName)\" : secret \"\(secretName)\" not found"))
                 }
                 let files = (secret["data"]?.objectValue ?? [:]).compactMapValues { $0.stringValue.flatMap { Data(base64Encoded: $0) } }
-                Self.writeFiles(folder, files, items: volume.value(at: ["secret", "items"]), mode: volume.value(at: ["secret", "defaultMode"]), owner: owner)
+                Self.writeFiles(
+                    folder, files, items: volume.value(at: ["secret", "items"]), mode: volume.value(at: ["secret", "defaultMode"]),
+                    owner: owner)
                 volumes[volumeName] = folder
             } else if let mapName = volume.value(at: ["configMap", "name"])?.stringValue {
                 guard let map = await context.get(Workloads.builtin("/configmaps"), namespace: namespace, name: mapName) else {
                     if volume.value(at: ["configMap", "optional"])?.boolValue == true { continue }
-                    return .failure(.init(reason: "FailedMount", message: "MountVolume.SetUp failed for volume \"\(volumeName)\" : configmap \"\(mapName)\" not found"))
+                    return .failure(
+                        .init(
+                            reason: "FailedMount",
+                            message: "MountVolume.SetUp failed for volume \"\(volumeName)\" : configmap \"\(mapName)\" not found"))
                 }
                 let files = (map["data"]?.objectValue ?? [:]).compactMapValues { $0.stringValue.map { Data($0.utf8) } }
-                Self.writeFiles(folder, files, items: volume.value(at: ["configMap", "items"]), mode: volume.value(at: ["configMap", "defaultMode"]), owner: owner)
+                Self.writeFiles(
+                    folder, files, items: volume.value(at: ["configMap", "items"]), mode: volume.value(at: ["configMap", "defaultMode"]),
+                    owner: owner)
                 volumes[volumeName] = folder
             } else if volume["kubesim-serviceaccount"] != nil {
                 var files = ["namespace": Data(namespace.utf8), "token": Data(context.serviceAccountToken.utf8)]
@@ -389,7 +400,8 @@ actor PodWorker {
                         ]
                     ])
                 await publishStatus()
-                await event("BackOff", "Back-off restarting failed container \(containerName) in pod \(name)_\(namespace)(\(uid))", warning: true)
+                await event(
+                    "BackOff", "Back-off restarting failed container \(containerName) in pod \(name)_\(namespace)(\(uid))", warning: true)
                 await pause(backoff)
                 backoff = min(backoff * 2, context.configuration.maxRestartBackoff)
             } else {
@@ -525,7 +537,9 @@ actor PodWorker {
     }
 
     /// A lifecycle handler: `sleep`, `exec` or `httpGet`, cut short at `deadline`.
-    static func runHook(_ hook: JSONValue, container: JSONValue, prober: Prober, podIP: String, pid: Int32, until deadline: ContinuousClock.Instant)
+    static func runHook(
+        _ hook: JSONValue, container: JSONValue, prober: Prober, podIP: String, pid: Int32, until deadline: ContinuousClock.Instant
+    )
         async
     {
         let left = deadline - ContinuousClock.now
