@@ -164,8 +164,9 @@ public final class KubeSimEmulator: Sendable {
             """
     }
 
-    /// Ends every open watch (used before a graceful shutdown so no stream holds it up).
-    public func closeWatches() { store.hub.closeAll() }
+    /// Ends every open watch and refuses new ones (used at graceful shutdown, so that no
+    /// stream, including those of pods that are still stopping, holds the server open).
+    public func closeWatches() { store.hub.closeAll(refuseNew: true) }
 }
 
 /// Builds the HTTP(S) application serving `emulator`.
@@ -214,6 +215,7 @@ public struct KubeSimService: Service {
     }
 
     public func run() async throws {
+        try await emulator.node?.prepare()
         let app = try buildKubeSimApplication(emulator: emulator, logger: logger, onServerRunning: onServerRunning)
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -29,6 +29,8 @@ final class WatchHub: Sendable {
         var floor: Int64 = 0
         var lastResourceVersion: Int64 = 0
         var subscribers: [Int: Subscriber] = [:]
+        /// Shutting down: clients' new watches are refused (503), so none holds the server open.
+        var closed = false
         var nextID = 0
     }
 
@@ -91,6 +93,9 @@ final class WatchHub: Sendable {
         // read), as the real server drops slow watchers, instead of buffering without bound.
         let (stream, continuation) = AsyncStream<WatchEvent>.makeStream(bufferingPolicy: .bufferingOldest(WatchHub.maxBuffered))
         let id = try state.withLock { state throws(KubeSimError) -> Int in
+            if state.closed, !isInternal {
+                throw KubeSimError(code: 503, reason: "ServiceUnavailable", message: "kubesim is shutting down")
+            }
             for event in initial { continuation.yield(event) }
             if let from {
                 if from < state.floor {
@@ -129,8 +134,10 @@ final class WatchHub: Sendable {
     }
 
     /// Ends every open watch (clients see the stream close and must resume).
-    func closeAll() {
+    /// Ends every client's watch; with `refuseNew`, later watches get 503 (shutdown).
+    func closeAll(refuseNew: Bool = false) {
         let subscribers = state.withLock { state in
+            if refuseNew { state.closed = true }
             let external = state.subscribers.filter { !$0.value.isInternal }
             for id in external.keys { state.subscribers[id] = nil }
             return Array(external.values)

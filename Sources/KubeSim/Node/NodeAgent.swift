@@ -17,6 +17,8 @@ actor NodeAgent {
     let proxy: ServiceProxy
     let apiServer: @Sendable () -> (host: String, port: Int)
     private var workers: [String: PodWorker] = [:]
+    /// The task running each worker, awaited on shutdown.
+    private var workerTasks: [String: Task<Void, Never>] = [:]
     private var finishedWorkers: Set<String> = []
     private var serviceAddresses: Set<String> = []
     private var dnsSnapshot: DNSSnapshot = DNSSnapshot(records: [])
@@ -34,15 +36,15 @@ actor NodeAgent {
         self.apiServer = apiServer
     }
 
-    /// Sets up the network and the Node object, then runs passes until cancelled; then stops
-    /// every pod (SIGTERM, its grace period capped at 10 s, SIGKILL) and removes the network.
+    /// Creates the node's network (removing what a killed predecessor left). Before `run()`;
+    /// an error here stops kubesim at start instead of leaving every pod Pending.
+    func prepare() async throws {
+        try await context.network.setUp()
+    }
+
+    /// Registers the Node object, then runs passes until cancelled or graceful shutdown; then
+    /// stops every pod (SIGTERM, its grace period capped at 10 s, SIGKILL) and removes the network.
     func run() async {
-        do {
-            try await context.network.setUp()
-        } catch {
-            context.logger.critical("the pod network cannot be set up; pods will not run", metadata: ["error": "\(error)"])
-            return
-        }
         await store.enableGracefulPodDeletion()
         await registerNode()
         await ensureKubernetesService()
@@ -59,11 +61,10 @@ actor NodeAgent {
     private func shutdown() async {
         context.logger.info("stopping the pods of the node", metadata: ["pods": "\(workers.count)"])
         for worker in workers.values { await worker.requestTermination(grace: .seconds(10)) }
-        while !workers.isEmpty {
-            try? await Task.sleep(for: .milliseconds(100))
-            for uid in finishedWorkers { workers[uid] = nil }
-            finishedWorkers = []
-        }
+        // Awaiting the tasks works in a cancelled task too (a sleep loop would spin).
+        for task in workerTasks.values { await task.value }
+        workers = [:]
+        workerTasks = [:]
         await proxy.closeAll()
         await context.network.tearDown()
     }
@@ -71,7 +72,10 @@ actor NodeAgent {
     // MARK: Passes
 
     func pass() async {
-        for uid in finishedWorkers { workers[uid] = nil }
+        for uid in finishedWorkers {
+            workers[uid] = nil
+            workerTasks[uid] = nil
+        }
         finishedWorkers = []
         let pods = await context.writer.list(Workloads.podType)
         // Endpoints, proxy and names first: a pod being deleted leaves the Services before
@@ -122,7 +126,7 @@ actor NodeAgent {
         let worker = PodWorker(pod: pod, context: context)
         workers[pod.uid] = worker
         let uid = pod.uid
-        Task {
+        workerTasks[uid] = Task {
             await worker.run(
                 hosts: { namespace, address in await self.hostsFile(namespace: namespace, pod: pod, address: address) },
                 removed: { await self.workerFinished(uid) })

@@ -21,6 +21,9 @@ final class ServiceProxy: Sendable {
     private let backends = Mutex<[Listener: [Backend]]>([:])
     private let turn = Atomic<Int>(0)
     private let channels = Mutex<[Listener: any Channel]>([:])
+    /// Accepted connections, closed with the proxy (a pod's connection can outlive its network
+    /// namespace without a FIN reaching here).
+    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let logger: Logger
 
     init(logger: Logger) { self.logger = logger }
@@ -51,7 +54,11 @@ final class ServiceProxy: Sendable {
             defer { channels = [:] }
             return Array(channels.values)
         }
-        for channel in open { try? await channel.close() }
+        let accepted = connections.withLock { connections in
+            defer { connections = [:] }
+            return Array(connections.values)
+        }
+        for channel in open + accepted { try? await channel.close() }
     }
 
     private func next(for listener: Listener) -> [Backend] {
@@ -68,6 +75,9 @@ final class ServiceProxy: Sendable {
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { [self] inbound in
+                let key = ObjectIdentifier(inbound)
+                connections.withLock { $0[key] = inbound }
+                inbound.closeFuture.whenComplete { [self] _ in _ = connections.withLock { $0.removeValue(forKey: key) } }
                 connect(inbound, candidates: next(for: listener))
                 return inbound.eventLoop.makeSucceededVoidFuture()
             }
