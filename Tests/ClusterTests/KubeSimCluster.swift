@@ -19,7 +19,10 @@ final class KubeSimCluster: Sendable {
         guard getuid() == 0 else {
             throw TestFailure("these tests run pods in network namespaces: they need root (CI runs as root)")
         }
-        let n = counter.wrappingAdd(1, ordering: .relaxed).oldValue % 40
+        // Bridge and subnets differ between clusters of this process and, by the process id,
+        // from those of another test run on the machine (pods 10.180-233, Services 10.120-173: clear
+        // of the defaults make run uses).
+        let n = counter.wrappingAdd(1, ordering: .relaxed).oldValue % 3 + Int(getpid() % 18) * 3
         let directory = try TemporaryDirectory.make(prefix: "cluster")
         let bin = Locations.binDirectory
         let nats = try Locations.natsServer()
@@ -32,14 +35,14 @@ final class KubeSimCluster: Sendable {
             ]}
             """
         try imageMap.write(toFile: directory + "/images.json", atomically: true, encoding: .utf8)
-        let bridge = "ktest\(n)"
+        let bridge = "ktest\(n)"  // at most 10 characters
         let kubesim = try ChildProcess(
             name: "kubesim", executable: try Locations.executable("kubesim"),
             arguments: [
                 "--listen", "127.0.0.1:0", "--tls", "--token", token, "--namespace", "fpindex", "--run-pods",
                 "--image-map", directory + "/images.json", "--state-dir", directory + "/state", "--volume-root",
-                directory + "/volumes", "--bridge", bridge, "--pod-subnet", "10.\(200 + n)", "--service-subnet",
-                "10.\(150 + n)", "--write-kubeconfig", directory + "/kubeconfig",
+                directory + "/volumes", "--bridge", bridge, "--pod-subnet", "10.\(180 + n)", "--service-subnet",
+                "10.\(120 + n)", "--write-kubeconfig", directory + "/kubeconfig",
             ])
         do {
             _ = try await kubesim.waitForLine(containing: "kubesim listening on")

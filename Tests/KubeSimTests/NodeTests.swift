@@ -123,11 +123,19 @@ import Testing
             argv: ["/bin/prog"], environment: [:],
             mounts: [.init(source: "/v/it's", target: "/data", readOnly: true)], workingDirectory: "/data",
             user: (uid: 1000, gid: 1000, groups: [2000]))
-        let script = launch.script(setpriv: "/usr/bin/setpriv")
-        #expect(script.contains("mount --bind '/v/it'\\''s' '/data'"))
-        #expect(script.contains("mount -o remount,bind,ro '/data'"))
-        #expect(script.contains("cd '/data'"))
-        #expect(script.hasSuffix("exec '/usr/bin/setpriv' --reuid 1000 --regid 1000 --groups 1000,2000 -- \"$@\""))
+        let script = launch.script(setpriv: "/usr/bin/setpriv", stage: "/run/stage")
+        let lines = script.split(separator: "\n").map(String.init)
+        #expect(lines.contains("mkdir '/run/stage/0' && mount --bind '/v/it'\\''s' '/run/stage/0'"))
+        #expect(lines.contains("mkdir '/run/stage/bin' && mount --bind '/bin' '/run/stage/bin'"))
+        #expect(lines.contains("mount --bind '/run/stage/0' '/data'"))
+        #expect(lines.contains("mount -o remount,bind,ro '/data'"))
+        #expect(lines.contains("cd '/data'"))
+        #expect(lines.last == "exec '/usr/bin/setpriv' --reuid 1000 --regid 1000 --groups 1000,2000 -- '/run/stage/bin/prog' \"$@\"")
+        // Staging comes before any mount at a target.
+        #expect(
+            lines.firstIndex { $0.contains("mount --bind '/run/stage/0' '/data'") }! > lines.firstIndex { $0.contains("/run/stage/bin'") }!)
+        let plain = ContainerLaunch(argv: ["/bin/prog"], environment: [:], mounts: [], workingDirectory: nil, user: nil)
+        #expect(plain.script(setpriv: "/usr/bin/setpriv") == "set -e\nexec \"$0\" \"$@\"")
     }
 
     @Test func programsInPrivateFoldersAreOutOfAUsersReach() throws {

@@ -31,7 +31,7 @@ final class ContainerProcess: Sendable {
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: tools.ip)
-        process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", launch.script(setpriv: tools.setpriv), "sh"] + launch.argv
+        process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", launch.script(setpriv: tools.setpriv)] + launch.argv
         process.environment = launch.environment
         process.standardOutput = log
         process.standardError = log

@@ -50,23 +50,43 @@ struct ContainerLaunch: Sendable, Equatable {
     /// The `sh` script run inside the pod's network namespace (and a mount namespace of its own,
     /// which `ip netns exec` creates): bind-mount the volumes, change directory and user, exec.
     /// Mount points that do not exist are created first (empty folders on the host).
-    func script(setpriv: String) -> String {
+    func script(setpriv: String, stage: String = ContainerLaunch.stage) -> String {
         let q = HostCommand.quote
         var lines = ["set -e"]
-        for mount in Self.mountOrder(mounts) {
-            lines.append("mkdir -p \(q(mount.target))")
-            lines.append("mount --bind \(q(mount.source)) \(q(mount.target))")
-            if mount.readOnly { lines.append("mount -o remount,bind,ro \(q(mount.target))") }
+        var program = "\"$0\""
+        if !mounts.isEmpty {
+            // Sources and the program are bind-mounted to a private staging tmpfs first: a volume
+            // on /tmp (say) would otherwise hide a source or the program itself under /tmp.
+            lines.append("mount -t tmpfs -o size=1m,mode=0755 kubesim-stage \(q(stage))")
+            let ordered = Self.mountOrder(mounts)
+            for (n, mount) in ordered.enumerated() {
+                lines.append("mkdir \(q("\(stage)/\(n)")) && mount --bind \(q(mount.source)) \(q("\(stage)/\(n)"))")
+            }
+            if let executable = argv.first, executable.hasPrefix("/") {
+                let url = URL(fileURLWithPath: executable)
+                lines.append("mkdir \(q(stage + "/bin")) && mount --bind \(q(url.deletingLastPathComponent().path)) \(q(stage + "/bin"))")
+                program = q(stage + "/bin/" + url.lastPathComponent)
+            }
+            for (n, mount) in ordered.enumerated() {
+                lines.append("mkdir -p \(q(mount.target))")
+                lines.append("mount --bind \(q("\(stage)/\(n)")) \(q(mount.target))")
+                if mount.readOnly { lines.append("mount -o remount,bind,ro \(q(mount.target))") }
+            }
         }
         if let workingDirectory { lines.append("cd \(q(workingDirectory))") }
+        // "$0" is the program, "$@" its arguments.
         if let user {
             let groups = ([user.gid] + user.groups).map(String.init).joined(separator: ",")
-            lines.append("exec \(q(setpriv)) --reuid \(user.uid) --regid \(user.gid) --groups \(groups) -- \"$@\"")
+            lines.append("exec \(q(setpriv)) --reuid \(user.uid) --regid \(user.gid) --groups \(groups) -- \(program) \"$@\"")
         } else {
-            lines.append("exec \"$@\"")
+            lines.append("exec \(program) \"$@\"")
         }
         return lines.joined(separator: "\n")
     }
+
+    /// Where the script stages sources (a folder the node creates on the host; each container
+    /// mounts its own tmpfs over it).
+    static let stage = "/run/kubesim-stage"
 }
 
 /// What the pod's containers can refer to.

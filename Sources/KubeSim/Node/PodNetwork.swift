@@ -31,6 +31,7 @@ actor PodNetwork {
     /// Removes what a previous run with the same bridge left (after a crash), then creates the bridge.
     func setUp() async throws {
         try await removeStale()
+        try FileManager.default.createDirectory(atPath: ContainerLaunch.stage, withIntermediateDirectories: true)
         let bridge = configuration.bridge
         try await HostCommand.run(ip, ["link", "add", bridge, "type", "bridge"])
         try await HostCommand.run(ip, ["addr", "add", "\(configuration.gateway)/16", "dev", bridge])
