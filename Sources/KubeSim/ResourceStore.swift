@@ -26,8 +26,13 @@ actor ResourceStore {
     /// grace period) and the node removes them once their containers stopped. Set when kubesim
     /// runs pods; otherwise a pod DELETE removes it at once (no kubelet would finish it).
     private(set) var gracefulPodDeletion = false
+    /// The node that finishes deletions (pods bound elsewhere have nobody to stop them).
+    private var nodeName = ""
 
-    func enableGracefulPodDeletion() { gracefulPodDeletion = true }
+    func enableGracefulPodDeletion(nodeName: String) {
+        gracefulPodDeletion = true
+        self.nodeName = nodeName
+    }
     private(set) var registry = ResourceRegistry()
     /// storageKey -> "namespace/name" -> object (storage form).
     private var objects: [String: [String: JSONValue]] = [:]
@@ -288,6 +293,15 @@ actor ResourceStore {
         if let bodyName = new.value(at: ["metadata", "name"])?.stringValue, !bodyName.isEmpty, bodyName != name {
             throw .badRequest("the name of the object (\(bodyName)) does not match the name on the URL (\(name))")
         }
+        if let bodyUID = new.value(at: ["metadata", "uid"])?.stringValue, !bodyUID.isEmpty,
+            bodyUID != old.value(at: ["metadata", "uid"])?.stringValue
+        {
+            // Another object of the same name (a pod recreated by its StatefulSet): as the real server.
+            throw .conflict(
+                type, name,
+                "Precondition failed: UID in precondition: \(bodyUID), UID in object meta: \(old.value(at: ["metadata", "uid"])?.stringValue ?? "")"
+            )
+        }
         if let wanted = new.value(at: ["metadata", "resourceVersion"])?.stringValue, !wanted.isEmpty,
             wanted != old.value(at: ["metadata", "resourceVersion"])?.stringValue
         {
@@ -411,8 +425,14 @@ actor ResourceStore {
     private func deleteObject(_ type: ResourceType, _ object: JSONValue, policy: String, gracePeriod: Int? = nil) -> JSONValue {
         var updated = object
         var finalizers = Self.finalizers(object)
-        if type.typeKey == "/pods", gracefulPodDeletion, let marked = markTerminating(object, gracePeriod: gracePeriod) {
-            return marked
+        if type.typeKey == "/pods", gracefulPodDeletion {
+            if let marked = markTerminating(object, gracePeriod: gracePeriod) { return marked }
+            if Self.isTerminatingPod(type, object) {
+                // Grace 0 on a marked pod: no longer waiting for the node (finalizers may still hold it).
+                updated.setValue(0, at: ["metadata", "deletionGracePeriodSeconds"])
+                if finalizers.isEmpty { return remove(type, updated) }
+                return store(type, updated, event: "MODIFIED", old: object)
+            }
         }
         if type.typeKey == "/namespaces" {
             if object.value(at: ["metadata", "deletionTimestamp"]) == nil {
@@ -445,7 +465,8 @@ actor ResourceStore {
     /// DELETE shortens it. nil: remove now (grace 0, not on a node, or finished).
     private func markTerminating(_ pod: JSONValue, gracePeriod: Int?) -> JSONValue? {
         let phase = pod.value(at: ["status", "phase"])?.stringValue
-        guard !(pod.value(at: ["spec", "nodeName"])?.stringValue ?? "").isEmpty, phase != "Succeeded", phase != "Failed"
+        guard pod.value(at: ["spec", "nodeName"])?.stringValue == nodeName, !nodeName.isEmpty, phase != "Succeeded",
+            phase != "Failed"
         else { return nil }
         let grace = max(0, gracePeriod ?? Int(pod.value(at: ["spec", "terminationGracePeriodSeconds"])?.intValue ?? 30))
         if grace == 0 { return nil }

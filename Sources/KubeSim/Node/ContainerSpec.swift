@@ -52,7 +52,9 @@ struct ContainerLaunch: Sendable, Equatable {
     /// Mount points that do not exist are created first (empty folders on the host).
     func script(setpriv: String, stage: String = ContainerLaunch.stage) -> String {
         let q = HostCommand.quote
-        var lines = ["set -e"]
+        // The script's own tools come from the system folders, whatever PATH the pod sets; the
+        // program gets the pod's PATH back.
+        var lines = ["set -e", "pod_path=\"${PATH-}\"", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
         var program = "\"$0\""
         if !mounts.isEmpty {
             // Sources and the program are bind-mounted to a private staging tmpfs first: a volume
@@ -74,6 +76,7 @@ struct ContainerLaunch: Sendable, Equatable {
             }
         }
         if let workingDirectory { lines.append("cd \(q(workingDirectory))") }
+        lines.append("PATH=\"$pod_path\"; export PATH")
         // "$0" is the program, "$@" its arguments.
         if let user {
             let groups = ([user.gid] + user.groups).map(String.init).joined(separator: ",")

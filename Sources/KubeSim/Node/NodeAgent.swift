@@ -45,7 +45,7 @@ actor NodeAgent {
     /// Registers the Node object, then runs passes until cancelled or graceful shutdown; then
     /// stops every pod (SIGTERM, its grace period capped at 10 s, SIGKILL) and removes the network.
     func run() async {
-        await store.enableGracefulPodDeletion()
+        await store.enableGracefulPodDeletion(nodeName: context.configuration.nodeName)
         await registerNode()
         await ensureKubernetesService()
         await cancelWhenGracefulShutdownOrCancelled {

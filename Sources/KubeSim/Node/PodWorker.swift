@@ -61,6 +61,8 @@ actor PodWorker {
     private let startTime = Timestamps.format(Date())
     private var lastWritten: JSONValue?
     private var initProcess: ContainerProcess?
+    /// When stopping began: the moment every process must be gone by.
+    private var stopDeadline: ContinuousClock.Instant?
     private var podDirectory: String { "\(context.configuration.stateDirectory)/pods/\(namespace)_\(name)_\(uid)" }
 
     init(pod: JSONValue, context: NodeContext) {
@@ -95,6 +97,21 @@ actor PodWorker {
     func requestTermination(grace: Duration) {
         if !terminating || grace < self.grace { self.grace = grace }
         terminating = true
+        // A shorter grace period once stopping began (a forced delete, kubesim shutting down)
+        // moves the deadline: every process is signalled again with what is left.
+        if let deadline = stopDeadline, ContinuousClock.now + grace < deadline {
+            stopDeadline = ContinuousClock.now + grace
+            for process in order.compactMap({ containers[$0]?.process }) + [initProcess].compactMap({ $0 }) {
+                Task { await process.stop(grace: grace) }
+            }
+        }
+    }
+
+    /// A process started while the pod was already being stopped (its start raced with the
+    /// deletion) is stopped at once, within what is left of the grace period.
+    private func stopIfLate(_ process: ContainerProcess) {
+        guard let deadline = stopDeadline else { return }
+        Task { await process.stop(grace: max(.zero, deadline - ContinuousClock.now)) }
     }
 
     /// The whole life of the pod. `hosts` gives the pod's `/etc/hosts` once its address is known.
@@ -173,6 +190,10 @@ actor PodWorker {
         }
         for volume in declared {
             let volumeName = volume["name"]?.stringValue ?? ""
+            // The name becomes a folder name: a DNS label, as the API server validates it.
+            guard Self.isDNSLabel(volumeName) else {
+                return .failure(.init(reason: "FailedMount", message: "volume name \"\(volumeName)\" is not a DNS label"))
+            }
             let folder = "\(podDirectory)/volumes/\(volumeName)"
             if let claim = volume.value(at: ["persistentVolumeClaim", "claimName"])?.stringValue {
                 guard let object = await context.get(Workloads.claimType, namespace: namespace, name: claim) else {
@@ -231,6 +252,12 @@ actor PodWorker {
 
     static let serviceAccountPath = "/var/run/secrets/kubernetes.io/serviceaccount"
 
+    static func isDNSLabel(_ name: String) -> Bool {
+        guard (1...63).contains(name.count), let first = name.first, let last = name.last else { return false }
+        let allowed = { (c: Character) in c.isASCII && (c.isLowercase || c.isNumber || c == "-") }
+        return name.allSatisfy(allowed) && first != "-" && last != "-"
+    }
+
     static func mountsServiceAccount(_ pod: JSONValue) -> Bool {
         pod.value(at: ["spec", "automountServiceAccountToken"])?.boolValue != false
     }
@@ -273,12 +300,14 @@ actor PodWorker {
                     continue
                 }
                 let logPath = "\(podDirectory)/\(label).log"
+                if terminating { break }
                 guard let process = try? ContainerProcess.start(launch, namespace: netns, tools: context.tools, logPath: logPath) else {
                     await pause(backoff)
                     continue
                 }
-                context.logs.started(namespace: namespace, pod: name, uid: uid, container: label, path: logPath)
                 initProcess = process
+                stopIfLate(process)
+                context.logs.started(namespace: namespace, pod: name, uid: uid, container: label, path: logPath)
                 let status = await process.exit.value
                 initProcess = nil
                 context.logs.stopped(namespace: namespace, pod: name, container: label)
@@ -344,8 +373,12 @@ actor PodWorker {
             let logPath = "\(podDirectory)/\(containerName)/\(restarts).log"
             try? FileManager.default.createDirectory(atPath: "\(podDirectory)/\(containerName)", withIntermediateDirectories: true)
             let process: ContainerProcess
+            if terminating { return }
             do {
                 process = try ContainerProcess.start(launch, namespace: netns, tools: context.tools, logPath: logPath)
+                // Registered before any suspension, so stopContainers sees it.
+                containers[containerName]?.process = process
+                stopIfLate(process)
             } catch {
                 setState(containerName, ["waiting": ["reason": "RunContainerError", "message": .string("\(error)")]])
                 await publishStatus()
@@ -359,7 +392,6 @@ actor PodWorker {
             }
             await event("Created", "Created container \(containerName)")
             await event("Started", "Started container \(containerName)")
-            containers[containerName]?.process = process
             containers[containerName]?.everStarted = true
             containers[containerName]?.killRequested = false
             let startedAt = JSONValue.string(Timestamps.format(process.startedAt))
@@ -368,7 +400,6 @@ actor PodWorker {
             containers[containerName]?.started = !hasStartupProbe
             containers[containerName]?.ready = !hasStartupProbe && spec["readinessProbe"] == nil
             await publishStatus()
-            if terminating { process.signal(SIGTERM) }  // deleted while starting: stopContainers did not see it
 
             let probes = Task { await self.runProbes(containerName, spec: spec, process: process) }
             let status = await process.exit.value
@@ -517,8 +548,9 @@ actor PodWorker {
     /// time it takes counts against the grace period), then SIGTERM, then SIGKILL when the
     /// grace period is over.
     private func stopContainers() async {
-        await event("Killing", "Stopping pod (grace period \(grace.components.seconds)s)")
         let deadline = ContinuousClock.now + grace
+        stopDeadline = deadline
+        await event("Killing", "Stopping pod (grace period \(grace.components.seconds)s)")
         let running = order.compactMap { name in containers[name].flatMap { record in record.process.map { (record.spec, $0) } } }
         let initRun = initProcess
         let prober = context.prober
