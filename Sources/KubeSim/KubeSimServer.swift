@@ -96,11 +96,12 @@ public final class KubeSimEmulator: Sendable {
         if let nodeConfiguration = configuration.node {
             if let problem = nodeConfiguration.problem { throw KubeSimError.badRequest(problem) }
             let logs = PodLogs()
+            let tools = try NodeTools.locate()
             let context = NodeContext(
                 configuration: nodeConfiguration, writer: WorkloadWriter(store: store),
-                network: try PodNetwork(configuration: nodeConfiguration, logger: logger), tools: try NodeTools.locate(),
+                network: PodNetwork(configuration: nodeConfiguration, ip: tools.ip, logger: logger), tools: tools,
                 imageMap: try ImageMap.load(path: nodeConfiguration.imageMapPath), logs: logs,
-                prober: Prober(client: HTTPClient.shared, tools: try NodeTools.locate()),
+                prober: Prober(client: HTTPClient.shared, tools: tools),
                 caCertificatePEM: certificates?.caCertificatePEM,
                 serviceAccountToken: configuration.tokens.sorted().first ?? "kubesim-service-account", logger: logger)
             let boundPort = self.boundPort

@@ -12,11 +12,9 @@ public enum PodReadiness: String, Sendable, CaseIterable {
     case immediate
 }
 
-/// What happens to a pod object after a workload controller created it: the hook a pod runner
-/// plugs into (it starts the containers and reports readiness through the status subresource).
-///
-/// - Note: pod deletion is immediate (no grace period, no `deletionTimestamp`), since no kubelet
-///   finishes it; a runner that needs a graceful stop will hook deletion here as well.
+/// What happens to a pod object after a workload controller created it, when kubesim runs no
+/// pods (`PodReadiness`). With `--run-pods` the node (`NodeAgent`) watches pods itself and the
+/// lifecycle is `.manual`; deletion is then graceful (see `ResourceStore.markTerminating`).
 protocol PodLifecycle: Sendable {
     /// Called once for every pod a controller creates.
     /// - Parameters:

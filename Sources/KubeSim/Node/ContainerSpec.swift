@@ -6,7 +6,7 @@ import Foundation
 
 /// Everything a container process needs, resolved from the pod, its Secrets, ConfigMaps and
 /// claims: program and arguments, environment, mounts and user. Pure, so it is tested alone.
-struct ContainerLaunch: Sendable, Equatable {
+struct ContainerLaunch: Sendable {
     var argv: [String]
     var environment: [String: String]
     var mounts: [Mount]
@@ -19,12 +19,6 @@ struct ContainerLaunch: Sendable, Equatable {
         var source: String
         var target: String
         var readOnly: Bool
-    }
-
-    static func == (a: ContainerLaunch, b: ContainerLaunch) -> Bool {
-        a.warning == b.warning && a.argv == b.argv && a.environment == b.environment && a.mounts == b.mounts
-            && a.workingDirectory == b.workingDirectory
-            && a.user?.uid == b.user?.uid && a.user?.gid == b.user?.gid && a.user?.groups == b.user?.groups
     }
 
     /// The order to mount in: a mount goes after those whose targets are above its own (so it

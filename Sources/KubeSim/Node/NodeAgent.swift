@@ -48,14 +48,10 @@ actor NodeAgent {
         await store.enableGracefulPodDeletion(nodeName: context.configuration.nodeName)
         await registerNode()
         await ensureKubernetesService()
-        await cancelWhenGracefulShutdownOrCancelled {
+        await cancelWhenGracefulShutdown {
             await self.store.hub.onChanges(of: Self.watchedKeys, resync: .seconds(2)) { await self.pass() }
         }
         await shutdown()
-    }
-
-    private func cancelWhenGracefulShutdownOrCancelled(_ body: @escaping @Sendable () async -> Void) async {
-        await cancelWhenGracefulShutdown { await body() }
     }
 
     private func shutdown() async {

@@ -17,10 +17,7 @@ actor PodNetwork {
     private var podAddresses: [String: String] = [:]  // namespace name -> address
     private var serviceAddresses: Set<String> = []
 
-    init(configuration: NodeConfiguration, logger: Logger) throws(KubeSimError) {
-        guard let ip = HostCommand.locate("ip") else {
-            throw .badRequest("the pod runner needs iproute2's `ip` (apt-get install iproute2)")
-        }
+    init(configuration: NodeConfiguration, ip: String, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
         self.ip = ip

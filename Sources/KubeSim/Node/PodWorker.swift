@@ -40,8 +40,6 @@ actor PodWorker {
         var started = false
         var everStarted = false
         var finished = false
-        /// Stops the current run for a restart (liveness or startup probe failure).
-        var killRequested = false
     }
 
     let context: NodeContext
@@ -393,7 +391,6 @@ actor PodWorker {
             await event("Created", "Created container \(containerName)")
             await event("Started", "Started container \(containerName)")
             containers[containerName]?.everStarted = true
-            containers[containerName]?.killRequested = false
             let startedAt = JSONValue.string(Timestamps.format(process.startedAt))
             setState(containerName, ["running": ["startedAt": startedAt]])
             let hasStartupProbe = spec["startupProbe"] != nil
@@ -526,7 +523,6 @@ actor PodWorker {
 
     private func restartForProbe(_ containerName: String, process: ContainerProcess, kind: String) async {
         guard containers[containerName]?.process === process, !terminating else { return }
-        containers[containerName]?.killRequested = true
         await event("Killing", "Container \(containerName) failed \(kind) probe, will be restarted")
         let grace = Self.grace(of: pod)
         Task { await process.stop(grace: grace) }
