@@ -76,8 +76,15 @@ public struct Replicator: Service, CustomStringConvertible {
             state.appliedSeq = applied
         }
         var batch = try await bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
+        // Applied to fpindex, not yet acknowledged: its ack travels while the next batch is applied.
+        var unacknowledged: FetchedBatch?
+        var lastLagRefresh = ContinuousClock.now
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             if batch.messages.isEmpty {
+                if let pending = unacknowledged {
+                    try await pending.acknowledgeAll(using: client)
+                    unacknowledged = nil
+                }
                 // Idle: advance idle checkpoints, notice a recreated stream or a lost consumer.
                 if ContinuousClock.now - lastIdleCheckpoint > configuration.idleCheckpointInterval {
                     known = try await advanceIdleCheckpoints(known, to: applied, identity: identity)
@@ -88,35 +95,73 @@ public struct Replicator: Service, CustomStringConvertible {
                     try await checkStream(client, identity: identity)
                 }
                 try await refreshLag(client, applied: applied, indexes: known)
+                lastLagRefresh = ContinuousClock.now
                 batch = try await bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
                 continue
             }
             let start = ContinuousClock.now
-            // The next batch is fetched while this one is applied, so NATS and fpindex work overlap;
-            // batches are still applied and acknowledged strictly in order.
+            // Three things overlap: the next batch is fetched and the previous one acknowledged
+            // while this one is applied. Batches are still applied, and acknowledged, strictly in
+            // order, and a batch is acknowledged only after fpindex applied it.
             async let following = bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
+            let previous = unacknowledged
+            async let previousAcknowledged: Void = Self.acknowledge(previous, using: client)
             do {
                 let plan = BatchPlan(messages: batch.messages, indexes: known, subjects: subjects)
                 try await apply(plan, identity: identity, batch: batch, client: client)
-                try await batch.acknowledgeAll(using: client)
                 known = plan.indexes
             } catch {
                 // Not applied: hand the messages back at once rather than after the ack wait.
+                try? await previousAcknowledged
                 await batch.negativeAcknowledge(using: client)
                 await (try? await following)?.negativeAcknowledge(using: client)
                 throw error
             }
             applied = batch.messages.last!.streamSequence
+            // Searchable now: readers waiting for this write (read-your-writes) need not wait for the ack.
+            try? client.publishCore(subject: configuration.appliedSubject, payload: Array(String(applied).utf8))
             status.appliedMessages.increment(by: batch.messages.count)
             status.appliedBatches.increment()
             status.batchDuration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
-            try? client.publishCore(subject: configuration.appliedSubject, payload: Array(String(applied).utf8))
-            try await refreshLag(client, applied: applied, indexes: known)
+            do {
+                try await previousAcknowledged
+            } catch {
+                // This batch is applied but not acknowledged; after the re-synchronisation it is
+                // delivered again and skipped as already applied.
+                await (try? await following)?.negativeAcknowledge(using: client)
+                throw error
+            }
+            if batch.messages.count < configuration.batch {
+                // A short batch: caught up, nothing to overlap the ack with.
+                try await batch.acknowledgeAll(using: client)
+                unacknowledged = nil
+            } else {
+                unacknowledged = batch
+            }
+            // Consumer info costs a round trip: while busy, refresh it a few times a second, not every batch.
+            if ContinuousClock.now - lastLagRefresh > Self.busyLagRefresh || unacknowledged == nil {
+                try await refreshLag(client, applied: applied, indexes: known)
+                lastLagRefresh = ContinuousClock.now
+            } else {
+                let (appliedNow, knownNow) = (applied, known)
+                status.update { state in
+                    state.appliedSeq = appliedNow
+                    state.indexes = knownNow
+                }
+            }
             batch = try await following
         }
-        // Shutting down: a batch fetched but not applied goes back to the stream at once.
+        // Shutting down: the applied batch is acknowledged, one fetched but not applied goes back at once.
+        try? await unacknowledged?.acknowledgeAll(using: client)
         await batch.negativeAcknowledge(using: client)
     }
+
+    static func acknowledge(_ batch: FetchedBatch?, using client: NATSClient) async throws {
+        try await batch?.acknowledgeAll(using: client)
+    }
+
+    /// How often consumer info (the lag) is refreshed while batches keep coming.
+    static let busyLagRefresh = Duration.milliseconds(250)
 
     func refreshLag(_ client: NATSClient, applied: UInt64, indexes: [String: ReplicaIndex]) async throws {
         let consumer = try await client.consumerInfo(stream: streamName, name: configuration.consumerName)

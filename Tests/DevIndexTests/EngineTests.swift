@@ -26,13 +26,22 @@ struct EngineTests {
         }
     }
 
-    @Test(arguments: [1, 2, 3])
-    func matchesABruteForceModel(seed: Int) throws {
+    /// Hashes drawn from 0...300 crowd one bucket of the segments' directory; drawn from a pool of
+    /// random 32-bit values they spread over many buckets, as real fingerprints do.
+    enum HashSpread: CaseIterable { case crowded, spread }
+
+    @Test(arguments: [1, 2, 3], HashSpread.allCases)
+    func matchesABruteForceModel(seed: Int, spread: HashSpread) throws {
         var random = SeededRandom(seed: UInt64(seed))
         var snapshot = IndexSnapshot.empty(generation: 1)
         var model = Model()
         let idSpace: ClosedRange<UInt32> = 1...400
-        let hashSpace: ClosedRange<UInt32> = 0...300
+        let pool: [UInt32] =
+            switch spread {
+            case .crowded: Array(0...300)
+            case .spread: (0..<3000).map { _ in UInt32.random(in: 0...UInt32.max, using: &random) }
+            }
+        let hashSpace = 0...(pool.count - 1)
         for round in 0..<400 {
             var changes: [UInt32: [UInt32]?] = [:]
             for _ in 0..<Int.random(in: 0...12, using: &random) {
@@ -41,17 +50,18 @@ struct EngineTests {
                     changes.updateValue(nil, forKey: id)
                 } else {
                     changes[id] = .some(
-                        (0..<Int.random(in: 0...30, using: &random)).map { _ in UInt32.random(in: hashSpace, using: &random) })
+                        (0..<Int.random(in: 0...30, using: &random)).map { _ in pool[Int.random(in: hashSpace, using: &random)] })
                 }
             }
             snapshot = snapshot.applying(changes: changes, metadata: [])
             for (id, hashes) in changes { model.docs[id] = hashes }
             #expect(snapshot.version == UInt64(round + 1))
             #expect(snapshot.liveCount == model.docs.count, "round \(round)")
+            if round % 80 == 79 { try checkPostings(snapshot, against: model) }
             if round % 20 == 0 {
                 for _ in 0..<10 {
                     let request = SearchRequest(
-                        query: (0..<Int.random(in: 1...40, using: &random)).map { _ in UInt32.random(in: hashSpace, using: &random) },
+                        query: (0..<Int.random(in: 1...40, using: &random)).map { _ in pool[Int.random(in: hashSpace, using: &random)] },
                         limit: 100, minScore: 1, scorePct: [0, 10, 50][Int.random(in: 0..<3, using: &random)])
                     #expect(try snapshot.search(request, deadline: nil) == model.search(request), "round \(round)")
                 }
@@ -72,6 +82,34 @@ struct EngineTests {
             tiers += 1
         }
         #expect(snapshot.segments.count <= 3 * tiers, "\(snapshot.segments.count) segments for a total weight of \(totalWeight)")
+    }
+
+    /// Every segment is well formed, and the segment that decides each live id holds exactly
+    /// its hashes (merges neither lose nor keep stale postings).
+    func checkPostings(_ snapshot: IndexSnapshot, against model: Model) throws {
+        var decided: [UInt32: [UInt32]] = [:]
+        for (position, segment) in snapshot.segments.enumerated() {
+            #expect(segment.docs == segment.docs.sorted() && Set(segment.docs).count == segment.docs.count)
+            #expect(Set(segment.deleted).isSubset(of: segment.docs) && segment.docVersions.count == segment.docs.count)
+            #expect(segment.directory.first == 0 && segment.directory.last == UInt32(segment.ids.count))
+            var postings: [UInt32: [UInt32]] = [:]
+            for bucket in 0..<Segment.bucketCount {
+                let range = Int(segment.directory[bucket])..<Int(segment.directory[bucket + 1])
+                try #require(range.lowerBound <= range.upperBound)
+                for i in range {
+                    if i > range.lowerBound {
+                        let previous = (segment.lows[i - 1], segment.ids[i - 1])
+                        #expect(previous <= (segment.lows[i], segment.ids[i]), "bucket \(bucket) out of order")
+                    }
+                    postings[segment.ids[i], default: []].append(UInt32(bucket) << 16 | UInt32(segment.lows[i]))
+                }
+            }
+            #expect(postings.keys.allSatisfy { segment.contains($0) && !segment.isDeletion($0) })
+            for id in segment.docs where !segment.isDeletion(id) && !snapshot.isShadowed(id, after: position) {
+                decided[id] = (postings[id] ?? []).sorted()
+            }
+        }
+        #expect(decided == model.docs.mapValues { $0.sorted() })
     }
 
     @Test func searchPastItsDeadlineTimesOut() {
