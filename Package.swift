@@ -27,7 +27,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
-        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // Without the default traits: full Foundation (for form-encoded dates) and swift-configuration
+        // are not needed, and full Foundation alone costs each process about 10 MB of memory.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
@@ -37,6 +39,8 @@ let package = Package(
         .systemLibrary(name: "CNats", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CYaml", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        // glibc malloc tuning (mallopt), which Swift's Glibc module does not export.
+        .target(name: "CMallocTuning"),
 
         // Wire contract: types, JSON + MessagePack codecs, validation, stream subjects. Pure Swift.
         .target(name: "FpindexAPI", swiftSettings: swiftSettings),
@@ -150,6 +154,7 @@ let package = Package(
             name: "fpindex-updater",
             dependencies: [
                 "Updater",
+                "CMallocTuning",
                 "CommandSupport",
                 "JetStream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,5 +1,13 @@
-import Foundation
 import Logging
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Reading settings the way every executable here does: a flag wins, then the environment
 /// variable, then the default.
@@ -14,9 +22,9 @@ public enum Settings {
     public static func secret(file: String?, environment name: String) throws -> String? {
         if let file {
             do {
-                return try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                return try String(contentsOfFile: file, encoding: .utf8).trimmingWhitespace()
             } catch {
-                throw SettingsError("cannot read \(file): \(error.localizedDescription)")
+                throw SettingsError("cannot read \(file): \(error)")
             }
         }
         return environment(name)
@@ -52,6 +60,15 @@ public enum Settings {
 public struct SettingsError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing spaces, tabs and line breaks.
+    public func trimmingWhitespace() -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0.isNewline }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else { return "" }
+        return String(self[first...last])
+    }
 }
 
 /// Flushes standard output, so a line printed for scripts arrives at once.

@@ -1,7 +1,12 @@
 import ArgumentParser
-import Foundation
 import FpindexAPI
 import JetStream
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// NATS connection options shared by the executables that talk to JetStream.
 public struct NATSOptions: ParsableArguments {
@@ -43,7 +48,7 @@ public struct NATSOptions: ParsableArguments {
     /// The connection settings: flags, then environment, then defaults.
     public func configuration(name: String) throws -> NATSConfiguration {
         let urls = (url ?? Settings.environment("NATS_URL") ?? "nats://127.0.0.1:4222")
-            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            .split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
         guard !urls.isEmpty else { throw SettingsError("--nats-url / NATS_URL: no server given") }
         for url in urls where !(url.hasPrefix("nats://") || url.hasPrefix("tls://") || !url.contains("://")) {
             throw SettingsError("--nats-url / NATS_URL: '\(url)' is not a nats:// or tls:// URL")

@@ -161,22 +161,38 @@ struct IndexSnapshot: Sendable {
     }
 
     /// Where the suffix to merge next starts (see `compact`), nil when none is due.
+    ///
+    /// A merge is not done if its result would outgrow `mergeCap(total:)`: rewriting the
+    /// largest segments again and again is most of the cost of a bulk load (each posting is
+    /// rewritten once per tier), and a few more segments cost searches little.
     static func nextMerge(_ segments: [Segment]) -> Int? {
         guard segments.count >= 4 else { return nil }
         var highest = -1
         var countAtHighest = 0
+        var suffixWeight = 0
         for position in segments.indices.reversed() {
             let tier = tier(of: segments[position])
+            suffixWeight += segments[position].weight
             if tier > highest {
                 highest = tier
                 countAtHighest = 1
             } else if tier == highest {
                 countAtHighest += 1
             }
-            if countAtHighest >= 4 { return position }
+            if countAtHighest >= 4 {
+                let total = segments.reduce(0) { $0 + $1.weight }
+                return suffixWeight <= mergeCap(total: total) ? position : nil
+            }
         }
         return nil
     }
+
+    /// The largest segment a merge may make: an eighth of the index, so the largest segments
+    /// number about eight to thirty-two, and never less than `minimumMergeCap`.
+    static func mergeCap(total: Int) -> Int { max(minimumMergeCap, total / 8) }
+
+    /// Indexes up to this weight (about 35 000 fingerprints of 120 hashes) merge fully.
+    static let minimumMergeCap = 1 << 22
 
     static func tier(of segment: Segment) -> Int {
         var weight = segment.weight

@@ -279,6 +279,11 @@ public struct MsgPackWriter: WireWriter {
         bytes.append(value ? 0xc3 : 0xc2)
     }
 
+    /// Appends bytes that are already a MessagePack value.
+    public mutating func writeEncoded(_ value: ArraySlice<UInt8>) {
+        bytes.append(contentsOf: value)
+    }
+
     public mutating func writeUInt32Array(_ values: [UInt32]) {
         beginArray(count: values.count)
         // Size first, then fill in place: appending byte by byte costs a uniqueness check each.

@@ -222,19 +222,9 @@ public enum Change: Sendable, Equatable, Hashable, WireCodable {
         writer.beginMap(count: 1)
         switch self {
         case .insert(let id, let hashes):
-            writer.writeKey("insert")
-            writer.beginMap(count: 2)
-            writer.writeKey("id")
-            writer.writeUInt(UInt64(id))
-            writer.writeKey("hashes")
-            writer.writeUInt32Array(hashes)
-            writer.endMap()
+            Self.writeInsert(id: id, to: &writer) { $0.writeUInt32Array(hashes) }
         case .delete(let id):
-            writer.writeKey("delete")
-            writer.beginMap(count: 1)
-            writer.writeKey("id")
-            writer.writeUInt(UInt64(id))
-            writer.endMap()
+            Self.writeDelete(id: id, to: &writer)
         case .setMetadata(let entries):
             writer.writeKey("set_metadata")
             writer.beginMap(count: 1)
@@ -245,6 +235,59 @@ public enum Change: Sendable, Equatable, Hashable, WireCodable {
             writer.endMap()
         }
         writer.endMap()
+    }
+
+    /// The body of an insert (inside the change's one-key map); `hashes` writes the array.
+    static func writeInsert<W: WireWriter>(id: UInt32, to writer: inout W, hashes: (inout W) -> Void) {
+        writer.writeKey("insert")
+        writer.beginMap(count: 2)
+        writer.writeKey("id")
+        writer.writeUInt(UInt64(id))
+        writer.writeKey("hashes")
+        hashes(&writer)
+        writer.endMap()
+    }
+
+    static func writeDelete<W: WireWriter>(id: UInt32, to writer: inout W) {
+        writer.writeKey("delete")
+        writer.beginMap(count: 1)
+        writer.writeKey("id")
+        writer.writeUInt(UInt64(id))
+        writer.endMap()
+    }
+}
+
+/// An insert or delete whose hashes are already MessagePack (`PackedHashes`, as the stream
+/// holds them): what the updater sends, so hashes are never decoded and re-encoded on the way.
+public enum PackedChange: Sendable, Equatable {
+    case insert(id: UInt32, hashes: PackedHashes)
+    case delete(id: UInt32)
+
+    public var fingerprintId: UInt32 {
+        switch self {
+        case .insert(let id, _), .delete(let id): id
+        }
+    }
+
+    /// At most this many bytes in an `_update` body.
+    public var encodedSizeBound: Int {
+        switch self {
+        case .insert(_, let hashes): 16 + hashes.bytes.count
+        case .delete: 16
+        }
+    }
+
+    /// The same change, decoded (tests and diagnostics).
+    public var change: Change {
+        switch self {
+        case .insert(let id, let hashes):
+            let decoded = hashes.bytes.withUnsafeBytes { bytes in
+                var reader = MsgPackReader(bytes)
+                return (try? reader.readUInt32Array()) ?? []
+            }
+            return .insert(id: id, hashes: decoded)
+        case .delete(let id): return .delete(id: id)
+        }
     }
 }
 
@@ -304,10 +347,39 @@ public struct UpdateRequest: Sendable, Equatable, WireCodable {
     }
 
     public func encode<W: WireWriter>(to writer: inout W) {
+        Self.write(changeCount: changes.count, metadata: metadata, expectedVersion: expectedVersion, to: &writer) { writer in
+            for change in changes { change.encode(to: &writer) }
+        }
+    }
+
+    /// The MessagePack body of an `_update` of packed changes: the same bytes as the equivalent
+    /// `UpdateRequest`, built by copying the hashes.
+    public static func packedBody(changes: some Collection<PackedChange>, metadata: [String: String]?) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(
+            changes.reduce(64) { $0 + $1.encodedSizeBound }
+                + (metadata?.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 10 } ?? 0))
+        var writer = MsgPackWriter(into: bytes)
+        write(changeCount: changes.count, metadata: metadata, expectedVersion: nil, to: &writer) { writer in
+            for change in changes {
+                writer.beginMap(count: 1)
+                switch change {
+                case .insert(let id, let hashes): Change.writeInsert(id: id, to: &writer) { $0.writeEncoded(hashes.bytes) }
+                case .delete(let id): Change.writeDelete(id: id, to: &writer)
+                }
+                writer.endMap()
+            }
+        }
+        return writer.bytes
+    }
+
+    static func write<W: WireWriter>(
+        changeCount: Int, metadata: [String: String]?, expectedVersion: UInt64?, to writer: inout W, changes: (inout W) -> Void
+    ) {
         writer.beginMap(count: 1 + (metadata == nil ? 0 : 1) + (expectedVersion == nil ? 0 : 1))
         writer.writeKey("changes")
-        writer.beginArray(count: changes.count)
-        for change in changes { change.encode(to: &writer) }
+        writer.beginArray(count: changeCount)
+        changes(&writer)
         writer.endArray()
         if let metadata {
             writer.writeKey("metadata")

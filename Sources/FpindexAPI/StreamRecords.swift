@@ -157,6 +157,69 @@ public struct FingerprintRecord: Sendable, Equatable, WireCodable {
 
     /// The MessagePack payload to publish.
     public var payload: [UInt8] { encoded(as: .msgpack) }
+
+    /// A payload's hashes as MessagePack, checked but not decoded; nil for a tombstone. Accepts
+    /// exactly what `decode(payload:)` accepts.
+    ///
+    /// The payloads the proxy writes (`{"h":[...]}` with the smallest integer encodings) are
+    /// sliced as they are; anything else is decoded and re-encoded.
+    public static func packedHashes(payload: [UInt8]) throws(FpindexError) -> PackedHashes? {
+        if payload.isEmpty { return nil }
+        if let packed = PackedHashes(canonicalRecord: payload) { return packed }
+        return try decode(from: payload, format: .msgpack).hashes.map(PackedHashes.init)
+    }
+}
+
+/// Hashes as a MessagePack array of uint32 (header and elements, smallest encodings), so the
+/// updater can pass a stream record's hashes to fpindex without decoding and re-encoding them.
+public struct PackedHashes: Sendable, Equatable {
+    /// The encoded array.
+    public let bytes: ArraySlice<UInt8>
+    public let count: Int
+
+    public init(_ hashes: [UInt32]) {
+        var writer = MsgPackWriter()
+        writer.writeUInt32Array(hashes)
+        bytes = writer.bytes[...]
+        count = hashes.count
+    }
+
+    /// The hashes of a record in the proxy's own encoding, `{"h":[...]}`, or nil when the
+    /// record is encoded any other way (valid or not).
+    init?(canonicalRecord payload: [UInt8]) {
+        let parsed = payload.withUnsafeBufferPointer { bytes -> (start: Int, count: Int)? in
+            guard bytes.count >= 4, bytes[0] == 0x81, bytes[1] == 0xa1, bytes[2] == UInt8(ascii: "h") else { return nil }
+            var p = 3
+            let header = bytes[p]
+            let count: Int
+            switch header {
+            case 0x90...0x9f:
+                count = Int(header & 0x0f)
+                p += 1
+            case 0xdc where bytes.count >= p + 3 && Int(bytes[p + 1]) << 8 | Int(bytes[p + 2]) >= 16:
+                count = Int(bytes[p + 1]) << 8 | Int(bytes[p + 2])
+                p += 3
+            default:
+                return nil
+            }
+            // Each element in its smallest encoding, and nothing after the array.
+            for _ in 0..<count {
+                guard p < bytes.count else { return nil }
+                switch bytes[p] {
+                case 0x00...0x7f: p += 1
+                case 0xcc where p + 1 < bytes.count && bytes[p + 1] > 0x7f: p += 2
+                case 0xcd where p + 2 < bytes.count && bytes[p + 1] != 0: p += 3
+                case 0xce where p + 4 < bytes.count && (bytes[p + 1] | bytes[p + 2]) != 0: p += 5
+                default: return nil
+                }
+            }
+            guard p == bytes.count else { return nil }
+            return (3, count)
+        }
+        guard let parsed else { return nil }
+        bytes = payload[parsed.start...]
+        count = parsed.count
+    }
 }
 
 /// The payload of an index's lifecycle subject.

@@ -1,7 +1,12 @@
 import CNats
-import Foundation
 import Logging
 import NIOPosix
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 // The JetStream JSON API (`$JS.API.*`), spoken directly: cnats 3.4's config structs stop at
 // 2.9-era fields, and the server's answer must be checked field by field anyway.
@@ -181,8 +186,28 @@ enum JetStreamAPI {
         }
     }
 
-    static func encode(_ object: [String: Any]) -> [UInt8] {
-        Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
+    static func encode(_ request: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return Array((try? encoder.encode(request)) ?? Data("{}".utf8))
+    }
+
+    /// `$JS.API.STREAM.INFO` with its subjects listed.
+    struct SubjectsFilterRequest: Encodable {
+        var subjectsFilter: String
+
+        enum CodingKeys: String, CodingKey { case subjectsFilter = "subjects_filter" }
+    }
+
+    /// A paged list request.
+    struct OffsetRequest: Encodable {
+        var offset: Int
+    }
+
+    /// `$JS.API.STREAM.PURGE`.
+    struct PurgeRequest: Encodable {
+        var filter: String
+        var seq: UInt64?
     }
 }
 
@@ -192,7 +217,7 @@ extension NATSClient {
     /// - Returns: nil when the stream does not exist.
     public func streamInfo(_ name: String, subjectsFilter: String? = nil) async throws -> StreamInfo? {
         let subject = "$JS.API.STREAM.INFO.\(name)"
-        let payload = subjectsFilter.map { JetStreamAPI.encode(["subjects_filter": $0]) } ?? []
+        let payload = subjectsFilter.map { JetStreamAPI.encode(JetStreamAPI.SubjectsFilterRequest(subjectsFilter: $0)) } ?? []
         let reply = try await request(subject: subject, payload: payload)
         do {
             return try JetStreamAPI.decode(StreamInfo.self, from: reply, what: "stream info of \(name)", subject: subject)
@@ -246,8 +271,7 @@ extension NATSClient {
     /// - Returns: how many messages were removed.
     @discardableResult
     public func purge(stream: String, filter: String, upTo sequence: UInt64? = nil) async throws -> UInt64 {
-        var request: [String: Any] = ["filter": filter]
-        if let sequence { request["seq"] = sequence }
+        let request = JetStreamAPI.PurgeRequest(filter: filter, seq: sequence)
         let subject = "$JS.API.STREAM.PURGE.\(stream)"
         let reply = try await self.request(subject: subject, payload: JetStreamAPI.encode(request))
         return try JetStreamAPI.decode(PurgeResponse.self, from: reply, what: "purge", subject: subject).purged

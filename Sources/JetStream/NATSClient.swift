@@ -1,8 +1,13 @@
 import CNats
-import Foundation
 import Logging
 import NIOPosix
 import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A connection to NATS with JetStream, over cnats.
 ///

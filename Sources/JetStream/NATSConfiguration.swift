@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// How to reach NATS: servers, credentials and TLS. Secrets travel as file paths or values
 /// read by the executable; nothing here logs them.
@@ -61,7 +65,7 @@ public struct NATSConfiguration: Sendable {
     /// The server URLs with any credentials in them masked, for logs.
     public var redactedServers: String {
         servers.map { url in
-            guard let at = url.firstIndex(of: "@"), let scheme = url.range(of: "://") else { return url }
+            guard let at = url.firstIndex(of: "@"), let scheme = url.firstRange(of: "://") else { return url }
             return String(url[..<scheme.upperBound]) + "***" + String(url[at...])
         }.joined(separator: ",")
     }

@@ -1,7 +1,12 @@
 import CNats
-import Foundation
 import NIOPosix
 import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// A durable pull consumer's configuration, as this project creates it (explicit, never defaults).
 public struct ConsumerConfig: Codable, Sendable, Equatable {
@@ -114,7 +119,7 @@ extension NATSClient {
         let subject = "$JS.API.CONSUMER.NAMES.\(stream)"
         var names: [String] = []
         while true {
-            let reply = try await request(subject: subject, payload: JetStreamAPI.encode(["offset": names.count]))
+            let reply = try await request(subject: subject, payload: JetStreamAPI.encode(JetStreamAPI.OffsetRequest(offset: names.count)))
             let page = try JetStreamAPI.decode(Page.self, from: reply, what: "consumer names", subject: subject)
             let consumers = page.consumers ?? []
             names += consumers
@@ -277,11 +282,43 @@ public final class FetchedBatch: @unchecked Sendable {
         }
     }
 
+    /// Takes the batch's acknowledgement out of it (its last message, which acknowledges them
+    /// all), so the rest of the batch can be freed before the acknowledgement is sent. The batch
+    /// can then no longer be acknowledged, nor its last message handed back.
+    public func detachAcknowledgement() -> BatchAcknowledgement? {
+        guard list.Count > 0, let last = list.Msgs[Int(list.Count) - 1] else { return nil }
+        list.Msgs[Int(list.Count) - 1] = nil
+        return BatchAcknowledgement(message: last)
+    }
+
     /// Tells the server the batch is still being worked on, so it is not redelivered yet.
     public func markInProgress(using client: NATSClient) async {
         try? await client.threadPool.runIfActive { [self] in
             for i in 0..<Int(list.Count) {
                 if let message = list.Msgs[i] { _ = natsMsg_InProgress(message, nil) }
+            }
+        }
+    }
+}
+
+/// The acknowledgement of an applied batch (ack policy `all`: its last message), owning that
+/// message until it is sent.
+public final class BatchAcknowledgement: @unchecked Sendable {
+    private let message: OpaquePointer
+
+    init(message: OpaquePointer) {
+        self.message = message
+    }
+
+    deinit { natsMsg_Destroy(message) }
+
+    /// Acknowledges the batch and waits for the server to confirm, so it is a checkpoint.
+    public func send(using client: NATSClient) async throws {
+        try await client.threadPool.runIfActive { [self] in
+            var errorCode = jsErrCode(0)
+            let status = natsMsg_AckSync(message, nil, &errorCode)
+            guard status == NATS_OK else {
+                throw JetStreamError(.unavailable, "ack failed: \(statusText(status)) (\(errorCode.rawValue))")
             }
         }
     }

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 #if canImport(Glibc)
     import Glibc
@@ -25,9 +29,9 @@ enum ServerInfoProbe {
         while line.count < 64 * 1024, read(fd, &byte, 1) == 1, byte != UInt8(ascii: "\n") {
             line.append(byte)
         }
-        guard line.starts(with: Array("INFO ".utf8)),
-            let object = try? JSONSerialization.jsonObject(with: Data(line.dropFirst(5))) as? [String: Any]
+        struct Info: Decodable { var version: String? }
+        guard line.starts(with: Array("INFO ".utf8)), let info = try? JSONDecoder().decode(Info.self, from: Data(line.dropFirst(5)))
         else { return nil }
-        return object["version"] as? String
+        return info.version
     }
 }

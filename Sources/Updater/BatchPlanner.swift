@@ -23,7 +23,7 @@ enum ReplicaOperation: Equatable, Sendable {
     case createIndex(String, generation: UInt64?)
     case deleteIndex(String)
     /// One `_update`: the index's changes and metadata, and its new checkpoint, atomically.
-    case update(String, changes: [Change], metadata: [String: String], checkpoint: UInt64)
+    case update(String, changes: [PackedChange], metadata: [String: String], checkpoint: UInt64)
 }
 
 /// A message skipped as poison: it cannot be applied, ever.
@@ -51,7 +51,7 @@ struct BatchPlan: Equatable, Sendable {
     init(messages: [DeliveredMessage], indexes: [String: ReplicaIndex], subjects: StreamSubjects) {
         self.indexes = indexes
         guard let last = messages.last?.streamSequence else { return }
-        var pending: [String: (changes: [Change], metadata: [String: String])] = [:]
+        var pending: [String: (changes: [PackedChange], metadata: [String: String])] = [:]
         var pendingOrder: [String] = []
 
         func touch(_ index: String) {
@@ -99,14 +99,18 @@ struct BatchPlan: Equatable, Sendable {
                     self.indexes[index] = ReplicaIndex(exists: false, generation: nil, checkpoint: message.streamSequence)
                 }
             case .fingerprint(_, let id):
-                guard let record = try? Self.decode(FingerprintRecord.self, message.payload) else {
+                // The hashes go to fpindex as the stream holds them: checked, not decoded.
+                let hashes: PackedHashes?
+                do {
+                    hashes = try FingerprintRecord.packedHashes(payload: message.payload)
+                } catch {
                     poison.append(
                         PoisonMessage(sequence: message.streamSequence, subject: message.subject, reason: "undecodable fingerprint"))
                     continue
                 }
                 guard prepare(index) else { continue }
                 touch(index)
-                pending[index]!.changes.append(record.hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
+                pending[index]!.changes.append(hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
             case .metadata(_, let key):
                 guard let record = try? Self.decode(MetadataRecord.self, message.payload) else {
                     poison.append(PoisonMessage(sequence: message.streamSequence, subject: message.subject, reason: "undecodable metadata"))

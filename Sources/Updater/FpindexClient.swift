@@ -37,13 +37,14 @@ final class FpindexClient: Sendable {
         try? await client.shutdown()
     }
 
-    private func call(_ method: HTTPMethod, _ path: String, body: [UInt8]? = nil) async throws -> (status: Int, body: [UInt8]) {
+    private func call(_ method: HTTPMethod, _ path: String, body: consuming [UInt8]? = nil) async throws -> (status: Int, body: [UInt8]) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         request.headers.add(name: "Accept", value: "application/vnd.msgpack")
-        if let body {
+        // Copied into a ByteBuffer and released before sending: bodies are megabytes.
+        if let bytes = consume body {
             request.headers.add(name: "Content-Type", value: "application/vnd.msgpack")
-            request.body = .bytes(ByteBuffer(bytes: body))
+            request.body = .bytes(ByteBuffer(bytes: bytes))
         }
         do {
             let response = try await client.execute(request, timeout: .seconds(120))
@@ -102,6 +103,11 @@ final class FpindexClient: Sendable {
 
     /// One atomic write: changes plus metadata (the checkpoint travels with the data).
     func update(_ index: String, _ request: UpdateRequest) async throws {
-        try check(try await call(.POST, "/\(index)/_update", body: request.encoded(as: .msgpack)))
+        try await update(index, body: request.encoded(as: .msgpack))
+    }
+
+    /// One atomic write, its MessagePack body already encoded.
+    func update(_ index: String, body: consuming [UInt8]) async throws {
+        try check(try await call(.POST, "/\(index)/_update", body: body))
     }
 }

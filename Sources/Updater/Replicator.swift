@@ -75,14 +75,14 @@ public struct Replicator: Service, CustomStringConvertible {
             state.consumer = consumer
             state.appliedSeq = applied
         }
-        var batch = try await bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
+        var current = try await fetchAndPlan(bound, after: known)
         // Applied to fpindex, not yet acknowledged: its ack travels while the next batch is applied.
-        var unacknowledged: FetchedBatch?
+        var unacknowledged: BatchAcknowledgement?
         var lastLagRefresh = ContinuousClock.now
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            if batch.messages.isEmpty {
+            if current.batch.messages.isEmpty {
                 if let pending = unacknowledged {
-                    try await pending.acknowledgeAll(using: client)
+                    try await pending.send(using: client)
                     unacknowledged = nil
                 }
                 // Idle: advance idle checkpoints, notice a recreated stream or a lost consumer.
@@ -96,25 +96,25 @@ public struct Replicator: Service, CustomStringConvertible {
                 }
                 try await refreshLag(client, applied: applied, indexes: known)
                 lastLagRefresh = ContinuousClock.now
-                batch = try await bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
+                current = try await fetchAndPlan(bound, after: known)
                 continue
             }
             let start = ContinuousClock.now
-            // Three things overlap: the next batch is fetched and the previous one acknowledged
-            // while this one is applied. Batches are still applied, and acknowledged, strictly in
-            // order, and a batch is acknowledged only after fpindex applied it.
-            async let following = bound.fetch(batch: configuration.batch, timeout: configuration.batchWait)
+            let (batch, plan) = (current.batch, current.plan)
+            // Three things overlap: the next batch is fetched and planned, and the previous one
+            // acknowledged, while this one is applied. Batches are still applied, and acknowledged,
+            // strictly in order, and a batch is acknowledged only after fpindex applied it.
+            async let following = fetchAndPlan(bound, after: plan.indexes)
             let previous = unacknowledged
             async let previousAcknowledged: Void = Self.acknowledge(previous, using: client)
             do {
-                let plan = BatchPlan(messages: batch.messages, indexes: known, subjects: subjects)
                 try await apply(plan, identity: identity, batch: batch, client: client)
                 known = plan.indexes
             } catch {
                 // Not applied: hand the messages back at once rather than after the ack wait.
                 try? await previousAcknowledged
                 await batch.negativeAcknowledge(using: client)
-                await (try? await following)?.negativeAcknowledge(using: client)
+                await (try? await following)?.batch.negativeAcknowledge(using: client)
                 throw error
             }
             applied = batch.messages.last!.streamSequence
@@ -128,7 +128,7 @@ public struct Replicator: Service, CustomStringConvertible {
             } catch {
                 // This batch is applied but not acknowledged; after the re-synchronisation it is
                 // delivered again and skipped as already applied.
-                await (try? await following)?.negativeAcknowledge(using: client)
+                await (try? await following)?.batch.negativeAcknowledge(using: client)
                 throw error
             }
             if batch.messages.count < configuration.batch {
@@ -136,7 +136,8 @@ public struct Replicator: Service, CustomStringConvertible {
                 try await batch.acknowledgeAll(using: client)
                 unacknowledged = nil
             } else {
-                unacknowledged = batch
+                // Only the acknowledgement is kept: the batch's messages are freed with it.
+                unacknowledged = batch.detachAcknowledgement()
             }
             // Consumer info costs a round trip: while busy, refresh it a few times a second, not every batch.
             if ContinuousClock.now - lastLagRefresh > Self.busyLagRefresh || unacknowledged == nil {
@@ -149,15 +150,27 @@ public struct Replicator: Service, CustomStringConvertible {
                     state.indexes = knownNow
                 }
             }
-            batch = try await following
+            current = try await following
         }
         // Shutting down: the applied batch is acknowledged, one fetched but not applied goes back at once.
-        try? await unacknowledged?.acknowledgeAll(using: client)
-        await batch.negativeAcknowledge(using: client)
+        try? await unacknowledged?.send(using: client)
+        await current.batch.negativeAcknowledge(using: client)
     }
 
-    static func acknowledge(_ batch: FetchedBatch?, using client: NATSClient) async throws {
-        try await batch?.acknowledgeAll(using: client)
+    /// A fetched batch and what to do with it.
+    struct PlannedBatch: Sendable {
+        var batch: FetchedBatch
+        var plan: BatchPlan
+    }
+
+    /// Fetches the next batch and plans it, given the index states once everything before it is applied.
+    func fetchAndPlan(_ consumer: PullConsumer, after indexes: [String: ReplicaIndex]) async throws -> PlannedBatch {
+        let batch = try await consumer.fetch(batch: configuration.batch, timeout: configuration.batchWait)
+        return PlannedBatch(batch: batch, plan: BatchPlan(messages: batch.messages, indexes: indexes, subjects: subjects))
+    }
+
+    static func acknowledge(_ acknowledgement: BatchAcknowledgement?, using client: NATSClient) async throws {
+        try await acknowledgement?.send(using: client)
     }
 
     /// How often consumer info (the lag) is refreshed while batches keep coming.
@@ -348,12 +361,10 @@ public struct Replicator: Service, CustomStringConvertible {
 
     /// One `_update`, split when over the size limit or when fpindex rejects it, so one bad change
     /// is found and skipped; the checkpoint and metadata go with the last part.
-    func write(_ index: String, changes: ArraySlice<Change>, metadata: [String: String], checkpoint: UInt64, identity: String) async throws
+    func write(_ index: String, changes: ArraySlice<PackedChange>, metadata: [String: String], checkpoint: UInt64, identity: String)
+        async throws
     {
-        let size = changes.reduce(0) { total, change in
-            if case .insert(_, let hashes) = change { return total + 8 + hashes.count * 5 }
-            return total + 8
-        }
+        let size = changes.reduce(0) { $0 + $1.encodedSizeBound }
         if size > configuration.batchBytes, changes.count > 1 {
             let middle = changes.startIndex + changes.count / 2
             try await write(index, changes: changes[..<middle], metadata: [:], checkpoint: 0, identity: identity)
@@ -366,7 +377,7 @@ public struct Replicator: Service, CustomStringConvertible {
             entries[ReservedMetadata.streamKey] = identity
         }
         do {
-            try await fpindex.update(index, UpdateRequest(changes: Array(changes), metadata: entries.isEmpty ? nil : entries))
+            try await fpindex.update(index, body: UpdateRequest.packedBody(changes: changes, metadata: entries.isEmpty ? nil : entries))
         } catch FpindexCallError.indexNotFound {
             throw ResyncNeeded(description: "fpindex lost index \(index)")
         } catch FpindexCallError.rejected(let statusCode, let name) {
@@ -379,7 +390,8 @@ public struct Replicator: Service, CustomStringConvertible {
                 logger.error(
                     "fpindex rejected a change; skipping it",
                     metadata: [
-                        "index.name": "\(index)", "change.id": "\(changes.first?.fingerprintId ?? 0)", "error": "\(statusCode) \(name)",
+                        "index.name": "\(index)", "change.id": "\(changes[changes.startIndex].fingerprintId)",
+                        "error": "\(statusCode) \(name)",
                     ])
                 if !entries.isEmpty {
                     try await write(index, changes: [], metadata: metadata, checkpoint: checkpoint, identity: identity)

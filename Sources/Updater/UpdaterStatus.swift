@@ -1,7 +1,12 @@
-import Foundation
 import JetStream
 import Metrics
 import Synchronization
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
 
 /// The updater's state for probes, `/status` and metrics; written by the replicator only.
 public final class UpdaterStatus: Sendable {
@@ -95,25 +100,70 @@ public final class UpdaterStatus: Sendable {
 
     /// `/status` as JSON.
     public func json() -> [UInt8] {
-        let object: [String: Any] = state.withLock { state in
-            var object: [String: Any] = [
-                "phase": state.phase.rawValue, "ready": state.ready, "lag": Self.lag(state), "applied_seq": state.appliedSeq,
-                "stream": ["identity": state.streamIdentity ?? NSNull(), "last_seq": state.streamLastSeq] as [String: Any],
-                "indexes": state.indexes.mapValues { index -> [String: Any] in
-                    ["exists": index.exists, "generation": index.generation ?? NSNull(), "checkpoint": index.checkpoint] as [String: Any]
+        let report = state.withLock { state in
+            StatusReport(
+                phase: state.phase.rawValue, ready: state.ready, lag: Self.lag(state), appliedSeq: state.appliedSeq,
+                stream: .init(identity: state.streamIdentity, lastSeq: state.streamLastSeq),
+                indexes: state.indexes.mapValues { .init(exists: $0.exists, generation: $0.generation, checkpoint: $0.checkpoint) },
+                consumer: state.consumer.map {
+                    .init(
+                        name: $0.name, numPending: $0.numPending, numAckPending: $0.numAckPending, ackFloor: $0.ackFloor.streamSeq,
+                        delivered: $0.delivered.streamSeq, numRedelivered: $0.numRedelivered)
                 },
-            ]
-            if let consumer = state.consumer {
-                object["consumer"] =
-                    [
-                        "name": consumer.name, "num_pending": consumer.numPending, "num_ack_pending": consumer.numAckPending,
-                        "ack_floor": consumer.ackFloor.streamSeq, "delivered": consumer.delivered.streamSeq,
-                        "num_redelivered": consumer.numRedelivered,
-                    ] as [String: Any]
-            }
-            if let error = state.lastError { object["last_error"] = error }
-            return object
+                lastError: state.lastError)
         }
-        return Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return Array((try? encoder.encode(report)) ?? Data("{}".utf8))
     }
+}
+
+/// The body of `/status`.
+struct StatusReport: Encodable {
+    struct Stream: Encodable {
+        var identity: String?
+        var lastSeq: UInt64
+
+        enum CodingKeys: CodingKey { case identity, lastSeq }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(identity, forKey: .identity)  // null until known
+            try container.encode(lastSeq, forKey: .lastSeq)
+        }
+    }
+
+    struct Index: Encodable {
+        var exists: Bool
+        var generation: UInt64?
+        var checkpoint: UInt64
+
+        enum CodingKeys: CodingKey { case exists, generation, checkpoint }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(exists, forKey: .exists)
+            try container.encode(generation, forKey: .generation)  // null when unknown
+            try container.encode(checkpoint, forKey: .checkpoint)
+        }
+    }
+
+    struct Consumer: Encodable {
+        var name: String
+        var numPending: UInt64
+        var numAckPending: UInt64
+        var ackFloor: UInt64
+        var delivered: UInt64
+        var numRedelivered: UInt64
+    }
+
+    var phase: String
+    var ready: Bool
+    var lag: UInt64
+    var appliedSeq: UInt64
+    var stream: Stream
+    var indexes: [String: Index]
+    var consumer: Consumer?
+    var lastError: String?
 }

@@ -79,6 +79,7 @@ struct ReplayBenchmark: AsyncParsableCommand {
             logFile: work + "/dev.log")
         defer { dev.stop() }
         let replayStart = ContinuousClock.now
+        let natsCPUBefore = Self.cpuSeconds(pid: workspace.nats.pid) ?? 0
         let updater = try ChildServer.start(
             executable: updaterBinary,
             arguments: [
@@ -107,6 +108,13 @@ struct ReplayBenchmark: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(50))
         }
         let replaySeconds = (ContinuousClock.now - replayStart).seconds
+        // Where the two cores went: CPU seconds of each process per 1000 messages replayed.
+        let perThousand = { (seconds: Double?) in seconds.map { String(format: "%.1f ms", $0 * 1e6 / Double(total)) } ?? "?" }
+        let cpu = [
+            "nats-server " + perThousand(Self.cpuSeconds(pid: workspace.nats.pid).map { $0 - natsCPUBefore }),
+            "updater " + perThousand(Self.cpuSeconds(pid: updater.pid)),
+            "fpindex-dev " + perThousand(Self.cpuSeconds(pid: dev.pid)),
+        ].joined(separator: ", ")
         let replayRate = Double(total) / replaySeconds
         if let rss = Self.peakResidentMegabytes(pid: updater.pid) { peakRSS = max(peakRSS, rss) }
         await client.close()
@@ -121,6 +129,7 @@ struct ReplayBenchmark: AsyncParsableCommand {
                     "fpindex-dev + updater replay",
                     String(format: "%.0f fingerprints/s in %.1f s (ratio %.2f)", replayRate, replaySeconds, replayRate / rawRate)
                 ),
+                ("CPU per 1000 messages replayed", cpu),
                 ("updater peak RSS", String(format: "%.0f MB", peakRSS)),
                 ("100 M fingerprints at this rate", String(format: "%.0f minutes", minutes)),
             ])
@@ -129,6 +138,17 @@ struct ReplayBenchmark: AsyncParsableCommand {
             ("replay_per_s", fmt(replayRate, 1)),
             ("ratio", fmt(replayRate / rawRate, 3)), ("updater_rss_mb", fmt(peakRSS, 0)), ("minutes_for_100m", fmt(minutes, 1)),
         ])
+    }
+
+    /// User plus system CPU time of a process so far.
+    static func cpuSeconds(pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let afterName = stat.lastIndex(of: ")")
+        else { return nil }
+        // Fields after the command name: state is field 3, utime and stime are fields 14 and 15.
+        let fields = stat[stat.index(after: afterName)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     static func peakResidentMegabytes(pid: Int32) -> Double? {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMallocTuning
 import CommandSupport
 import JetStream
 import Logging
@@ -52,9 +53,10 @@ struct FpindexUpdater: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
-        // A sidecar should stay small: glibc's default of one malloc arena per thread keeps
-        // freed batch buffers around in each; two arenas are plenty for this workload.
-        _ = glibcMallopt(-8, 2)  // M_ARENA_MAX
+        // A sidecar should stay small: batches are fetched, planned, encoded and sent on
+        // different threads, and with an arena per thread each keeps its freed buffers. One
+        // arena: peak RSS 52 MB instead of 63 with 4000-message batches, at the same speed.
+        fpindex_limit_malloc_arenas(1)
         guard let consumerName = consumer ?? Settings.environment("CONSUMER_NAME"), !consumerName.isEmpty else {
             throw SettingsError("--consumer / CONSUMER_NAME is required (the durable consumer of this replica)")
         }
@@ -93,7 +95,3 @@ struct FpindexUpdater: AsyncParsableCommand {
         try await ServiceGroup(configuration: groupConfiguration).run()
     }
 }
-
-/// glibc's `mallopt` (declared in malloc.h, which the Glibc module does not import).
-@_silgen_name("mallopt")
-func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32

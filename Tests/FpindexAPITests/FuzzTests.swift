@@ -173,3 +173,81 @@ struct FuzzTests {
         #expect(throws: FpindexError(.badRequest)) { try UpdateRequest.decode(from: Array(deepChanges.utf8), format: .json) }
     }
 }
+
+/// The updater's shortcut (hashes passed on as the stream holds them) against the decoder.
+@Suite("Packed hashes")
+struct PackedHashesTests {
+    /// The hashes `packedHashes` gives, decoded again: what fpindex will read.
+    func unpacked(_ packed: PackedHashes?) -> [UInt32]? {
+        packed.map { packed in
+            guard case .insert(_, let hashes) = PackedChange.insert(id: 1, hashes: packed).change else { return [] }
+            return hashes
+        }
+    }
+
+    @Test func theProxysRecordsAreSlicedAsTheyAre() throws {
+        var rng = SplitMix64(seed: 5)
+        for _ in 0..<500 {
+            let hashes = rng.hashes()
+            let payload = FingerprintRecord(hashes: hashes).payload
+            let packed = try #require(try FingerprintRecord.packedHashes(payload: payload))
+            #expect(packed.count == hashes.count)
+            #expect(packed.bytes == payload[3...])  // after {"h":
+            #expect(unpacked(packed) == hashes)
+        }
+        #expect(try FingerprintRecord.packedHashes(payload: []) == nil)
+        #expect(try FingerprintRecord.packedHashes(payload: FingerprintRecord.tombstone.payload) == nil)
+    }
+
+    @Test func otherEncodingsAreAcceptedExactlyWhenTheDecoderAcceptsThem() {
+        var rng = SplitMix64(seed: 17)
+        var accepted = 0
+        var rejected = 0
+        for _ in 0..<6_000 {
+            var input = FingerprintRecord(hashes: rng.maybe { r in Array(r.hashes().prefix(40)) }).payload
+            // Valid re-encodings the proxy never writes, then random damage.
+            switch Int.random(in: 0..<4, using: &rng) {
+            case 0: input = [0x81, 0xa6] + Array("hashes".utf8) + input.dropFirst(3)  // a full key name
+            case 1 where input.count > 3: input.insert(contentsOf: [0xdc, 0x00, UInt8(input[3] & 0x0f)], at: 3)  // long array header
+            case 2: input = [0x81, 0xa1, 0x68, 0x92, 0xcf, 0, 0, 0, 0, 0, 0, 0, 7, 0xd0, 0x05]  // uint64 and int8 forms
+            default: break
+            }
+            if case 1 = input.count % 2, !input.isEmpty, Bool.random(using: &rng) {
+                let position = Int.random(in: 0..<input.count, using: &rng)
+                switch Int.random(in: 0..<3, using: &rng) {
+                case 0: input[position] = UInt8.random(in: 0...255, using: &rng)
+                case 1: input.remove(at: position)
+                default: input.removeSubrange(position...)
+                }
+            }
+            // The stream's reading: an empty payload is a tombstone.
+            let decoded = Result {
+                try input.withUnsafeBytes { bytes throws(FpindexError) in try FingerprintRecord.decode(payload: bytes) }
+            }
+            let packed = Result { try FingerprintRecord.packedHashes(payload: input) }
+            switch (decoded, packed) {
+            case (.success(let record), .success(let hashes)):
+                accepted += 1
+                #expect(unpacked(hashes) == record.hashes, "\(input)")
+            case (.failure, .failure):
+                rejected += 1
+            default:
+                Issue.record("the decoder and packedHashes disagree on \(input)")
+            }
+        }
+        #expect(accepted > 1_000 && rejected > 500)
+    }
+
+    @Test func aPackedBodyIsTheBytesOfTheSameUpdateRequest() {
+        var rng = SplitMix64(seed: 23)
+        for round in 0..<300 {
+            let changes: [PackedChange] = (0..<Int.random(in: 0..<20, using: &rng)).map { _ in
+                Bool.random(using: &rng) ? .insert(id: rng.id(), hashes: PackedHashes(rng.hashes())) : .delete(id: rng.id())
+            }
+            let metadata = rng.maybe { r in Dictionary((0..<Int.random(in: 0..<5, using: &r)).map { _ in (r.string(), r.string()) }) { $1 }
+            }
+            let expected = UpdateRequest(changes: changes.map(\.change), metadata: metadata).encoded(as: .msgpack)
+            #expect(UpdateRequest.packedBody(changes: changes, metadata: metadata) == expected, "round \(round)")
+        }
+    }
+}

@@ -30,9 +30,10 @@ struct BatchPlannerTests {
         #expect(
             plan.operations == [
                 .update(
-                    "a", changes: [.insert(id: 1, hashes: [1]), .delete(id: 3), .insert(id: 1, hashes: [9])], metadata: ["k": "v"],
+                    "a", changes: [.insert(id: 1, hashes: PackedHashes([1])), .delete(id: 3), .insert(id: 1, hashes: PackedHashes([9]))],
+                    metadata: ["k": "v"],
                     checkpoint: 14),
-                .update("b", changes: [.insert(id: 2, hashes: [2])], metadata: [:], checkpoint: 14),
+                .update("b", changes: [.insert(id: 2, hashes: PackedHashes([2]))], metadata: [:], checkpoint: 14),
             ])
         #expect(plan.indexes["a"]?.checkpoint == 14)
         #expect(plan.indexes["b"]?.checkpoint == 14)
@@ -43,7 +44,7 @@ struct BatchPlannerTests {
             messages: [insert(4, "a", 1, [1]), insert(5, "a", 2, [2]), insert(6, "a", 3, [3])],
             indexes: ["a": ReplicaIndex(exists: true, generation: 1, checkpoint: 5)], subjects: subjects)
         #expect(plan.alreadyApplied == 2)
-        #expect(plan.operations == [.update("a", changes: [.insert(id: 3, hashes: [3])], metadata: [:], checkpoint: 6)])
+        #expect(plan.operations == [.update("a", changes: [.insert(id: 3, hashes: PackedHashes([3]))], metadata: [:], checkpoint: 6)])
     }
 
     @Test func lifecycleRecordsSplitTheBatch() {
@@ -55,10 +56,10 @@ struct BatchPlannerTests {
             indexes: ["a": ReplicaIndex(exists: true, generation: 1, checkpoint: 19)], subjects: subjects)
         #expect(
             plan.operations == [
-                .update("a", changes: [.insert(id: 1, hashes: [1])], metadata: [:], checkpoint: 20),
+                .update("a", changes: [.insert(id: 1, hashes: PackedHashes([1]))], metadata: [:], checkpoint: 20),
                 .deleteIndex("a"),
                 .createIndex("a", generation: 23),
-                .update("a", changes: [.insert(id: 3, hashes: [3])], metadata: [:], checkpoint: 24),
+                .update("a", changes: [.insert(id: 3, hashes: PackedHashes([3]))], metadata: [:], checkpoint: 24),
             ])
         #expect(plan.orphaned == 1)  // id 2 was written to the deleted index
         #expect(plan.indexes["a"] == ReplicaIndex(exists: true, generation: 23, checkpoint: 24))
@@ -68,7 +69,8 @@ struct BatchPlannerTests {
         let plan = BatchPlan(messages: [insert(3, "new", 1, [1])], indexes: [:], subjects: subjects)
         #expect(
             plan.operations == [
-                .createIndex("new", generation: nil), .update("new", changes: [.insert(id: 1, hashes: [1])], metadata: [:], checkpoint: 3),
+                .createIndex("new", generation: nil),
+                .update("new", changes: [.insert(id: 1, hashes: PackedHashes([1]))], metadata: [:], checkpoint: 3),
             ])
     }
 
@@ -84,7 +86,10 @@ struct BatchPlannerTests {
         #expect(plan.poison.map(\.sequence) == [1, 2, 3, 4])
         #expect(plan.poison[0].subject == "fp.a.zz")
         // An empty payload is a tombstone, not poison.
-        #expect(plan.operations == [.update("a", changes: [.insert(id: 2, hashes: [2]), .delete(id: 3)], metadata: [:], checkpoint: 6)])
+        #expect(
+            plan.operations == [
+                .update("a", changes: [.insert(id: 2, hashes: PackedHashes([2])), .delete(id: 3)], metadata: [:], checkpoint: 6)
+            ])
     }
 
     @Test func emptyBatchPlansNothing() {
