@@ -17,8 +17,9 @@ public final class IndexStore: Sendable {
     }
 
     /// Past this many segments a writer merges inline: background merges that fall behind a
-    /// fast writer must not let searches slow down without bound.
-    static let inlineCompactionThreshold = 24
+    /// fast writer must not let searches slow down without bound. Above the usual count: up to
+    /// about 32 segments at the merge cap (see `IndexSnapshot.mergeCap`) plus three a tier.
+    static let inlineCompactionThreshold = 64
 
     private let state = Mutex(State())
     /// Serialises writers; held only on thread-pool threads, never on the cooperative pool.

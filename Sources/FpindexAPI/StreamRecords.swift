@@ -41,27 +41,45 @@ public struct StreamSubjects: Sendable, Equatable {
 
     /// Parses a subject of this stream; nil for anything that does not fit the scheme.
     public func parse(_ subject: String) -> Subject? {
-        let utf8 = subject.utf8
-        guard utf8.count > prefix.utf8.count + 1, subject.hasPrefix(prefix),
-            utf8[utf8.index(utf8.startIndex, offsetBy: prefix.utf8.count)] == UInt8(ascii: ".")
+        var subject = subject
+        // Native strings are contiguous UTF-8: scanned in place, once per message of a replay.
+        return subject.withUTF8 { parse(utf8: $0) }
+    }
+
+    private func parse(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Subject? {
+        let prefixLength = prefix.utf8.count
+        guard bytes.count > prefixLength + 1, bytes[prefixLength] == UInt8(ascii: "."),
+            prefix.utf8.elementsEqual(UnsafeBufferPointer(rebasing: bytes[..<prefixLength]))
         else { return nil }
-        let rest = subject.utf8.dropFirst(prefix.utf8.count + 1)
-        let tokens = rest.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard let indexToken = tokens.first, let index = String(indexToken), FpindexNames.isValidIndexName(index)
-        else { return nil }
-        switch tokens.count {
+        // Up to three tokens after the prefix: index, then an id or `_meta` and a key.
+        var tokens = (0..<0, 0..<0, 0..<0)
+        var count = 0
+        var start = prefixLength + 1
+        for position in start...bytes.count where position == bytes.count || bytes[position] == UInt8(ascii: ".") {
+            switch count {
+            case 0: tokens.0 = start..<position
+            case 1: tokens.1 = start..<position
+            case 2: tokens.2 = start..<position
+            default: return nil
+            }
+            count += 1
+            start = position + 1
+        }
+        let indexBytes = UnsafeBufferPointer(rebasing: bytes[tokens.0])
+        guard FpindexNames.isValidIndexName(bytes: indexBytes) else { return nil }
+        let index = String(decoding: indexBytes, as: UTF8.self)
+        switch count {
         case 1:
             return .lifecycle(index: index)
         case 2:
-            guard tokens[1].count == 8, let id = Self.parseHex(tokens[1]), id <= UInt64(UInt32.max), id != 0 else { return nil }
+            let token = bytes[tokens.1]
+            guard token.count == 8, let id = Self.parseHex(token), id != 0 else { return nil }
             return .fingerprint(index: index, id: UInt32(id))
-        case 3:
-            guard tokens[1].elementsEqual("_meta".utf8), let keyBytes = Self.unhex(tokens[2]),
+        default:
+            guard bytes[tokens.1].elementsEqual("_meta".utf8), let keyBytes = Self.unhex(bytes[tokens.2]),
                 let key = String(validating: keyBytes, as: UTF8.self), !key.isEmpty
             else { return nil }
             return .metadata(index: index, key: key)
-        default:
-            return nil
         }
     }
 
@@ -161,8 +179,8 @@ public struct FingerprintRecord: Sendable, Equatable, WireCodable {
     /// A payload's hashes as MessagePack, checked but not decoded; nil for a tombstone. Accepts
     /// exactly what `decode(payload:)` accepts.
     ///
-    /// The payloads the proxy writes (`{"h":[...]}` with the smallest integer encodings) are
-    /// sliced as they are; anything else is decoded and re-encoded.
+    /// Payloads laid out as the proxy writes them (`{"h":[...]}`, each hash a uint of at most
+    /// 32 bits) are sliced as they are; anything else is decoded and re-encoded.
     public static func packedHashes(payload: [UInt8]) throws(FpindexError) -> PackedHashes? {
         if payload.isEmpty { return nil }
         if let packed = PackedHashes(canonicalRecord: payload) { return packed }
@@ -184,8 +202,8 @@ public struct PackedHashes: Sendable, Equatable {
         count = hashes.count
     }
 
-    /// The hashes of a record in the proxy's own encoding, `{"h":[...]}`, or nil when the
-    /// record is encoded any other way (valid or not).
+    /// The hashes of a record laid out as the proxy writes it, `{"h":[...]}` with uint elements
+    /// of at most 32 bits, or nil when the record is encoded any other way (valid or not).
     init?(canonicalRecord payload: [UInt8]) {
         let parsed = payload.withUnsafeBufferPointer { bytes -> (start: Int, count: Int)? in
             guard bytes.count >= 4, bytes[0] == 0x81, bytes[1] == 0xa1, bytes[2] == UInt8(ascii: "h") else { return nil }
@@ -202,15 +220,22 @@ public struct PackedHashes: Sendable, Equatable {
             default:
                 return nil
             }
-            // Each element in its smallest encoding, and nothing after the array.
+            // Each element a positive fixint, uint8, uint16 or uint32 (the forms a writer uses for
+            // uint32 values; others go the slow way), and nothing after the array.
+            let end = bytes.count
             for _ in 0..<count {
-                guard p < bytes.count else { return nil }
-                switch bytes[p] {
-                case 0x00...0x7f: p += 1
-                case 0xcc where p + 1 < bytes.count && bytes[p + 1] > 0x7f: p += 2
-                case 0xcd where p + 2 < bytes.count && bytes[p + 1] != 0: p += 3
-                case 0xce where p + 4 < bytes.count && (bytes[p + 1] | bytes[p + 2]) != 0: p += 5
-                default: return nil
+                guard p < end else { return nil }
+                let b = bytes[p]
+                if b == 0xce {
+                    p &+= 5
+                } else if b < 0x80 {
+                    p &+= 1
+                } else if b == 0xcd {
+                    p &+= 3
+                } else if b == 0xcc {
+                    p &+= 2
+                } else {
+                    return nil
                 }
             }
             guard p == bytes.count else { return nil }

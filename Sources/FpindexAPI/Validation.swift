@@ -6,7 +6,11 @@ public enum FpindexNames {
 
     /// Whether `name` is 1-255 bytes of `[A-Za-z0-9_-]` (which also keeps it a valid NATS subject token).
     public static func isValidIndexName(_ name: some StringProtocol) -> Bool {
-        let utf8 = name.utf8
+        isValidIndexName(bytes: name.utf8)
+    }
+
+    /// `isValidIndexName` on the name's UTF-8 bytes.
+    public static func isValidIndexName(bytes utf8: some Collection<UInt8>) -> Bool {
         guard !utf8.isEmpty, utf8.count <= maxIndexNameLength else { return false }
         return utf8.allSatisfy { b in
             switch b {

@@ -66,12 +66,39 @@ struct BatchPlan: Equatable, Sendable {
             operations.append(.update(index, changes: work.changes, metadata: work.metadata, checkpoint: checkpoint))
         }
 
+        // Replays are long runs of fingerprints of one index: within a run the index's lookups
+        // are done once, and its changes are collected here and handed over when the run ends.
+        var run: (index: String, checkpoint: UInt64, changes: [PackedChange])?
+        func endRun() {
+            guard let ended = run else { return }
+            run = nil
+            pending[ended.index]!.changes.append(contentsOf: ended.changes)
+        }
+        func packedHashes(_ message: DeliveredMessage) -> PackedHashes?? {
+            // The hashes go to fpindex as the stream holds them: checked, not decoded.
+            do {
+                return .some(try FingerprintRecord.packedHashes(payload: message.payload))
+            } catch {
+                poison.append(PoisonMessage(sequence: message.streamSequence, subject: message.subject, reason: "undecodable fingerprint"))
+                return nil
+            }
+        }
+
         for message in messages {
             guard let subject = subjects.parse(message.subject) else {
                 poison.append(
                     PoisonMessage(sequence: message.streamSequence, subject: message.subject, reason: "subject outside the scheme"))
                 continue
             }
+            if case .fingerprint(let index, let id) = subject, let current = run, current.index == index {
+                if message.streamSequence <= current.checkpoint {
+                    alreadyApplied += 1
+                } else if let hashes = packedHashes(message) {
+                    run!.changes.append(hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
+                }
+                continue
+            }
+            endRun()
             let index: String
             switch subject {
             case .lifecycle(let name), .fingerprint(let name, _), .metadata(let name, _): index = name
@@ -99,18 +126,9 @@ struct BatchPlan: Equatable, Sendable {
                     self.indexes[index] = ReplicaIndex(exists: false, generation: nil, checkpoint: message.streamSequence)
                 }
             case .fingerprint(_, let id):
-                // The hashes go to fpindex as the stream holds them: checked, not decoded.
-                let hashes: PackedHashes?
-                do {
-                    hashes = try FingerprintRecord.packedHashes(payload: message.payload)
-                } catch {
-                    poison.append(
-                        PoisonMessage(sequence: message.streamSequence, subject: message.subject, reason: "undecodable fingerprint"))
-                    continue
-                }
-                guard prepare(index) else { continue }
+                guard let hashes = packedHashes(message), prepare(index) else { continue }
                 touch(index)
-                pending[index]!.changes.append(hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
+                run = (index, self.indexes[index]!.checkpoint, [hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id)])
             case .metadata(_, let key):
                 guard let record = try? Self.decode(MetadataRecord.self, message.payload) else {
                     poison.append(PoisonMessage(sequence: message.streamSequence, subject: message.subject, reason: "undecodable metadata"))
@@ -126,6 +144,7 @@ struct BatchPlan: Equatable, Sendable {
                 pending[index]!.metadata[key] = record.value
             }
         }
+        endRun()
         for index in pendingOrder {
             flush(index, checkpoint: last)
             self.indexes[index]?.checkpoint = last

@@ -63,6 +63,7 @@ struct ReplayBenchmark: AsyncParsableCommand {
             stream: stream.config.name, config: ConsumerConfig(durableName: "raw", filterSubject: subjects.all, batch: batch))
         let consumer = try await client.bindPullConsumer(stream: stream.config.name, name: "raw")
         let rawStart = ContinuousClock.now
+        let rawCPUBefore = (Self.cpuSeconds(pid: getpid()) ?? 0, Self.cpuSeconds(pid: workspace.nats.pid) ?? 0)
         var consumed: UInt64 = 0
         while consumed < total {
             let fetched = try await consumer.fetch(batch: batch, timeout: .seconds(5))
@@ -71,6 +72,9 @@ struct ReplayBenchmark: AsyncParsableCommand {
             consumed += UInt64(fetched.messages.count)
         }
         let rawRate = Double(consumed) / (ContinuousClock.now - rawStart).seconds
+        let rawCPU = (
+            (Self.cpuSeconds(pid: getpid()) ?? 0) - rawCPUBefore.0, (Self.cpuSeconds(pid: workspace.nats.pid) ?? 0) - rawCPUBefore.1
+        )
         consumer.close()
 
         // Replay: a fresh fpindex-dev and updater.
@@ -129,6 +133,7 @@ struct ReplayBenchmark: AsyncParsableCommand {
                     "fpindex-dev + updater replay",
                     String(format: "%.0f fingerprints/s in %.1f s (ratio %.2f)", replayRate, replaySeconds, replayRate / rawRate)
                 ),
+                ("CPU per 1000 messages, raw", "nats-server \(perThousand(rawCPU.1)), consumer \(perThousand(rawCPU.0))"),
                 ("CPU per 1000 messages replayed", cpu),
                 ("updater peak RSS", String(format: "%.0f MB", peakRSS)),
                 ("100 M fingerprints at this rate", String(format: "%.0f minutes", minutes)),

@@ -195,6 +195,10 @@ struct PackedHashesTests {
             #expect(packed.bytes == payload[3...])  // after {"h":
             #expect(unpacked(packed) == hashes)
         }
+        // Wider encodings than needed are sliced too: they decode the same.
+        let wide: [UInt8] = [0x81, 0xa1, 0x68, 0x93, 0xce, 0, 0, 0, 5, 0xcd, 0, 7, 0xcc, 9]
+        let packed = try #require(try FingerprintRecord.packedHashes(payload: wide))
+        #expect(packed.bytes == wide[3...] && unpacked(packed) == [5, 7, 9])
         #expect(try FingerprintRecord.packedHashes(payload: []) == nil)
         #expect(try FingerprintRecord.packedHashes(payload: FingerprintRecord.tombstone.payload) == nil)
     }
