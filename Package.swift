@@ -126,6 +126,7 @@ let package = Package(
             name: "fpindex-dev",
             dependencies: [
                 "DevIndex",
+                "CMallocTuning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -137,7 +137,7 @@ struct DevIndexResponder: HTTPResponder {
             _ = try existing(name)
             let body: ByteBuffer
             (body, negotiation) = try await FpindexHTTP.readBody(request)
-            let update = try FpindexHTTP.decode(UpdateRequest.self, from: body, format: negotiation.request)
+            let update = try FpindexHTTP.decode(FlatUpdateRequest.self, from: body, format: negotiation.request)
             let version = try await store.update(name, update)
             return FpindexHTTP.response(VersionResponse(version: version), format: negotiation.response)
 

@@ -118,10 +118,14 @@ struct IndexSnapshot: Sendable {
     /// The snapshot after one write. With `compact` false the new segment is only appended and
     /// merging is left to `compactionRange()`/`replacing(_:with:)` (done off the write path).
     func applying(changes: [UInt32: [UInt32]?], metadata: [MetadataEntry], compact: Bool = true) -> IndexSnapshot {
+        applying(changes: ChangeBatch(changes), metadata: metadata, compact: compact)
+    }
+
+    func applying(changes: ChangeBatch, metadata: [MetadataEntry], compact: Bool = true) -> IndexSnapshot {
         var liveCount = self.liveCount
-        for (id, hashes) in changes {
+        for (position, id) in changes.ids.enumerated() {
             let wasLive = isLive(id)
-            let isLive = hashes != nil
+            let isLive = !changes.isDeletion(position)
             if wasLive != isLive { liveCount += isLive ? 1 : -1 }
         }
         var merged = self.metadata

@@ -89,16 +89,9 @@ public final class IndexStore: Sendable {
             state.indexes[name] = nil
         case .update(let name, let version, let changes, let metadata):
             guard let snapshot = state.indexes[name] else { return }
-            var touched: [UInt32: [UInt32]?] = [:]
-            for change in changes {
-                switch change {
-                case .insert(let id, let hashes): touched[id] = .some(hashes)
-                case .delete(let id): touched.updateValue(nil, forKey: id)
-                case .setMetadata: break
-                }
-            }
+            let changes = ChangeBatch(FlatUpdateRequest(UpdateRequest(changes: changes)))
             let entries = metadata.map { MetadataEntry(key: $0.key, value: $0.value) }
-            let next = snapshot.applying(changes: touched, metadata: entries)
+            let next = snapshot.applying(changes: changes, metadata: entries)
             state.indexes[name] = IndexSnapshot(
                 generation: next.generation, version: version, metadata: next.metadata, segments: next.segments,
                 liveCount: next.liveCount)
@@ -213,33 +206,20 @@ public final class IndexStore: Sendable {
         }
     }
 
-    /// `POST /:index/_update`, and the single-fingerprint writes: one atomic write that adds 1 to the version.
-    /// - Returns: the new version.
+    /// The single-fingerprint writes: one atomic write that adds 1 to the version.
     public func update(_ name: String, _ request: UpdateRequest) async throws -> UInt64 {
+        try await update(name, FlatUpdateRequest(request))
+    }
+
+    /// `POST /:index/_update`: one atomic write that adds 1 to the version.
+    /// - Returns: the new version.
+    public func update(_ name: String, _ request: FlatUpdateRequest) async throws -> UInt64 {
         // Collapse the changes (last change per id wins) before taking the write lock.
-        var touched: [UInt32: [UInt32]?] = [:]
-        touched.reserveCapacity(request.changes.count)
-        var finalChanges: [Change] = []
-        for change in request.changes {
-            switch change {
-            case .insert(let id, let hashes): touched[id] = .some(hashes)
-            case .delete(let id): touched.updateValue(nil, forKey: id)
-            case .setMetadata: break
-            }
-        }
+        let changes = ChangeBatch(request)
         // The log record holds the collapsed changes; without a log there is nothing to write.
-        if log.withLock({ $0 != nil }) {
-            finalChanges.reserveCapacity(touched.count)
-            for (id, hashes) in touched.sorted(by: { $0.key < $1.key }) {
-                finalChanges.append(hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
-            }
-        }
-        var metadata: [String: String] = [:]
+        let finalList = log.withLock({ $0 != nil }) ? changes.changes : []
         let entries = request.metadataEntries
-        for entry in entries { metadata[entry.key] = entry.value }
-        let changes = touched
-        let finalList = finalChanges
-        let metadataMap = metadata
+        let metadataMap = Dictionary(entries.map { ($0.key, $0.value) }) { $1 }
 
         return try await write { [self] in
             let current = try indexSnapshot(name)

@@ -30,30 +30,29 @@ final class Segment: Sendable {
         self.ids = ids
     }
 
-    /// Builds a segment from the final state of each touched id (nil hashes: deleted).
+    /// Builds a segment from the final state of each touched id.
     ///
     /// Every posting becomes a 64-bit key, hash then id, written in id order and sorted by the
-    /// hash with four stable counting passes of 8 bits (LSD radix), so ids stay ascending within
+    /// hash with stable 8-bit counting passes (`radixSortByHash`), so ids stay ascending within
     /// a hash. 8-bit digits keep the 256 write positions of each pass in cache; one pass on the
     /// 16-bit bucket scattered over 65 536 positions and cost three times as much.
-    convenience init(changes: [UInt32: [UInt32]?], version: UInt64) {
-        var docs: [UInt32] = []
-        docs.reserveCapacity(changes.count)
+    convenience init(changes: ChangeBatch, version: UInt64) {
+        let docs = changes.ids
         var deleted: [UInt32] = []
-        var total = 0
-        for (id, hashes) in changes {
-            docs.append(id)
-            if let hashes { total += hashes.count } else { deleted.append(id) }
-        }
-        docs.sort()
-        deleted.sort()
-        var keys = [UInt64](unsafeUninitializedCapacity: total) { buffer, count in
+        var keys = [UInt64](unsafeUninitializedCapacity: changes.hashCount) { buffer, count in
             var n = 0
-            for id in docs {
-                guard let hashes = changes[id]! else { continue }
-                for hash in hashes {
-                    buffer[n] = UInt64(hash) &<< 32 | UInt64(id)
-                    n &+= 1
+            changes.withHashes { hashes, starts, counts in
+                for position in docs.indices {
+                    let id = docs[position]
+                    guard counts[position] >= 0 else {
+                        deleted.append(id)
+                        continue
+                    }
+                    let start = starts[position]
+                    for i in start..<(start &+ counts[position]) {
+                        buffer[n] = UInt64(hashes[i]) &<< 32 | UInt64(id)
+                        n &+= 1
+                    }
                 }
             }
             count = n
@@ -68,41 +67,61 @@ final class Segment: Sendable {
             directory: directory, lows: lows, ids: ids)
     }
 
-    /// Sorts keys by their upper 32 bits (the hash), stably: four counting passes of 8 bits.
-    private static func radixSortByHash(_ keys: UnsafeMutableBufferPointer<UInt64>) {
+    /// Sorts keys by their upper 32 bits (the hash), stably. One counting pass on the top 8 bits
+    /// splits the keys into 256 ranges of a few thousand; each range is then sorted on the other
+    /// 24 bits by three 8-bit passes while it is in cache. (Four passes over all the keys, each
+    /// twice the size of the cache, took 40 % longer.)
+    static func radixSortByHash(_ keys: UnsafeMutableBufferPointer<UInt64>) {
         let count = keys.count
         guard count > 1 else { return }
         let spare = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: count)
         defer { spare.deallocate() }
-        // All four histograms in one read.
-        let histograms = UnsafeMutableBufferPointer<Int>.allocate(capacity: 4 * 256)
-        defer { histograms.deallocate() }
-        histograms.initialize(repeating: 0)
+        let counts = UnsafeMutablePointer<Int>.allocate(capacity: 256)
+        defer { counts.deallocate() }
+        let starts = UnsafeMutableBufferPointer<Int>.allocate(capacity: 257)
+        defer { starts.deallocate() }
+        starts.initialize(repeating: 0)
+        for key in keys { starts[Int(truncatingIfNeeded: key &>> 56) &+ 1] &+= 1 }
+        for digit in 0..<256 { starts[digit &+ 1] &+= starts[digit] }
+        for digit in 0..<256 { counts[digit] = starts[digit] }
         for key in keys {
-            histograms[Int(truncatingIfNeeded: (key &>> 32) & 0xff)] &+= 1
-            histograms[256 &+ Int(truncatingIfNeeded: (key &>> 40) & 0xff)] &+= 1
-            histograms[512 &+ Int(truncatingIfNeeded: (key &>> 48) & 0xff)] &+= 1
-            histograms[768 &+ Int(truncatingIfNeeded: key &>> 56)] &+= 1
+            let digit = Int(truncatingIfNeeded: key &>> 56)
+            spare[counts[digit]] = key
+            counts[digit] &+= 1
         }
-        var source = keys
-        var target = spare
-        for pass in 0..<4 {
-            let base = pass &* 256
-            let shift = UInt64(32 &+ 8 &* pass)
-            var running = 0
-            for digit in 0..<256 {
-                let digitCount = histograms[base &+ digit]
-                histograms[base &+ digit] = running
-                running &+= digitCount
+        for digit in 0..<256 {
+            let range = starts[digit]..<starts[digit &+ 1]
+            let sorted = UnsafeMutableBufferPointer(rebasing: keys[range])
+            let scratch = UnsafeMutableBufferPointer(rebasing: spare[range])
+            guard range.count > 1 else {
+                if range.count == 1 { sorted[0] = scratch[0] }
+                continue
             }
-            for key in source {
-                let slot = base &+ Int(truncatingIfNeeded: (key &>> shift) & 0xff)
-                target[histograms[slot]] = key
-                histograms[slot] &+= 1
-            }
-            swap(&source, &target)
+            countingPass(scratch, into: sorted, shift: 32, counts: counts)
+            countingPass(sorted, into: scratch, shift: 40, counts: counts)
+            countingPass(scratch, into: sorted, shift: 48, counts: counts)
         }
-        // After an even number of passes the sorted keys are back in `keys`.
+    }
+
+    /// A stable counting sort of `source` into `target` by the 8 bits of each key at `shift`.
+    @inline(__always)
+    private static func countingPass(
+        _ source: UnsafeMutableBufferPointer<UInt64>, into target: UnsafeMutableBufferPointer<UInt64>, shift: UInt64,
+        counts: UnsafeMutablePointer<Int>
+    ) {
+        for digit in 0..<256 { counts[digit] = 0 }
+        for key in source { counts[Int(truncatingIfNeeded: (key &>> shift) & 0xff)] &+= 1 }
+        var running = 0
+        for digit in 0..<256 {
+            let digitCount = counts[digit]
+            counts[digit] = running
+            running &+= digitCount
+        }
+        for key in source {
+            let digit = Int(truncatingIfNeeded: (key &>> shift) & 0xff)
+            target[counts[digit]] = key
+            counts[digit] &+= 1
+        }
     }
 
     /// Sorted keys (hash << 32 | id) as the segment stores them: low 16 bits of the hash, and id.

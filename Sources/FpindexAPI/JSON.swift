@@ -110,12 +110,12 @@ public struct JSONReader: WireReader {
         }
     }
 
-    public mutating func readUInt32Array() throws(FpindexError) -> [UInt32] {
-        var values: [UInt32] = []
+    public mutating func readUInt32Array(appendingTo values: inout [UInt32]) throws(FpindexError) -> Int {
+        let start = values.count
         try readArray { (r: inout JSONReader) throws(FpindexError) in
             values.append(try r.readUInt32())
         }
-        return values
+        return values.count - start
     }
 
     public mutating func readUInt(max: UInt64) throws(FpindexError) -> UInt64 {

@@ -114,29 +114,48 @@ public struct MsgPackReader: WireReader {
         }
     }
 
-    public mutating func readUInt32Array() throws(FpindexError) -> [UInt32] {
+    public mutating func readUInt32Array(appendingTo values: inout [UInt32]) throws(FpindexError) -> Int {
         let count = try readArrayCount()
-        var values: [UInt32] = []
-        values.reserveCapacity(count)
-        // The hot loop of every fingerprint: positive fixints and uint16/uint32 inline,
-        // anything else through the general integer reader.
-        for _ in 0..<count {
-            guard position < bytes.count else { throw .badRequest("MessagePack body ends early") }
-            let b = bytes[position]
-            if b <= 0x7f {
-                values.append(UInt32(b))
-                position += 1
-            } else if b == 0xce, bytes.count - position >= 5 {
-                values.append(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: position + 1, as: UInt32.self)))
-                position += 5
-            } else if b == 0xcd, bytes.count - position >= 3 {
-                values.append(UInt32(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: position + 1, as: UInt16.self))))
-                position += 3
-            } else {
-                values.append(UInt32(truncatingIfNeeded: try readUInt(max: UInt64(UInt32.max))))
+        guard count > 0 else { return 0 }
+        let start = values.count
+        if values.capacity < start + count {
+            // Geometric growth: appending fingerprint after fingerprint must not copy each time.
+            values.reserveCapacity(max(start + count, values.capacity * 2))
+        }
+        // Room first, then filled in place: appending one by one checks uniqueness and capacity
+        // each time. (On an error the caller drops the whole array.)
+        values.append(contentsOf: repeatElement(0, count: count))
+        var failure: FpindexError?
+        values.withUnsafeMutableBufferPointer { output in
+            // The hot loop of every fingerprint: positive fixints and uint16/uint32 inline,
+            // anything else through the general integer reader.
+            for i in start..<(start + count) {
+                guard position < bytes.count else {
+                    failure = .badRequest("MessagePack body ends early")
+                    return
+                }
+                let b = bytes[position]
+                if b == 0xce, bytes.count - position >= 5 {
+                    output[i] = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: position + 1, as: UInt32.self))
+                    position += 5
+                } else if b <= 0x7f {
+                    output[i] = UInt32(b)
+                    position += 1
+                } else if b == 0xcd, bytes.count - position >= 3 {
+                    output[i] = UInt32(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: position + 1, as: UInt16.self)))
+                    position += 3
+                } else {
+                    do throws(FpindexError) {
+                        output[i] = UInt32(truncatingIfNeeded: try readUInt(max: UInt64(UInt32.max)))
+                    } catch {
+                        failure = error
+                        return
+                    }
+                }
             }
         }
-        return values
+        if let failure { throw failure }
+        return count
     }
 
     public mutating func readUInt(max: UInt64) throws(FpindexError) -> UInt64 {

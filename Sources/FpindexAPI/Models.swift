@@ -185,37 +185,12 @@ public enum Change: Sendable, Equatable, Hashable, WireCodable {
     }
 
     public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
-        var change: Change?
-        var keys = 0
-        try reader.readStruct(Self.fields) { (r, field) throws(FpindexError) in
-            keys += 1
-            switch field {
-            case 0:
-                var id: UInt32?, hashes: [UInt32]?
-                try r.readStruct(Self.idHashesFields) { (r, field) throws(FpindexError) in
-                    if field == 0 { id = try r.readFingerprintId() } else { hashes = try r.readUInt32Array() }
-                }
-                guard let id else { throw .badRequest("insert needs an id") }
-                guard let hashes else { throw .badRequest("insert needs hashes") }
-                change = .insert(id: id, hashes: hashes)
-            case 1:
-                var id: UInt32?
-                try r.readStruct(Self.idFields) { (r, _) throws(FpindexError) in id = try r.readFingerprintId() }
-                guard let id else { throw .badRequest("delete needs an id") }
-                change = .delete(id: id)
-            default:
-                var entries: [MetadataEntry]?
-                try r.readStruct(Self.entriesFields) { (r, _) throws(FpindexError) in
-                    var list: [MetadataEntry] = []
-                    try r.readArray { (r) throws(FpindexError) in list.append(try MetadataEntry(from: &r)) }
-                    entries = list
-                }
-                guard let entries else { throw .badRequest("set_metadata needs entries") }
-                change = .setMetadata(entries)
-            }
+        var hashes: [UInt32] = []
+        switch try FlatUpdateRequest.readChange(from: &reader, hashes: &hashes) {
+        case .insert(let id, _): self = .insert(id: id, hashes: hashes)
+        case .delete(let id): self = .delete(id: id)
+        case .setMetadata(let entries): self = .setMetadata(entries)
         }
-        guard keys == 1, let change else { throw .badRequest("a change must have exactly one key") }
-        self = change
     }
 
     public func encode<W: WireWriter>(to writer: inout W) {
@@ -321,29 +296,8 @@ public struct UpdateRequest: Sendable, Equatable, WireCodable {
     static let fields = WireFields(["changes", "metadata", "expected_version"])
 
     public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
-        var changes: [Change]?
-        var metadata: [String: String]?
-        var expectedVersion: UInt64?
-        try reader.readStruct(Self.fields) { (r, field) throws(FpindexError) in
-            if try r.readNilIfPresent() {
-                if field == 0 { changes = nil }
-                return
-            }
-            switch field {
-            case 0:
-                var list: [Change] = []
-                try r.readArray { (r) throws(FpindexError) in list.append(try Change(from: &r)) }
-                changes = list
-            case 1:
-                var map: [String: String] = [:]
-                try r.readStringMap { (r, key) throws(FpindexError) in map[key] = try r.readString() }
-                metadata = map
-            default:
-                expectedVersion = try r.readUInt64()
-            }
-        }
-        guard let changes else { throw .badRequest("missing field changes") }
-        self.init(changes: changes, metadata: metadata, expectedVersion: expectedVersion)
+        let flat = try FlatUpdateRequest(from: &reader)
+        self.init(changes: flat.changes, metadata: flat.metadata, expectedVersion: flat.expectedVersion)
     }
 
     public func encode<W: WireWriter>(to writer: inout W) {
@@ -390,6 +344,138 @@ public struct UpdateRequest: Sendable, Equatable, WireCodable {
             writer.writeUInt(expectedVersion)
         }
         writer.endMap()
+    }
+}
+
+/// An `_update` request as a server applies it: the inserts' hashes in one flat array rather
+/// than an array each, which a bulk write of thousands of fingerprints would allocate and
+/// free one by one. It is also how `UpdateRequest` is decoded, so both accept exactly the same.
+public struct FlatUpdateRequest: Sendable, Equatable, WireDecodable {
+    public enum Item: Sendable, Equatable {
+        /// An insert whose hashes are `hashes[range]`.
+        case insert(id: UInt32, range: Range<Int>)
+        case delete(id: UInt32)
+        case setMetadata([MetadataEntry])
+    }
+
+    /// The changes, in request order.
+    public var items: [Item] = []
+    /// Every insert's hashes, one after the other.
+    public var hashes: [UInt32] = []
+    public var metadata: [String: String]?
+    public var expectedVersion: UInt64?
+
+    public init(items: [Item], hashes: [UInt32], metadata: [String: String]? = nil, expectedVersion: UInt64? = nil) {
+        self.items = items
+        self.hashes = hashes
+        self.metadata = metadata
+        self.expectedVersion = expectedVersion
+    }
+
+    /// A request given as `Change`s.
+    public init(_ request: UpdateRequest) {
+        for change in request.changes {
+            switch change {
+            case .insert(let id, let list):
+                items.append(.insert(id: id, range: hashes.count..<(hashes.count + list.count)))
+                hashes.append(contentsOf: list)
+            case .delete(let id): items.append(.delete(id: id))
+            case .setMetadata(let entries): items.append(.setMetadata(entries))
+            }
+        }
+        metadata = request.metadata
+        expectedVersion = request.expectedVersion
+    }
+
+    /// The same request with a `Change` per item.
+    public var changes: [Change] {
+        items.map { item in
+            switch item {
+            case .insert(let id, let range): .insert(id: id, hashes: Array(hashes[range]))
+            case .delete(let id): .delete(id: id)
+            case .setMetadata(let entries): .setMetadata(entries)
+            }
+        }
+    }
+
+    /// All metadata this request sets, in order (see `UpdateRequest.metadataEntries`).
+    public var metadataEntries: [MetadataEntry] {
+        UpdateRequest(
+            changes: items.compactMap { if case .setMetadata(let entries) = $0 { .setMetadata(entries) } else { nil } }, metadata: metadata
+        )
+        .metadataEntries
+    }
+
+    public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
+        var sawChanges = false
+        var items: [Item] = []
+        var hashes: [UInt32] = []
+        var metadata: [String: String]?
+        var expectedVersion: UInt64?
+        try reader.readStruct(UpdateRequest.fields) { (r, field) throws(FpindexError) in
+            if try r.readNilIfPresent() {
+                if field == 0 {
+                    sawChanges = false
+                    items = []
+                }
+                return
+            }
+            switch field {
+            case 0:
+                items = []
+                try r.readArray { (r) throws(FpindexError) in items.append(try Self.readChange(from: &r, hashes: &hashes)) }
+                sawChanges = true
+            case 1:
+                var map: [String: String] = [:]
+                try r.readStringMap { (r, key) throws(FpindexError) in map[key] = try r.readString() }
+                metadata = map
+            default:
+                expectedVersion = try r.readUInt64()
+            }
+        }
+        guard sawChanges else { throw .badRequest("missing field changes") }
+        self.init(items: items, hashes: hashes, metadata: metadata, expectedVersion: expectedVersion)
+    }
+
+    /// One change: an object with exactly one key (see `Change`).
+    static func readChange<R: WireReader>(from reader: inout R, hashes: inout [UInt32]) throws(FpindexError) -> Item {
+        var item: Item?
+        var keys = 0
+        try reader.readStruct(Change.fields) { (r, field) throws(FpindexError) in
+            keys += 1
+            switch field {
+            case 0:
+                var id: UInt32?
+                var range: Range<Int>?
+                try r.readStruct(Change.idHashesFields) { (r, field) throws(FpindexError) in
+                    if field == 0 {
+                        id = try r.readFingerprintId()
+                    } else {
+                        let start = hashes.count
+                        range = start..<(start + (try r.readUInt32Array(appendingTo: &hashes)))
+                    }
+                }
+                guard let id else { throw .badRequest("insert needs an id") }
+                guard let range else { throw .badRequest("insert needs hashes") }
+                item = .insert(id: id, range: range)
+            case 1:
+                var id: UInt32?
+                try r.readStruct(Change.idFields) { (r, _) throws(FpindexError) in id = try r.readFingerprintId() }
+                guard let id else { throw .badRequest("delete needs an id") }
+                item = .delete(id: id)
+            default:
+                var entries: [MetadataEntry]?
+                try r.readStruct(Change.entriesFields) { (r, _) throws(FpindexError) in
+                    var list: [MetadataEntry] = []
+                    try r.readArray { (r) throws(FpindexError) in list.append(try MetadataEntry(from: &r)) }
+                    entries = list
+                }
+                guard let entries else { throw .badRequest("set_metadata needs entries") }
+                item = .setMetadata(entries)
+            }
+        }
+        guard keys == 1, let item else { throw .badRequest("a change must have exactly one key") }
+        return item
     }
 }
 

@@ -61,8 +61,8 @@ public protocol WireReader {
     mutating func readStringMap(_ body: (inout Self, String) throws(FpindexError) -> Void) throws(FpindexError)
     /// Reads an array, calling `body` once per element; `body` must read exactly one value.
     mutating func readArray(_ body: (inout Self) throws(FpindexError) -> Void) throws(FpindexError)
-    /// Reads an array of u32 without allocating per element.
-    mutating func readUInt32Array() throws(FpindexError) -> [UInt32]
+    /// Reads an array of u32, appending its elements to `values`; returns how many it read.
+    mutating func readUInt32Array(appendingTo values: inout [UInt32]) throws(FpindexError) -> Int
     /// Reads an unsigned integer no larger than `max`.
     mutating func readUInt(max: UInt64) throws(FpindexError) -> UInt64
     mutating func readString() throws(FpindexError) -> String
@@ -72,6 +72,13 @@ public protocol WireReader {
 }
 
 extension WireReader {
+    /// Reads an array of u32.
+    public mutating func readUInt32Array() throws(FpindexError) -> [UInt32] {
+        var values: [UInt32] = []
+        _ = try readUInt32Array(appendingTo: &values)
+        return values
+    }
+
     public mutating func readUInt32() throws(FpindexError) -> UInt32 {
         UInt32(truncatingIfNeeded: try readUInt(max: UInt64(UInt32.max)))
     }

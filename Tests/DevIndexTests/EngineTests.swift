@@ -112,6 +112,36 @@ struct EngineTests {
         #expect(decided == model.docs.mapValues { $0.sorted() })
     }
 
+    @Test func aWriteKeepsTheLastChangeOfEachId() {
+        var random = SeededRandom(seed: 11)
+        for round in 0..<200 {
+            var request = UpdateRequest(changes: [])
+            var expected: [UInt32: [UInt32]?] = [:]
+            // Few ids for some rounds (repeats), many for others (each id once).
+            let idSpace: ClosedRange<UInt32> = round % 2 == 0 ? 1...8 : 1...1_000_000
+            for _ in 0..<Int.random(in: 0...30, using: &random) {
+                let id = UInt32.random(in: idSpace, using: &random)
+                if Int.random(in: 0..<4, using: &random) == 0 {
+                    request.changes.append(.delete(id: id))
+                    expected.updateValue(nil, forKey: id)
+                } else {
+                    let hashes = (0..<Int.random(in: 0...5, using: &random)).map { _ in UInt32.random(in: 0...UInt32.max, using: &random) }
+                    request.changes.append(.insert(id: id, hashes: hashes))
+                    expected[id] = .some(hashes)
+                }
+                if Int.random(in: 0..<8, using: &random) == 0 {
+                    request.changes.append(.setMetadata([MetadataEntry(key: "k", value: "v")]))
+                }
+            }
+            let batch = ChangeBatch(FlatUpdateRequest(request))
+            #expect(batch.ids == expected.keys.sorted(), "round \(round)")
+            for (position, id) in batch.ids.enumerated() {
+                let hashes: [UInt32]? = batch.isDeletion(position) ? nil : Array(batch.hashes(at: position))
+                #expect(hashes == expected[id]!, "round \(round), id \(id)")
+            }
+        }
+    }
+
     @Test func searchPastItsDeadlineTimesOut() {
         let snapshot = IndexSnapshot.empty(generation: 1).applying(changes: [1: .some([1])], metadata: [])
         #expect(throws: FpindexError(.searchTimeout)) {

@@ -89,6 +89,13 @@ struct FuzzTests {
         for round in 0..<300 {
             let update = rng.update()
             #expect(try UpdateRequest.decode(from: update.encoded(as: format), format: format) == update, "round \(round)")
+            // As a server reads it: every insert's hashes in one array, in order.
+            let flat = try FlatUpdateRequest.decode(from: update.encoded(as: format), format: format)
+            let inserted: [UInt32] = update.changes.flatMap { change -> [UInt32] in
+                if case .insert(_, let hashes) = change { return hashes }
+                return []
+            }
+            #expect(flat.changes == update.changes && flat.hashes == inserted && flat.metadata == update.metadata)
             let search = rng.search()
             #expect(try SearchRequest.decode(from: search.encoded(as: format), format: format) == search, "round \(round)")
             let info = IndexInfo(

@@ -8,4 +8,11 @@
 /// nothing where malloc is not glibc's.
 void fpindex_limit_malloc_arenas(int count);
 
+/// Keeps freed memory for reuse instead of handing it back to the kernel: blocks below
+/// `mmap_threshold` bytes come from the heap, and the heap is trimmed only when more than
+/// `trim_threshold` bytes are free at its top. A process that allocates and frees buffers of
+/// megabytes per request otherwise pays a page fault (and the zeroing of a page) for every
+/// 4 KiB of every buffer, each time. Does nothing where malloc is not glibc's.
+void fpindex_keep_freed_memory(long mmap_threshold, long trim_threshold);
+
 #endif
