@@ -32,10 +32,10 @@ final class Segment: Sendable {
 
     /// Builds a segment from the final state of each touched id.
     ///
-    /// Every posting becomes a 64-bit key, hash then id, written in id order and sorted by the
-    /// hash with stable 8-bit counting passes (`radixSortByHash`), so ids stay ascending within
-    /// a hash. 8-bit digits keep the 256 write positions of each pass in cache; one pass on the
-    /// 16-bit bucket scattered over 65 536 positions and cost three times as much.
+    /// Every posting becomes a 64-bit key, hash then id, and the keys are sorted with 8-bit
+    /// counting passes (`radixSortByHash`). 8-bit digits keep the 256 write positions of each
+    /// pass in cache; one pass on the 16-bit bucket scattered over 65 536 positions and cost
+    /// three times as much.
     convenience init(changes: ChangeBatch, version: UInt64) {
         let docs = changes.ids
         var deleted: [UInt32] = []
@@ -67,10 +67,9 @@ final class Segment: Sendable {
             directory: directory, lows: lows, ids: ids)
     }
 
-    /// Sorts keys by their upper 32 bits (the hash), stably. One counting pass on the top 8 bits
-    /// splits the keys into 256 ranges of a few thousand; each range is then sorted on the other
-    /// 24 bits by three 8-bit passes while it is in cache. (Four passes over all the keys, each
-    /// twice the size of the cache, took 40 % longer.)
+    /// Sorts keys (hash << 32 | id) ascending. One counting pass on the top 8 bits splits them
+    /// into 256 ranges of a few thousand; each range is then sorted while it is in cache. (Four
+    /// passes over all the keys, each twice the size of the cache, took 40 % longer.)
     static func radixSortByHash(_ keys: UnsafeMutableBufferPointer<UInt64>) {
         let count = keys.count
         guard count > 1 else { return }
@@ -91,16 +90,42 @@ final class Segment: Sendable {
         }
         for digit in 0..<256 {
             let range = starts[digit]..<starts[digit &+ 1]
-            let sorted = UnsafeMutableBufferPointer(rebasing: keys[range])
+            var sorted = UnsafeMutableBufferPointer(rebasing: keys[range])
             let scratch = UnsafeMutableBufferPointer(rebasing: spare[range])
             guard range.count > 1 else {
                 if range.count == 1 { sorted[0] = scratch[0] }
                 continue
             }
-            countingPass(scratch, into: sorted, shift: 32, counts: counts)
-            countingPass(sorted, into: scratch, shift: 40, counts: counts)
-            countingPass(scratch, into: sorted, shift: 48, counts: counts)
+            // Two passes sort on the top 24 bits of the hash, which nearly always tell keys
+            // apart; an insertion sort on the whole key puts the few ties in order.
+            countingPass(scratch, into: sorted, shift: 40, counts: counts)
+            countingPass(sorted, into: scratch, shift: 48, counts: counts)
+            if !insertionSort(scratch, into: sorted, maximumMoves: 8 * range.count) {
+                // Many hashes share their top bits (not fingerprint data): a general sort.
+                _ = sorted.update(fromContentsOf: scratch)
+                sorted.sort()
+            }
         }
+    }
+
+    /// Copies `source` into `target` in order by an insertion sort, giving up (false) once it
+    /// has moved keys more than `maximumMoves` times.
+    private static func insertionSort(
+        _ source: UnsafeMutableBufferPointer<UInt64>, into target: UnsafeMutableBufferPointer<UInt64>, maximumMoves: Int
+    ) -> Bool {
+        var moves = 0
+        for i in 0..<source.count {
+            let key = source[i]
+            var j = i
+            while j > 0 && target[j &- 1] > key {
+                target[j] = target[j &- 1]
+                j &-= 1
+            }
+            target[j] = key
+            moves &+= i &- j
+            if moves > maximumMoves { return false }
+        }
+        return true
     }
 
     /// A stable counting sort of `source` into `target` by the 8 bits of each key at `shift`.

@@ -2,6 +2,10 @@ import CNats
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 #if canImport(FoundationEssentials)
     import FoundationEssentials
 #else
@@ -243,10 +247,14 @@ public final class FetchedBatch: @unchecked Sendable {
         for i in 0..<Int(list.Count) {
             guard let message = list.Msgs[i] else { continue }
             var sequence: UInt64 = 0
-            var metadata: UnsafeMutablePointer<jsMsgMetaData>?
-            if natsMsg_GetMetaData(&metadata, message) == NATS_OK, let metadata {
-                sequence = metadata.pointee.Sequence.Stream
-                jsMsgMetaData_Destroy(metadata)
+            if let reply = natsMsg_GetReply(message), let parsed = Self.streamSequence(ackSubject: reply) {
+                sequence = parsed
+            } else {
+                var metadata: UnsafeMutablePointer<jsMsgMetaData>?
+                if natsMsg_GetMetaData(&metadata, message) == NATS_OK, let metadata {
+                    sequence = metadata.pointee.Sequence.Stream
+                    jsMsgMetaData_Destroy(metadata)
+                }
             }
             let payload = payloadBytes(of: message)
             messages.append(
@@ -256,6 +264,44 @@ public final class FetchedBatch: @unchecked Sendable {
     }
 
     deinit { natsMsgList_Destroy(&list) }
+
+    /// The stream sequence in a JetStream ack subject, read in place (cnats's metadata parser
+    /// allocates and frees three strings a message): `$JS.ACK.<stream>.<consumer>.<delivered>.
+    /// <stream seq>...` (9 tokens), or with a domain and an account hash after `ACK` (11 or 12
+    /// tokens). Nil for anything else.
+    static func streamSequence(ackSubject: UnsafePointer<CChar>) -> UInt64? {
+        let length = strlen(ackSubject)
+        return ackSubject.withMemoryRebound(to: UInt8.self, capacity: length) { pointer in
+            streamSequence(ackSubject: UnsafeBufferPointer(start: pointer, count: length))
+        }
+    }
+
+    static func streamSequence(ackSubject bytes: UnsafeBufferPointer<UInt8>) -> UInt64? {
+        guard bytes.starts(with: "$JS.ACK.".utf8) else { return nil }
+        var dots = 0
+        for byte in bytes where byte == UInt8(ascii: ".") { dots += 1 }
+        let position: Int
+        switch dots + 1 {
+        case 9: position = 5
+        case 11, 12: position = 7
+        default: return nil
+        }
+        var token = 0
+        var value: UInt64 = 0
+        var digits = 0
+        for byte in bytes {
+            if byte == UInt8(ascii: ".") {
+                token += 1
+                if token > position { break }
+                continue
+            }
+            guard token == position else { continue }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), digits < 19 else { return nil }
+            value = value * 10 + UInt64(byte - UInt8(ascii: "0"))
+            digits += 1
+        }
+        return digits > 0 ? value : nil
+    }
 
     var lastMessage: OpaquePointer? { list.Count > 0 ? list.Msgs[Int(list.Count) - 1] : nil }
 

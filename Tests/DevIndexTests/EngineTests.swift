@@ -142,6 +142,18 @@ struct EngineTests {
         }
     }
 
+    /// The segment builder's sort, on spread hashes, hashes sharing their top bits, and repeats.
+    @Test(arguments: [UInt32.max, 0xffff, 300, 3])
+    func keysSortLikeTheStandardSort(hashLimit: UInt32) {
+        var random = SeededRandom(seed: UInt64(hashLimit))
+        for count in [0, 1, 2, 100, 5_000, 60_000] {
+            var keys = (0..<count).map { id in UInt64(UInt32.random(in: 0...hashLimit, using: &random)) << 32 | UInt64(id) }
+            let expected = keys.sorted()
+            keys.withUnsafeMutableBufferPointer { Segment.radixSortByHash($0) }
+            #expect(keys == expected, "\(count) keys, hashes up to \(hashLimit)")
+        }
+    }
+
     @Test func searchPastItsDeadlineTimesOut() {
         let snapshot = IndexSnapshot.empty(generation: 1).applying(changes: [1: .some([1])], metadata: [])
         #expect(throws: FpindexError(.searchTimeout)) {
