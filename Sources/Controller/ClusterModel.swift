@@ -58,7 +58,7 @@ public struct ClusterModel: Sendable, Equatable {
         indexImage = spec.index?.image ?? ""
         indexPort = spec.index?.port ?? 6081
         proxyReplicas = max(0, spec.proxy?.replicas ?? 2)
-        batchSize = max(1, spec.updater?.batchSize ?? 2000)
+        batchSize = max(1, spec.updater?.batchSize ?? 4000)
         maxLag = max(0, spec.readiness?.maxLag ?? 1000)
         paused = cluster.metadata.annotations?[Self.pausedAnnotation] == "true"
     }

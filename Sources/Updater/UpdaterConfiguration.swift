@@ -13,7 +13,7 @@ public struct UpdaterConfiguration: Sendable {
     /// Probes and metrics (`--listen` / `LISTEN_ADDR`, default `0.0.0.0:8081`).
     public var host: String
     public var port: Int
-    /// Messages per fetch (`--batch`, default 2000).
+    /// Messages per fetch (`--batch`, default 4000).
     public var batch: Int
     /// Payload bytes per `_update` request before it is split (`--batch-bytes`, default 8 MiB).
     public var batchBytes: Int
@@ -30,7 +30,7 @@ public struct UpdaterConfiguration: Sendable {
 
     public init(
         nats: NATSConfiguration = NATSConfiguration(), stream: StreamSettings = StreamSettings(), consumerName: String,
-        fpindexURL: String = "http://127.0.0.1:8080", host: String = "0.0.0.0", port: Int = 8081, batch: Int = 2000,
+        fpindexURL: String = "http://127.0.0.1:8080", host: String = "0.0.0.0", port: Int = 8081, batch: Int = 4000,
         batchBytes: Int = 8 << 20, batchWait: Duration = .seconds(1), maxLag: UInt64 = 1000, createConsumer: Bool = false,
         rebuildForeignData: Bool = true, idleCheckpointInterval: Duration = .seconds(10)
     ) {

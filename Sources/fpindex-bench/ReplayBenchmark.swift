@@ -20,8 +20,8 @@ struct ReplayBenchmark: AsyncParsableCommand {
     @Option(help: "Hashes per fingerprint.")
     var hashes: Int = 120
 
-    @Option(help: "Messages per fetch (raw consumer and updater).")
-    var batch: Int = 2000
+    @Option(help: "Messages per fetch (raw consumer and updater; the updater's default).")
+    var batch: Int = 4000
 
     @Option(help: "nats-server executable.")
     var natsServer: String = ".tools/bin/nats-server"

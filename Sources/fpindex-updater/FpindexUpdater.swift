@@ -28,7 +28,7 @@ struct FpindexUpdater: AsyncParsableCommand {
     @Option(help: "Probes and metrics address (env LISTEN_ADDR; default 0.0.0.0:8081; port 0 picks one and prints it).")
     var listen: String?
 
-    @Option(help: "Messages per fetch (env BATCH; default 2000).")
+    @Option(help: "Messages per fetch (env BATCH; default 4000).")
     var batch: Int?
 
     @Option(help: "Largest _update body in bytes before it is split (default 8388608).")
@@ -68,7 +68,7 @@ struct FpindexUpdater: AsyncParsableCommand {
         }
         let address = try Settings.hostAndPort(
             listen ?? Settings.environment("LISTEN_ADDR") ?? "0.0.0.0:8081", flag: "--listen / LISTEN_ADDR")
-        let batchText = batch.map(String.init) ?? Settings.environment("BATCH") ?? "2000"
+        let batchText = batch.map(String.init) ?? Settings.environment("BATCH") ?? "4000"
         guard let batchSize = Int(batchText), (1...100_000).contains(batchSize) else {
             throw SettingsError("--batch / BATCH: '\(batchText)' must be 1-100000")
         }
