@@ -447,13 +447,7 @@ final class Segment: Sendable {
             var oBack = end &- 1
             var steps = (end &- start) / 2
             while steps > 0 && i <= iBack && j <= jBack {
-                let left = source[i]
-                let right = source[j]
-                let takeLeft = left <= right
-                target[o] = takeLeft ? left : right
-                i &+= takeLeft ? 1 : 0
-                j &+= takeLeft ? 0 : 1
-                o &+= 1
+                takeSmaller(source, &i, &j, into: target, at: &o)
                 let leftBack = source[iBack]
                 let rightBack = source[jBack]
                 let takeLeftBack = leftBack > rightBack
@@ -465,16 +459,26 @@ final class Segment: Sendable {
             }
             // What is left lies between the two ends: left[i...iBack] and right[j...jBack].
             while i <= iBack && j <= jBack {
-                let left = source[i]
-                let right = source[j]
-                let takeLeft = left <= right
-                target[o] = takeLeft ? left : right
-                i &+= takeLeft ? 1 : 0
-                j &+= takeLeft ? 0 : 1
-                o &+= 1
+                takeSmaller(source, &i, &j, into: target, at: &o)
             }
             if i <= iBack { (target + o).update(from: source + i, count: iBack &- i &+ 1) }
             if j <= jBack { (target + o).update(from: source + j, count: jBack &- j &+ 1) }
+        }
+
+        /// One step from the front: the smaller of `source[i]` and `source[j]` (the left one on
+        /// a tie) goes to `target[o]`, without a branch.
+        @inline(__always)
+        private static func takeSmaller(
+            _ source: UnsafeMutablePointer<UInt64>, _ i: inout Int, _ j: inout Int, into target: UnsafeMutablePointer<UInt64>,
+            at o: inout Int
+        ) {
+            let left = source[i]
+            let right = source[j]
+            let takeLeft = left <= right
+            target[o] = takeLeft ? left : right
+            i &+= takeLeft ? 1 : 0
+            j &+= takeLeft ? 0 : 1
+            o &+= 1
         }
     }
 }

@@ -188,7 +188,7 @@ public struct FingerprintRecord: Sendable, Equatable, WireCodable {
     }
 }
 
-/// Hashes as a MessagePack array of uint32 (header and elements, smallest encodings), so the
+/// Hashes as a MessagePack array of uint32 (header and elements), so the
 /// updater can pass a stream record's hashes to fpindex without decoding and re-encoding them.
 public struct PackedHashes: Sendable, Equatable {
     /// The encoded array.

@@ -23,7 +23,8 @@ public struct ConsumerConfig: Codable, Sendable, Equatable {
     public var ackPolicy: String
     /// Nanoseconds a delivered message may stay unacknowledged before redelivery.
     public var ackWait: Int64
-    /// At least the fetch batch, or fetches come back short (the server default is 1000).
+    /// Room for the batches a replica has delivered but not yet acknowledged, or fetches come
+    /// back short (the server default is 1000).
     public var maxAckPending: Int
     public var maxDeliver: Int
     public var filterSubject: String?
@@ -53,7 +54,9 @@ public struct ConsumerConfig: Codable, Sendable, Equatable {
         self.optStartSeq = startSequence
         self.ackPolicy = "all"
         self.ackWait = Int64(ackWait.components.seconds) * 1_000_000_000
-        self.maxAckPending = max(batch * 2, 1000)
+        // The updater holds up to three batches unacknowledged (one applied whose ack is on its
+        // way, one being applied, one fetched ahead), plus one of slack.
+        self.maxAckPending = max(batch * 4, 1000)
         self.maxDeliver = -1
         self.filterSubject = filterSubject
         self.replayPolicy = "instant"

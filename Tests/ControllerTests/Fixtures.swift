@@ -47,7 +47,7 @@ enum Fixtures {
 
     static func consumer(
         _ name: String, pending: UInt64, ackFloor: UInt64 = 0, filter: String = "fpindex.>", ackPolicy: String = "all",
-        maxAckPending: Int = 4000
+        maxAckPending: Int = 16000
     ) -> ConsumerInfo {
         let json = """
             {"name": "\(name)",
