@@ -296,8 +296,44 @@ public struct UpdateRequest: Sendable, Equatable, WireCodable {
     static let fields = WireFields(["changes", "metadata", "expected_version"])
 
     public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
-        let flat = try FlatUpdateRequest(from: &reader)
-        self.init(changes: flat.changes, metadata: flat.metadata, expectedVersion: flat.expectedVersion)
+        var changes: [Change] = []
+        let (metadata, expectedVersion) = try Self.readFields(
+            from: &reader, startingChanges: { changes = [] }, change: { (r) throws(FpindexError) in changes.append(try Change(from: &r)) })
+        self.init(changes: changes, metadata: metadata, expectedVersion: expectedVersion)
+    }
+
+    /// Reads an `_update` body's fields (the one reading of it, for `UpdateRequest` and
+    /// `FlatUpdateRequest`): `startingChanges` is called where a `changes` list begins (or is
+    /// reset by a null), `change` once per change to read it.
+    static func readFields<R: WireReader>(
+        from reader: inout R, startingChanges: () -> Void, change: (inout R) throws(FpindexError) -> Void
+    ) throws(FpindexError) -> (metadata: [String: String]?, expectedVersion: UInt64?) {
+        var sawChanges = false
+        var metadata: [String: String]?
+        var expectedVersion: UInt64?
+        try reader.readStruct(fields) { (r, field) throws(FpindexError) in
+            if try r.readNilIfPresent() {
+                if field == 0 {
+                    sawChanges = false
+                    startingChanges()
+                }
+                return
+            }
+            switch field {
+            case 0:
+                startingChanges()
+                try r.readArray { (r) throws(FpindexError) in try change(&r) }
+                sawChanges = true
+            case 1:
+                var map: [String: String] = [:]
+                try r.readStringMap { (r, key) throws(FpindexError) in map[key] = try r.readString() }
+                metadata = map
+            default:
+                expectedVersion = try r.readUInt64()
+            }
+        }
+        guard sawChanges else { throw .badRequest("missing field changes") }
+        return (metadata, expectedVersion)
     }
 
     public func encode<W: WireWriter>(to writer: inout W) {
@@ -349,7 +385,7 @@ public struct UpdateRequest: Sendable, Equatable, WireCodable {
 
 /// An `_update` request as a server applies it: the inserts' hashes in one flat array rather
 /// than an array each, which a bulk write of thousands of fingerprints would allocate and
-/// free one by one. It is also how `UpdateRequest` is decoded, so both accept exactly the same.
+/// free one by one. It is read by the same code as `UpdateRequest`, so both accept exactly the same.
 public struct FlatUpdateRequest: Sendable, Equatable, WireDecodable {
     public enum Item: Sendable, Equatable {
         /// An insert whose hashes are `hashes[range]`.
@@ -407,33 +443,11 @@ public struct FlatUpdateRequest: Sendable, Equatable, WireDecodable {
     }
 
     public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
-        var sawChanges = false
         var items: [Item] = []
         var hashes: [UInt32] = []
-        var metadata: [String: String]?
-        var expectedVersion: UInt64?
-        try reader.readStruct(UpdateRequest.fields) { (r, field) throws(FpindexError) in
-            if try r.readNilIfPresent() {
-                if field == 0 {
-                    sawChanges = false
-                    items = []
-                }
-                return
-            }
-            switch field {
-            case 0:
-                items = []
-                try r.readArray { (r) throws(FpindexError) in items.append(try Self.readChange(from: &r, hashes: &hashes)) }
-                sawChanges = true
-            case 1:
-                var map: [String: String] = [:]
-                try r.readStringMap { (r, key) throws(FpindexError) in map[key] = try r.readString() }
-                metadata = map
-            default:
-                expectedVersion = try r.readUInt64()
-            }
-        }
-        guard sawChanges else { throw .badRequest("missing field changes") }
+        let (metadata, expectedVersion) = try UpdateRequest.readFields(
+            from: &reader, startingChanges: { items = [] },
+            change: { (r) throws(FpindexError) in items.append(try Self.readChange(from: &r, hashes: &hashes)) })
         self.init(items: items, hashes: hashes, metadata: metadata, expectedVersion: expectedVersion)
     }
 
