@@ -300,7 +300,7 @@ let package = Package(
             name: "UpdaterTests",
             dependencies: [
                 "Updater", "JetStream", "FpindexAPI", "TestSupport", .product(name: "Logging", package: "swift-log"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -226,6 +226,7 @@ final class Segment: Sendable {
         let total = segments.reduce(0) { $0 + $1.postingCount }
         let bucketsPerChunk = max(1, min(bucketCount, (bucketCount << 16) / max(total, 1)))
         var directory = [UInt32](repeating: 0, count: bucketCount + 1)
+        // Not zeroed first: the merge writes every position below `written`, the rest is cut off.
         var lows = [UInt16](unsafeUninitializedCapacity: total) { _, count in count = total }
         var ids = [UInt32](unsafeUninitializedCapacity: total) { _, count in count = total }
         var written = 0

@@ -113,8 +113,8 @@ public final class UpdaterStatus: Sendable {
                 lastError: state.lastError)
         }
         let encoder = JSONEncoder()
+        // Keys are spelled out (not converted to snake case): that would rename indexes too.
         encoder.outputFormatting = .sortedKeys
-        encoder.keyEncodingStrategy = .convertToSnakeCase
         return Array((try? encoder.encode(report)) ?? Data("{}".utf8))
     }
 }
@@ -125,7 +125,10 @@ struct StatusReport: Encodable {
         var identity: String?
         var lastSeq: UInt64
 
-        enum CodingKeys: CodingKey { case identity, lastSeq }
+        enum CodingKeys: String, CodingKey {
+            case identity
+            case lastSeq = "last_seq"
+        }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
@@ -156,6 +159,15 @@ struct StatusReport: Encodable {
         var ackFloor: UInt64
         var delivered: UInt64
         var numRedelivered: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case name
+            case numPending = "num_pending"
+            case numAckPending = "num_ack_pending"
+            case ackFloor = "ack_floor"
+            case delivered
+            case numRedelivered = "num_redelivered"
+        }
     }
 
     var phase: String
@@ -166,4 +178,10 @@ struct StatusReport: Encodable {
     var indexes: [String: Index]
     var consumer: Consumer?
     var lastError: String?
+
+    enum CodingKeys: String, CodingKey {
+        case phase, ready, lag, stream, indexes, consumer
+        case appliedSeq = "applied_seq"
+        case lastError = "last_error"
+    }
 }
