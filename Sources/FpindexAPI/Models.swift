@@ -281,10 +281,13 @@ public struct UpdateRequest: Sendable, Equatable, WireCodable {
     /// All metadata this request sets, in order: `set_metadata` changes first, then the
     /// `metadata` map (later entries win when keys repeat).
     public var metadataEntries: [MetadataEntry] {
+        Self.metadataEntries(
+            lists: changes.lazy.compactMap { if case .setMetadata(let list) = $0 { list } else { nil } }, metadata: metadata)
+    }
+
+    static func metadataEntries(lists: some Sequence<[MetadataEntry]>, metadata: [String: String]?) -> [MetadataEntry] {
         var entries: [MetadataEntry] = []
-        for change in changes {
-            if case .setMetadata(let list) = change { entries.append(contentsOf: list) }
-        }
+        for list in lists { entries.append(contentsOf: list) }
         if let metadata {
             for (key, value) in metadata.sorted(by: { $0.key < $1.key }) {
                 entries.append(MetadataEntry(key: key, value: value))
@@ -436,10 +439,8 @@ public struct FlatUpdateRequest: Sendable, Equatable, WireDecodable {
 
     /// All metadata this request sets, in order (see `UpdateRequest.metadataEntries`).
     public var metadataEntries: [MetadataEntry] {
-        UpdateRequest(
-            changes: items.compactMap { if case .setMetadata(let entries) = $0 { .setMetadata(entries) } else { nil } }, metadata: metadata
-        )
-        .metadataEntries
+        UpdateRequest.metadataEntries(
+            lists: items.lazy.compactMap { if case .setMetadata(let list) = $0 { list } else { nil } }, metadata: metadata)
     }
 
     public init<R: WireReader>(from reader: inout R) throws(FpindexError) {

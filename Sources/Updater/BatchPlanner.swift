@@ -90,8 +90,9 @@ struct BatchPlan: Equatable, Sendable {
                     PoisonMessage(sequence: message.streamSequence, subject: message.subject, reason: "subject outside the scheme"))
                 continue
             }
-            if case .fingerprint(let index, let id) = subject, let current = run, current.index == index {
-                if message.streamSequence <= current.checkpoint {
+            // (`run` is read in place: a copy of it would share its changes and make each append copy them.)
+            if case .fingerprint(let index, let id) = subject, run?.index == index {
+                if message.streamSequence <= run!.checkpoint {
                     alreadyApplied += 1
                 } else if let hashes = packedHashes(message) {
                     run!.changes.append(hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id))
