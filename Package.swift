@@ -39,7 +39,8 @@ let package = Package(
         .systemLibrary(name: "CNats", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CYaml", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
-        // glibc malloc tuning (mallopt), which Swift's Glibc module does not export.
+        // glibc malloc tuning (mallopt), which Swift's Glibc module does not export. Linking it
+        // limits malloc to one arena from process start (a C constructor).
         .target(name: "CMallocTuning"),
 
         // Wire contract: types, JSON + MessagePack codecs, validation, stream subjects. Pure Swift.
