@@ -281,7 +281,7 @@ let package = Package(
         ),
         .testTarget(
             name: "CLibraryTests",
-            dependencies: ["CNats", "CCurl", "CYaml", "TestSupport"],
+            dependencies: ["CNats", "CCurl", "CYaml", "CMallocTuning", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -38,13 +38,17 @@ final class FpindexClient: Sendable {
     }
 
     private func call(_ method: HTTPMethod, _ path: String, body: consuming [UInt8]? = nil) async throws -> (status: Int, body: [UInt8]) {
+        // Copied into a ByteBuffer and released before sending: bodies are megabytes.
+        try await call(method, path, body: (consume body).map { ByteBuffer(bytes: $0) })
+    }
+
+    private func call(_ method: HTTPMethod, _ path: String, body: ByteBuffer?) async throws -> (status: Int, body: [UInt8]) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
         request.headers.add(name: "Accept", value: "application/vnd.msgpack")
-        // Copied into a ByteBuffer and released before sending: bodies are megabytes.
-        if let bytes = consume body {
+        if let body {
             request.headers.add(name: "Content-Type", value: "application/vnd.msgpack")
-            request.body = .bytes(ByteBuffer(bytes: bytes))
+            request.body = .bytes(body)
         }
         do {
             let response = try await client.execute(request, timeout: .seconds(120))
@@ -103,11 +107,11 @@ final class FpindexClient: Sendable {
 
     /// One atomic write: changes plus metadata (the checkpoint travels with the data).
     func update(_ index: String, _ request: UpdateRequest) async throws {
-        try await update(index, body: request.encoded(as: .msgpack))
+        try await update(index, body: ByteBuffer(bytes: request.encoded(as: .msgpack)))
     }
 
     /// One atomic write, its MessagePack body already encoded.
-    func update(_ index: String, body: consuming [UInt8]) async throws {
+    func update(_ index: String, body: ByteBuffer) async throws {
         try check(try await call(.POST, "/\(index)/_update", body: body))
     }
 }

@@ -2,6 +2,7 @@ import FpindexAPI
 import JetStream
 import Logging
 import Metrics
+import NIOCore
 import ServiceLifecycle
 
 /// Feeds one fpindex from the stream, exactly once and without gaps (design.md section 4).
@@ -75,7 +76,7 @@ public struct Replicator: Service, CustomStringConvertible {
             state.consumer = consumer
             state.appliedSeq = applied
         }
-        var current = try await fetchAndPlan(bound, after: known)
+        var current = try await fetchAndPlan(bound, after: known, identity: identity)
         // Applied to fpindex, not yet acknowledged: its ack travels while the next batch is applied.
         var unacknowledged: BatchAcknowledgement?
         var lastLagRefresh = ContinuousClock.now
@@ -96,19 +97,19 @@ public struct Replicator: Service, CustomStringConvertible {
                 }
                 try await refreshLag(client, applied: applied, indexes: known)
                 lastLagRefresh = ContinuousClock.now
-                current = try await fetchAndPlan(bound, after: known)
+                current = try await fetchAndPlan(bound, after: known, identity: identity)
                 continue
             }
             let start = ContinuousClock.now
-            let (batch, plan) = (current.batch, current.plan)
+            let (batch, plan, bodies) = (current.batch, current.plan, current.bodies)
             // Three things overlap: the next batch is fetched and planned, and the previous one
             // acknowledged, while this one is applied. Batches are still applied, and acknowledged,
             // strictly in order, and a batch is acknowledged only after fpindex applied it.
-            async let following = fetchAndPlan(bound, after: plan.indexes)
+            async let following = fetchAndPlan(bound, after: plan.indexes, identity: identity)
             let previous = unacknowledged
             async let previousAcknowledged: Void = Self.acknowledge(previous, using: client)
             do {
-                try await apply(plan, identity: identity, batch: batch, client: client)
+                try await apply(plan, bodies: bodies, identity: identity, batch: batch, client: client)
                 known = plan.indexes
             } catch {
                 // Not applied: hand the messages back at once rather than after the ack wait.
@@ -157,16 +158,44 @@ public struct Replicator: Service, CustomStringConvertible {
         await current.batch.negativeAcknowledge(using: client)
     }
 
-    /// A fetched batch and what to do with it.
+    /// A fetched batch, what to do with it, and its `_update` bodies.
     struct PlannedBatch: Sendable {
         var batch: FetchedBatch
         var plan: BatchPlan
+        /// The encoded body of each update operation (by position in `plan.operations`) that
+        /// fits in one `_update`: encoded here, while the previous batch is being applied, so
+        /// fpindex gets the next request as soon as it has answered.
+        var bodies: [Int: ByteBuffer]
     }
 
-    /// Fetches the next batch and plans it, given the index states once everything before it is applied.
-    func fetchAndPlan(_ consumer: PullConsumer, after indexes: [String: ReplicaIndex]) async throws -> PlannedBatch {
+    /// Fetches the next batch, plans it given the index states once everything before it is
+    /// applied, and encodes its updates.
+    func fetchAndPlan(_ consumer: PullConsumer, after indexes: [String: ReplicaIndex], identity: String) async throws
+        -> PlannedBatch
+    {
         let batch = try await consumer.fetch(batch: configuration.batch, timeout: configuration.batchWait)
-        return PlannedBatch(batch: batch, plan: BatchPlan(messages: batch.messages, indexes: indexes, subjects: subjects))
+        let plan = BatchPlan(messages: batch.messages, indexes: indexes, subjects: subjects)
+        var bodies: [Int: ByteBuffer] = [:]
+        for (position, operation) in plan.operations.enumerated() {
+            guard case .update(_, let changes, let metadata, let checkpoint) = operation else { continue }
+            let body = updateBody(changes: changes[...], metadata: metadata, checkpoint: checkpoint, identity: identity)
+            if let body { bodies[position] = body }
+        }
+        return PlannedBatch(batch: batch, plan: plan, bodies: bodies)
+    }
+
+    /// The `_update` body for changes and metadata with the checkpoint (0: none) that goes with
+    /// them, or nil when it is over the size limit and must be split.
+    func updateBody(changes: ArraySlice<PackedChange>, metadata: [String: String], checkpoint: UInt64, identity: String)
+        -> ByteBuffer?
+    {
+        guard changes.count <= 1 || changes.reduce(0, { $0 + $1.encodedSizeBound }) <= configuration.batchBytes else { return nil }
+        var entries = metadata
+        if checkpoint > 0 {
+            entries[ReservedMetadata.sequenceKey] = String(checkpoint)
+            entries[ReservedMetadata.streamKey] = identity
+        }
+        return ByteBuffer(bytes: UpdateRequest.packedBody(changes: changes, metadata: entries.isEmpty ? nil : entries))
     }
 
     static func acknowledge(_ acknowledgement: BatchAcknowledgement?, using client: NATSClient) async throws {
@@ -321,7 +350,7 @@ public struct Replicator: Service, CustomStringConvertible {
 
     /// Applies a plan's operations in order; retries while fpindex is unavailable (keeping the
     /// batch's ack deadline alive), skips what fpindex rejects as invalid, never acks unapplied data.
-    func apply(_ plan: BatchPlan, identity: String, batch: FetchedBatch, client: NATSClient) async throws {
+    func apply(_ plan: BatchPlan, bodies: [Int: ByteBuffer], identity: String, batch: FetchedBatch, client: NATSClient) async throws {
         for poison in plan.poison {
             status.skippedPoison.increment()
             logger.error(
@@ -330,14 +359,15 @@ public struct Replicator: Service, CustomStringConvertible {
         }
         if plan.alreadyApplied > 0 { status.skippedApplied.increment(by: plan.alreadyApplied) }
         if plan.orphaned > 0 { status.skippedOrphaned.increment(by: plan.orphaned) }
-        for operation in plan.operations {
+        for (position, operation) in plan.operations.enumerated() {
             try await withRetries(batch: batch, client: client) {
-                try await perform(operation, identity: identity)
+                try await perform(operation, body: bodies[position], identity: identity)
             }
         }
     }
 
-    func perform(_ operation: ReplicaOperation, identity: String) async throws {
+    /// - Parameter body: the update's encoded body, when it was encoded ahead.
+    func perform(_ operation: ReplicaOperation, body: ByteBuffer? = nil, identity: String) async throws {
         switch operation {
         case .createIndex(let index, let generation):
             // What fpindex holds under this name is kept only if it is this very generation of
@@ -355,36 +385,33 @@ public struct Replicator: Service, CustomStringConvertible {
         case .deleteIndex(let index):
             try await fpindex.deleteIndex(index)
         case .update(let index, let changes, let metadata, let checkpoint):
-            try await write(index, changes: changes[...], metadata: metadata, checkpoint: checkpoint, identity: identity)
+            try await write(index, changes: changes[...], metadata: metadata, checkpoint: checkpoint, identity: identity, body: body)
         }
     }
 
     /// One `_update`, split when over the size limit or when fpindex rejects it, so one bad change
     /// is found and skipped; the checkpoint and metadata go with the last part.
-    func write(_ index: String, changes: ArraySlice<PackedChange>, metadata: [String: String], checkpoint: UInt64, identity: String)
-        async throws
-    {
-        let size = changes.reduce(0) { $0 + $1.encodedSizeBound }
-        if size > configuration.batchBytes, changes.count > 1 {
+    /// - Parameter body: these changes' body, already encoded by `updateBody`.
+    func write(
+        _ index: String, changes: ArraySlice<PackedChange>, metadata: [String: String], checkpoint: UInt64, identity: String,
+        body: ByteBuffer? = nil
+    ) async throws {
+        func writeInHalves() async throws {
             let middle = changes.startIndex + changes.count / 2
             try await write(index, changes: changes[..<middle], metadata: [:], checkpoint: 0, identity: identity)
             try await write(index, changes: changes[middle...], metadata: metadata, checkpoint: checkpoint, identity: identity)
+        }
+        guard let body = body ?? updateBody(changes: changes, metadata: metadata, checkpoint: checkpoint, identity: identity) else {
+            try await writeInHalves()
             return
         }
-        var entries = metadata
-        if checkpoint > 0 {
-            entries[ReservedMetadata.sequenceKey] = String(checkpoint)
-            entries[ReservedMetadata.streamKey] = identity
-        }
         do {
-            try await fpindex.update(index, body: UpdateRequest.packedBody(changes: changes, metadata: entries.isEmpty ? nil : entries))
+            try await fpindex.update(index, body: body)
         } catch FpindexCallError.indexNotFound {
             throw ResyncNeeded(description: "fpindex lost index \(index)")
         } catch FpindexCallError.rejected(let statusCode, let name) {
             if changes.count > 1 {
-                let middle = changes.startIndex + changes.count / 2
-                try await write(index, changes: changes[..<middle], metadata: [:], checkpoint: 0, identity: identity)
-                try await write(index, changes: changes[middle...], metadata: metadata, checkpoint: checkpoint, identity: identity)
+                try await writeInHalves()
             } else if changes.count == 1 {
                 status.skippedPoison.increment()
                 logger.error(
@@ -393,7 +420,7 @@ public struct Replicator: Service, CustomStringConvertible {
                         "index.name": "\(index)", "change.id": "\(changes[changes.startIndex].fingerprintId)",
                         "error": "\(statusCode) \(name)",
                     ])
-                if !entries.isEmpty {
+                if !metadata.isEmpty || checkpoint > 0 {
                     try await write(index, changes: [], metadata: metadata, checkpoint: checkpoint, identity: identity)
                 }
             } else if !metadata.isEmpty {

@@ -148,7 +148,8 @@ struct EngineTests {
             for id in 1...UInt32(fingerprints + 1) {
                 changes[id * 7] =
                     Int.random(in: 0..<10, using: &random) == 0
-                    ? nil : .some((0..<Int.random(in: 0...150, using: &random)).map { _ in UInt32.random(in: 0...hashLimit, using: &random) })
+                    ? nil
+                    : .some((0..<Int.random(in: 0...150, using: &random)).map { _ in UInt32.random(in: 0...hashLimit, using: &random) })
             }
             let segment = Segment(changes: ChangeBatch(changes), version: 1)
             var expected: [UInt32: [UInt32]] = [:]  // hash -> ids, once per occurrence

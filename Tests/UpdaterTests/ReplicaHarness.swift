@@ -11,6 +11,8 @@ final class Replica: @unchecked Sendable {
     let devPort: Int
     let natsURL: String
     let directory: String?
+    /// Options added to the updater's command line.
+    let updaterArguments: [String]
     private let lock = NSLock()
     private var _dev: ChildProcess
     private var _updater: ChildProcess
@@ -23,13 +25,15 @@ final class Replica: @unchecked Sendable {
     var devHTTP: TestHTTPClient { TestHTTPClient(baseURL: devURL) }
     var updaterHTTP: TestHTTPClient { TestHTTPClient(baseURL: updaterURL) }
 
-    init(name: String, natsURL: String, persistent: Bool) async throws {
+    init(name: String, natsURL: String, persistent: Bool, updaterArguments: [String] = []) async throws {
         self.name = name
         self.natsURL = natsURL
+        self.updaterArguments = updaterArguments
         self.devPort = try FreePort.find()
         self.directory = persistent ? try TemporaryDirectory.make(prefix: "replica-\(name)") : nil
         _dev = try await Self.startDev(port: devPort, directory: directory)
-        (_updater, _updaterURL) = try await Self.startUpdater(name: name, natsURL: natsURL, devPort: devPort)
+        (_updater, _updaterURL) = try await Self.startUpdater(
+            name: name, natsURL: natsURL, devPort: devPort, arguments: updaterArguments)
     }
 
     static func startDev(port: Int, directory: String?) async throws -> ChildProcess {
@@ -40,13 +44,13 @@ final class Replica: @unchecked Sendable {
         return dev
     }
 
-    static func startUpdater(name: String, natsURL: String, devPort: Int) async throws -> (ChildProcess, String) {
+    static func startUpdater(name: String, natsURL: String, devPort: Int, arguments: [String]) async throws -> (ChildProcess, String) {
         let updater = try ChildProcess(
             name: "fpindex-updater-\(name)", executable: try Locations.executable("fpindex-updater"),
             arguments: [
                 "--consumer", name, "--fpindex-url", "http://127.0.0.1:\(devPort)", "--listen", "127.0.0.1:0", "--create-consumer",
                 "--batch-wait", "100", "--idle-check", "300", "--max-lag", "10", "--batch", "500",
-            ],
+            ] + arguments,
             environment: ["NATS_URL": natsURL, "LOG_LEVEL": "info"])
         let url = String(try await updater.waitForLine(containing: "listening on ").split(separator: " ").last!)
         return (updater, url)
@@ -56,7 +60,7 @@ final class Replica: @unchecked Sendable {
     func crashUpdater() async throws {
         updater.signal(SIGKILL)
         await updater.waitForExit()
-        let (process, url) = try await Self.startUpdater(name: name, natsURL: natsURL, devPort: devPort)
+        let (process, url) = try await Self.startUpdater(name: name, natsURL: natsURL, devPort: devPort, arguments: updaterArguments)
         lock.withLock {
             _updater = process
             _updaterURL = url
@@ -157,8 +161,8 @@ final class ReplicaCluster: Sendable {
     }
 
     /// Starts one more replica (fpindex-dev + updater).
-    func addReplica(name: String) async throws -> Replica {
-        let replica = try await Replica(name: name, natsURL: natsURL, persistent: false)
+    func addReplica(name: String, updaterArguments: [String] = []) async throws -> Replica {
+        let replica = try await Replica(name: name, natsURL: natsURL, persistent: false, updaterArguments: updaterArguments)
         replicaList.withLock { $0.append(replica) }
         return replica
     }

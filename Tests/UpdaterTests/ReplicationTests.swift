@@ -141,6 +141,26 @@ struct ReplicationTests {
         }
     }
 
+    /// An update over `--batch-bytes` is split into several `_update`s, the checkpoint going with
+    /// the last: the replica still ends up exactly like one that sends whole batches.
+    @Test func updatesOverTheSizeLimitAreSplit() async throws {
+        try await withCluster(replicas: 0) { cluster in
+            var model = Model()
+            var random = SeededRandom(seed: 88)
+            try await cluster.createIndex("b", &model)
+            try await cluster.randomWrites(&model, requests: 30, random: &random)
+            // Both replay the same backlog (60 fingerprints and the rest: one batch).
+            let whole = try await cluster.addReplica(name: "whole")
+            let split = try await cluster.addReplica(name: "split", updaterArguments: ["--batch-bytes", "300"])
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+            // Each _update adds 1 to an index's version: the split replica needed more of them.
+            let splitVersion = try await split.devHTTP.json(.GET, "/b").jsonObject()["version"] as? Int ?? 0
+            let wholeVersion = try await whole.devHTTP.json(.GET, "/b").jsonObject()["version"] as? Int ?? 0
+            #expect(splitVersion > wholeVersion + 2, "versions: split \(splitVersion), whole \(wholeVersion)")
+        }
+    }
+
     @Test func poisonMessagesAreSkippedAndCounted() async throws {
         try await withCluster(replicas: 1) { cluster in
             var model = Model()
