@@ -238,19 +238,34 @@ public final class PullConsumer: @unchecked Sendable {
     deinit { close() }
 }
 
-/// Messages of one fetch; they are freed with the batch.
+/// Messages of one fetch, copied out of cnats.
+///
+/// Only the last cnats message is kept (its synchronous ack acknowledges the batch); the others
+/// are freed at once and only their reply subjects kept, enough to hand a message back or
+/// mark it in progress. A cnats message holds its subject, reply and payload again: keeping
+/// them all doubled a batch's memory.
 public final class FetchedBatch: @unchecked Sendable {
-    private var list: natsMsgList
     public let messages: [DeliveredMessage]
+    /// Every message's reply (ack) subject, NUL-terminated, one after the other.
+    private let replySubjects: [CChar]
+    /// Where each message's reply subject starts in `replySubjects`.
+    private let replyStarts: [Int]
+    /// The last message, until its acknowledgement is sent or detached.
+    private var lastMessage: OpaquePointer?
 
     init(list: natsMsgList) {
-        self.list = list
+        var list = list
         var messages: [DeliveredMessage] = []
+        var replySubjects: [CChar] = []
+        var replyStarts: [Int] = []
         messages.reserveCapacity(Int(list.Count))
+        replyStarts.reserveCapacity(Int(list.Count))
+        replySubjects.reserveCapacity(Int(list.Count) * 80)
         for i in 0..<Int(list.Count) {
             guard let message = list.Msgs[i] else { continue }
             var sequence: UInt64 = 0
-            if let reply = natsMsg_GetReply(message), let parsed = Self.streamSequence(ackSubject: reply) {
+            let reply = natsMsg_GetReply(message)
+            if let reply, let parsed = Self.streamSequence(ackSubject: reply) {
                 sequence = parsed
             } else {
                 var metadata: UnsafeMutablePointer<jsMsgMetaData>?
@@ -259,14 +274,26 @@ public final class FetchedBatch: @unchecked Sendable {
                     jsMsgMetaData_Destroy(metadata)
                 }
             }
+            replyStarts.append(replySubjects.count)
+            if let reply { replySubjects.append(contentsOf: UnsafeBufferPointer(start: reply, count: strlen(reply))) }
+            replySubjects.append(0)
             let payload = payloadBytes(of: message)
             messages.append(
                 DeliveredMessage(subject: String(cString: natsMsg_GetSubject(message)), streamSequence: sequence, payload: payload))
         }
+        if list.Count > 0 {
+            lastMessage = list.Msgs[Int(list.Count) - 1]
+            list.Msgs[Int(list.Count) - 1] = nil
+        }
+        natsMsgList_Destroy(&list)
         self.messages = messages
+        self.replySubjects = replySubjects
+        self.replyStarts = replyStarts
     }
 
-    deinit { natsMsgList_Destroy(&list) }
+    deinit {
+        if let lastMessage { natsMsg_Destroy(lastMessage) }
+    }
 
     /// The stream sequence in a JetStream ack subject, read in place (cnats's metadata parser
     /// allocates and frees three strings a message): `$JS.ACK.<stream>.<consumer>.<delivered>.
@@ -306,8 +333,6 @@ public final class FetchedBatch: @unchecked Sendable {
         return digits > 0 ? value : nil
     }
 
-    var lastMessage: OpaquePointer? { list.Count > 0 ? list.Msgs[Int(list.Count) - 1] : nil }
-
     /// Acknowledges the whole batch (ack policy `all`: the last message covers the earlier ones)
     /// and waits for the server to confirm, so it is a checkpoint.
     public func acknowledgeAll(using client: NATSClient) async throws {
@@ -323,28 +348,33 @@ public final class FetchedBatch: @unchecked Sendable {
 
     /// Hands the batch back: the server redelivers it at once instead of after the ack wait.
     public func negativeAcknowledge(using client: NATSClient) async {
-        guard list.Count > 0 else { return }
-        try? await client.threadPool.runIfActive { [self] in
-            for i in 0..<Int(list.Count) {
-                if let message = list.Msgs[i] { _ = natsMsg_Nak(message, nil) }
-            }
-        }
+        await replyToEach("-NAK", using: client)
     }
 
     /// Takes the batch's acknowledgement out of it (its last message, which acknowledges them
     /// all), so the rest of the batch can be freed before the acknowledgement is sent. The batch
-    /// can then no longer be acknowledged, nor its last message handed back.
+    /// can then no longer be acknowledged.
     public func detachAcknowledgement() -> BatchAcknowledgement? {
-        guard list.Count > 0, let last = list.Msgs[Int(list.Count) - 1] else { return nil }
-        list.Msgs[Int(list.Count) - 1] = nil
+        guard let last = lastMessage else { return nil }
+        lastMessage = nil
         return BatchAcknowledgement(message: last)
     }
 
     /// Tells the server the batch is still being worked on, so it is not redelivered yet.
     public func markInProgress(using client: NATSClient) async {
+        await replyToEach("+WPI", using: client)
+    }
+
+    /// Publishes `body` (an acknowledgement kind, as cnats's `natsMsg_Nak` and
+    /// `natsMsg_InProgress` do) to every message's reply subject.
+    private func replyToEach(_ body: StaticString, using client: NATSClient) async {
+        guard !replyStarts.isEmpty else { return }
         try? await client.threadPool.runIfActive { [self] in
-            for i in 0..<Int(list.Count) {
-                if let message = list.Msgs[i] { _ = natsMsg_InProgress(message, nil) }
+            replySubjects.withUnsafeBufferPointer { subjects in
+                for start in replyStarts where subjects[start] != 0 {
+                    _ = natsConnection_Publish(
+                        client.connection, subjects.baseAddress! + start, body.utf8Start, Int32(body.utf8CodeUnitCount))
+                }
             }
         }
     }

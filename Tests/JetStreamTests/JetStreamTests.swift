@@ -181,4 +181,35 @@ struct PullConsumerTests {
             await client.close()
         }
     }
+
+    /// A batch handed back is delivered again at once (not after the 60 s ack wait); a detached
+    /// acknowledgement still acknowledges the whole batch after the batch is gone.
+    @Test func aBatchHandedBackComesAgainAndADetachedAckCoversItsBatch() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server)
+            try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
+            let subjects = StreamSubjects(prefix: "fp")
+            for id in 1...10 {
+                _ = try await client.publish(
+                    subject: subjects.fingerprint("i", id: UInt32(id)), payload: FingerprintRecord(hashes: [UInt32(id)]).payload)
+            }
+            _ = try await client.createConsumer(stream: "fp", config: ConsumerConfig(durableName: "r", filterSubject: "fp.>", batch: 4))
+            let consumer = try await client.bindPullConsumer(stream: "fp", name: "r")
+            let first = try await consumer.fetch(batch: 4, timeout: .seconds(2))
+            #expect(first.messages.map(\.streamSequence) == [1, 2, 3, 4])
+            await first.negativeAcknowledge(using: client)
+            let again = try await consumer.fetch(batch: 4, timeout: .seconds(5))
+            #expect(again.messages.map(\.streamSequence) == [1, 2, 3, 4])
+            #expect(again.messages.map(\.payload) == first.messages.map(\.payload))
+
+            let acknowledgement = try #require(again.detachAcknowledgement())
+            #expect(again.detachAcknowledgement() == nil)
+            try await acknowledgement.send(using: client)
+            let info = try #require(try await client.consumerInfo(stream: "fp", name: "r"))
+            #expect(info.ackFloor.streamSeq == 4)
+            #expect(info.numAckPending == 0)
+            consumer.close()
+            await client.close()
+        }
+    }
 }
