@@ -23,6 +23,11 @@ struct ReplayBenchmark: AsyncParsableCommand {
     @Option(help: "Messages per fetch (raw consumer and updater; the updater's default).")
     var batch: Int = 4000
 
+    @Option(
+        help:
+            "Rounds of raw then replay over the same stream; the round with the median ratio is reported (the machine's noise moves both).")
+    var rounds: Int = 1
+
     @Option(help: "nats-server executable.")
     var natsServer: String = ".tools/bin/nats-server"
 
@@ -57,13 +62,92 @@ struct ReplayBenchmark: AsyncParsableCommand {
             published = range.upperBound
         }
         let total = try await client.streamInfo(stream.config.name)?.state.messages ?? 0
+        let last = try await client.streamInfo(stream.config.name)?.state.lastSeq ?? 0
 
-        // Raw: one durable pull consumer, fetch and ack-all per batch, as the updater does.
+        var results: [Round] = []
+        for round in 1...max(rounds, 1) {
+            let raw = try await measureRaw(client, stream: stream.config.name, consumer: "raw-\(round)", total: total, nats: workspace.nats)
+            let replay = try await measureReplay(
+                client, natsURL: natsURL, consumer: "replica-\(round)", last: last, total: total, work: work, nats: workspace.nats)
+            results.append(Round(raw: raw, replay: replay))
+            _ = try await client.deleteConsumer(stream: stream.config.name, name: "raw-\(round)")
+            _ = try await client.deleteConsumer(stream: stream.config.name, name: "replica-\(round)")
+        }
+        await client.close()
+
+        let perThousand = { (seconds: Double?) in seconds.map { String(format: "%.1f ms", $0 * 1e6 / Double(total)) } ?? "?" }
+        let reported = results.sorted { $0.ratio < $1.ratio }[results.count / 2]
+        let peakRSS = results.map(\.replay.peakRSS).max() ?? 0
+        let minutes = 100_000_000 / reported.replay.rate / 60
+        var rows: [(String, String)] = [("messages in the stream", "\(total) (\(fingerprints) fingerprints x \(hashes) hashes)")]
+        if results.count > 1 {
+            for (number, result) in results.enumerated() {
+                rows.append(
+                    (
+                        "round \(number + 1): raw / replay",
+                        String(format: "%.0f / %.0f msg/s (ratio %.2f)", result.raw.rate, result.replay.rate, result.ratio)
+                    ))
+            }
+        }
+        let which = results.count > 1 ? " (median round)" : ""
+        rows += [
+            ("raw cnats fetch + ack-all" + which, String(format: "%.0f msg/s (batches of %d)", reported.raw.rate, batch)),
+            (
+                "fpindex-dev + updater replay" + which,
+                String(
+                    format: "%.0f fingerprints/s in %.1f s (ratio %.2f)", reported.replay.rate, reported.replay.seconds, reported.ratio)
+            ),
+            (
+                "CPU per 1000 messages, raw",
+                "nats-server \(perThousand(reported.raw.natsCPU)), consumer \(perThousand(reported.raw.consumerCPU))"
+            ),
+            (
+                "CPU per 1000 messages replayed",
+                "nats-server \(perThousand(reported.replay.natsCPU)), updater \(perThousand(reported.replay.updaterCPU)), "
+                    + "fpindex-dev \(perThousand(reported.replay.devCPU))"
+            ),
+            ("updater peak RSS" + (results.count > 1 ? " (all rounds)" : ""), String(format: "%.0f MB", peakRSS)),
+            ("100 M fingerprints at this rate", String(format: "%.0f minutes", minutes)),
+        ]
+        printTable("fpindex-bench replay", rows)
+        printJSON([
+            ("bench", "\"replay\""), ("fingerprints", "\(fingerprints)"), ("raw_per_s", fmt(reported.raw.rate, 1)),
+            ("replay_per_s", fmt(reported.replay.rate, 1)),
+            ("ratio", fmt(reported.ratio, 3)), ("updater_rss_mb", fmt(peakRSS, 0)), ("minutes_for_100m", fmt(minutes, 1)),
+        ])
+    }
+
+    struct RawResult {
+        var rate: Double
+        var consumerCPU: Double?
+        var natsCPU: Double?
+    }
+
+    struct ReplayResult {
+        var rate: Double
+        var seconds: Double
+        var peakRSS: Double
+        var natsCPU: Double?
+        var updaterCPU: Double?
+        var devCPU: Double?
+    }
+
+    struct Round {
+        var raw: RawResult
+        var replay: ReplayResult
+        var ratio: Double { replay.rate / raw.rate }
+    }
+
+    /// Raw: one durable pull consumer, fetch and ack-all per batch, as the updater does.
+    func measureRaw(_ client: NATSClient, stream: String, consumer name: String, total: UInt64, nats: ChildServer) async throws
+        -> RawResult
+    {
         _ = try await client.createConsumer(
-            stream: stream.config.name, config: ConsumerConfig(durableName: "raw", filterSubject: subjects.all, batch: batch))
-        let consumer = try await client.bindPullConsumer(stream: stream.config.name, name: "raw")
-        let rawStart = ContinuousClock.now
-        let rawCPUBefore = (Self.cpuSeconds(pid: getpid()) ?? 0, Self.cpuSeconds(pid: workspace.nats.pid) ?? 0)
+            stream: stream, config: ConsumerConfig(durableName: name, filterSubject: StreamSubjects().all, batch: batch))
+        let consumer = try await client.bindPullConsumer(stream: stream, name: name)
+        defer { consumer.close() }
+        let start = ContinuousClock.now
+        let cpuBefore = (Self.cpuSeconds(pid: getpid()), Self.cpuSeconds(pid: nats.pid))
         var consumed: UInt64 = 0
         while consumed < total {
             let fetched = try await consumer.fetch(batch: batch, timeout: .seconds(5))
@@ -71,31 +155,32 @@ struct ReplayBenchmark: AsyncParsableCommand {
             try await fetched.acknowledgeAll(using: client)
             consumed += UInt64(fetched.messages.count)
         }
-        let rawRate = Double(consumed) / (ContinuousClock.now - rawStart).seconds
-        let rawCPU = (
-            (Self.cpuSeconds(pid: getpid()) ?? 0) - rawCPUBefore.0, (Self.cpuSeconds(pid: workspace.nats.pid) ?? 0) - rawCPUBefore.1
-        )
-        consumer.close()
+        let rate = Double(consumed) / (ContinuousClock.now - start).seconds
+        return RawResult(
+            rate: rate, consumerCPU: Self.cpuSeconds(pid: getpid()).flatMap { now in cpuBefore.0.map { now - $0 } },
+            natsCPU: Self.cpuSeconds(pid: nats.pid).flatMap { now in cpuBefore.1.map { now - $0 } })
+    }
 
-        // Replay: a fresh fpindex-dev and updater.
+    /// Replay: a fresh fpindex-dev and updater, timed until the updater has applied `last`.
+    func measureReplay(
+        _ client: NATSClient, natsURL: String, consumer name: String, last: UInt64, total: UInt64, work: String, nats: ChildServer
+    ) async throws -> ReplayResult {
         let dev = try ChildServer.start(
             executable: devBinary, arguments: ["--port", "0", "--log-level", "warning"], readyMarker: "listening on ",
-            logFile: work + "/dev.log")
+            logFile: work + "/dev-\(name).log")
         defer { dev.stop() }
-        let replayStart = ContinuousClock.now
-        let natsCPUBefore = Self.cpuSeconds(pid: workspace.nats.pid) ?? 0
+        let start = ContinuousClock.now
+        let natsCPUBefore = Self.cpuSeconds(pid: nats.pid)
         let updater = try ChildServer.start(
             executable: updaterBinary,
             arguments: [
-                "--consumer", "replica", "--fpindex-url", dev.url!, "--listen", "127.0.0.1:0", "--create-consumer", "--batch",
-                String(batch),
+                "--consumer", name, "--fpindex-url", dev.url!, "--listen", "127.0.0.1:0", "--create-consumer", "--batch", String(batch),
                 "--log-level", "warning",
             ],
-            environment: ["NATS_URL": natsURL], readyMarker: "listening on ", logFile: work + "/updater.log")
+            environment: ["NATS_URL": natsURL], readyMarker: "listening on ", logFile: work + "/updater-\(name).log")
         defer { updater.stop() }
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { _ = http.shutdown() }
-        let last = try await client.streamInfo(stream.config.name)?.state.lastSeq ?? 0
         var peakRSS = 0.0
         while true {
             if let rss = Self.peakResidentMegabytes(pid: updater.pid) { peakRSS = max(peakRSS, rss) }
@@ -111,38 +196,13 @@ struct ReplayBenchmark: AsyncParsableCommand {
             guard updater.process.isRunning else { throw BenchError("the updater exited; see its log") }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let replaySeconds = (ContinuousClock.now - replayStart).seconds
-        // Where the two cores went: CPU seconds of each process per 1000 messages replayed.
-        let perThousand = { (seconds: Double?) in seconds.map { String(format: "%.1f ms", $0 * 1e6 / Double(total)) } ?? "?" }
-        let cpu = [
-            "nats-server " + perThousand(Self.cpuSeconds(pid: workspace.nats.pid).map { $0 - natsCPUBefore }),
-            "updater " + perThousand(Self.cpuSeconds(pid: updater.pid)),
-            "fpindex-dev " + perThousand(Self.cpuSeconds(pid: dev.pid)),
-        ].joined(separator: ", ")
-        let replayRate = Double(total) / replaySeconds
+        let seconds = (ContinuousClock.now - start).seconds
         if let rss = Self.peakResidentMegabytes(pid: updater.pid) { peakRSS = max(peakRSS, rss) }
-        await client.close()
-
-        let minutes = 100_000_000 / replayRate / 60
-        printTable(
-            "fpindex-bench replay",
-            [
-                ("messages in the stream", "\(total) (\(fingerprints) fingerprints x \(hashes) hashes)"),
-                ("raw cnats fetch + ack-all", String(format: "%.0f msg/s (batches of %d)", rawRate, batch)),
-                (
-                    "fpindex-dev + updater replay",
-                    String(format: "%.0f fingerprints/s in %.1f s (ratio %.2f)", replayRate, replaySeconds, replayRate / rawRate)
-                ),
-                ("CPU per 1000 messages, raw", "nats-server \(perThousand(rawCPU.1)), consumer \(perThousand(rawCPU.0))"),
-                ("CPU per 1000 messages replayed", cpu),
-                ("updater peak RSS", String(format: "%.0f MB", peakRSS)),
-                ("100 M fingerprints at this rate", String(format: "%.0f minutes", minutes)),
-            ])
-        printJSON([
-            ("bench", "\"replay\""), ("fingerprints", "\(fingerprints)"), ("raw_per_s", fmt(rawRate, 1)),
-            ("replay_per_s", fmt(replayRate, 1)),
-            ("ratio", fmt(replayRate / rawRate, 3)), ("updater_rss_mb", fmt(peakRSS, 0)), ("minutes_for_100m", fmt(minutes, 1)),
-        ])
+        // Where the two cores went: CPU seconds of each process.
+        return ReplayResult(
+            rate: Double(total) / seconds, seconds: seconds, peakRSS: peakRSS,
+            natsCPU: Self.cpuSeconds(pid: nats.pid).flatMap { now in natsCPUBefore.map { now - $0 } },
+            updaterCPU: Self.cpuSeconds(pid: updater.pid), devCPU: Self.cpuSeconds(pid: dev.pid))
     }
 
     /// User plus system CPU time of a process so far.
