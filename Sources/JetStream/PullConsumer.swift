@@ -308,29 +308,32 @@ public final class FetchedBatch: @unchecked Sendable {
 
     static func streamSequence(ackSubject bytes: UnsafeBufferPointer<UInt8>) -> UInt64? {
         guard bytes.starts(with: "$JS.ACK.".utf8) else { return nil }
-        var dots = 0
-        for byte in bytes where byte == UInt8(ascii: ".") { dots += 1 }
-        let position: Int
-        switch dots + 1 {
-        case 9: position = 5
-        case 11, 12: position = 7
+        // One pass: note where the 6th and 8th tokens start and how many tokens there are; the
+        // layout (9 tokens, or 11/12 with a domain and an account hash) says which one to read.
+        var tokens = 1
+        var sixth = 0..<0
+        var eighth = 0..<0
+        var tokenStart = 0
+        for (i, byte) in bytes.enumerated() where byte == UInt8(ascii: ".") {
+            if tokens == 6 { sixth = tokenStart..<i }
+            if tokens == 8 { eighth = tokenStart..<i }
+            tokens &+= 1
+            tokenStart = i &+ 1
+        }
+        let digits: Range<Int>
+        switch tokens {
+        case 9: digits = sixth
+        case 11, 12: digits = eighth
         default: return nil
         }
-        var token = 0
+        guard !digits.isEmpty, digits.count <= 19 else { return nil }
         var value: UInt64 = 0
-        var digits = 0
-        for byte in bytes {
-            if byte == UInt8(ascii: ".") {
-                token += 1
-                if token > position { break }
-                continue
-            }
-            guard token == position else { continue }
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), digits < 19 else { return nil }
-            value = value * 10 + UInt64(byte - UInt8(ascii: "0"))
-            digits += 1
+        for i in digits {
+            let byte = bytes[i]
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value &* 10 &+ UInt64(byte &- UInt8(ascii: "0"))
         }
-        return digits > 0 ? value : nil
+        return value
     }
 
     /// Acknowledges the whole batch (ack policy `all`: the last message covers the earlier ones)
