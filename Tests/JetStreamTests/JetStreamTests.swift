@@ -138,15 +138,21 @@ final class Seen: Sendable {
 
 @Suite("Durable pull consumers", .timeLimit(.minutes(2)))
 struct PullConsumerTests {
+    /// A client, and stream "fp" holding fingerprints 1...10 of index "i" (sequences 1...10).
+    static func streamOfTenFingerprints(_ server: NATSServer) async throws -> (NATSClient, StreamSubjects) {
+        let client = try await connect(server)
+        try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
+        let subjects = StreamSubjects(prefix: "fp")
+        for id in 1...10 {
+            _ = try await client.publish(
+                subject: subjects.fingerprint("i", id: UInt32(id)), payload: FingerprintRecord(hashes: [UInt32(id)]).payload)
+        }
+        return (client, subjects)
+    }
+
     @Test func fetchesBatchesAndAcknowledgesThemAtOnce() async throws {
         try await withNATSServer { server in
-            let client = try await connect(server)
-            try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
-            let subjects = StreamSubjects(prefix: "fp")
-            for id in 1...10 {
-                _ = try await client.publish(
-                    subject: subjects.fingerprint("i", id: UInt32(id)), payload: FingerprintRecord(hashes: [UInt32(id)]).payload)
-            }
+            let (client, subjects) = try await Self.streamOfTenFingerprints(server)
             let config = ConsumerConfig(durableName: "replica-0", filterSubject: "fp.>", batch: 4)
             let created = try await client.createConsumer(stream: "fp", config: config)
             #expect(created.config.maxAckPending >= 4)
@@ -186,13 +192,7 @@ struct PullConsumerTests {
     /// acknowledgement still acknowledges the whole batch after the batch is gone.
     @Test func aBatchHandedBackComesAgainAndADetachedAckCoversItsBatch() async throws {
         try await withNATSServer { server in
-            let client = try await connect(server)
-            try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
-            let subjects = StreamSubjects(prefix: "fp")
-            for id in 1...10 {
-                _ = try await client.publish(
-                    subject: subjects.fingerprint("i", id: UInt32(id)), payload: FingerprintRecord(hashes: [UInt32(id)]).payload)
-            }
+            let (client, _) = try await Self.streamOfTenFingerprints(server)
             _ = try await client.createConsumer(stream: "fp", config: ConsumerConfig(durableName: "r", filterSubject: "fp.>", batch: 4))
             let consumer = try await client.bindPullConsumer(stream: "fp", name: "r")
             let first = try await consumer.fetch(batch: 4, timeout: .seconds(2))
