@@ -38,6 +38,11 @@ final class Segment: Sendable {
     /// 256 ranges by the hash's top byte, the second places each range (a few thousand
     /// postings, in cache) by the next byte, which is where the bucket directory comes from. A
     /// single pass over 65 536 write positions misses the cache on nearly every posting.
+    ///
+    /// Between the passes a posting is 4 bytes: the hash's low 24 bits and the position of its
+    /// id within a group of 256 ids. The first pass goes group by group and notes where each
+    /// group's postings start in each range, so the second knows the group of every posting.
+    /// (8-byte keys with the whole id cost a third more: the first pass writes all over memory.)
     convenience init(changes: ChangeBatch, version: UInt64) {
         let docs = changes.ids
         var deleted: [UInt32] = []
@@ -46,55 +51,69 @@ final class Segment: Sendable {
         var directory = [UInt32](repeating: 0, count: Self.bucketCount + 1)
         var lows = [UInt16](unsafeUninitializedCapacity: total) { _, count in count = total }
         var ids = [UInt32](unsafeUninitializedCapacity: total) { _, count in count = total }
-        let keys = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: total)
-        defer { keys.deallocate() }
-        let topStarts = UnsafeMutableBufferPointer<Int>.allocate(capacity: 257)
-        defer { topStarts.deallocate() }
+        let groupSize = 256
+        let groups = (docs.count + groupSize - 1) / groupSize
+        // entries: (hash << 8 | position in group), by top byte, group after group.
+        let entries = UnsafeMutableBufferPointer<UInt32>.allocate(capacity: total)
+        defer { entries.deallocate() }
+        // groupStarts[g * 256 + d]: where group g's postings start in range d (g == groups: the ends).
+        let groupStarts = UnsafeMutableBufferPointer<Int>.allocate(capacity: (groups + 1) * 256)
+        defer { groupStarts.deallocate() }
         let cursors = UnsafeMutableBufferPointer<Int>.allocate(capacity: 256)
         defer { cursors.deallocate() }
-        topStarts.initialize(repeating: 0)
+        cursors.initialize(repeating: 0)
         changes.withHashes { hashes, starts, counts in
             // Only live ids have postings; a deletion's count is negative.
+            var sizes = [Int](repeating: 0, count: 257)
             for position in docs.indices where counts[position] > 0 {
                 let start = starts[position]
-                for i in start..<(start &+ counts[position]) { topStarts[Int(hashes[i] &>> 24) &+ 1] &+= 1 }
+                for i in start..<(start &+ counts[position]) { sizes[Int(hashes[i] &>> 24) &+ 1] &+= 1 }
             }
-            for digit in 0..<256 { topStarts[digit &+ 1] &+= topStarts[digit] }
-            for digit in 0..<256 { cursors[digit] = topStarts[digit] }
-            // Keys (hash << 32 | id) by top byte, ids ascending within each (stable).
-            for position in docs.indices where counts[position] > 0 {
-                let id = UInt64(docs[position])
-                let start = starts[position]
-                for i in start..<(start &+ counts[position]) {
-                    let hash = hashes[i]
-                    let digit = Int(hash &>> 24)
-                    keys[cursors[digit]] = UInt64(hash) &<< 32 | id
-                    cursors[digit] &+= 1
+            for digit in 0..<256 { cursors[digit] = sizes[digit] &+ (digit > 0 ? cursors[digit &- 1] : 0) }
+            for group in 0..<groups {
+                for digit in 0..<256 { groupStarts[group &* 256 &+ digit] = cursors[digit] }
+                let first = group &* groupSize
+                for position in first..<min(first &+ groupSize, docs.count) where counts[position] > 0 {
+                    let offset = UInt32(truncatingIfNeeded: position &- first)
+                    let start = starts[position]
+                    for i in start..<(start &+ counts[position]) {
+                        let hash = hashes[i]
+                        let digit = Int(hash &>> 24)
+                        entries[cursors[digit]] = hash &<< 8 | offset
+                        cursors[digit] &+= 1
+                    }
                 }
             }
+            for digit in 0..<256 { groupStarts[groups &* 256 &+ digit] = cursors[digit] }
         }
         directory.withUnsafeMutableBufferPointer { directory in
             lows.withUnsafeMutableBufferPointer { lows in
                 ids.withUnsafeMutableBufferPointer { ids in
-                    for top in 0..<256 {
-                        let range = topStarts[top]..<topStarts[top &+ 1]
-                        // cursors[d]: where the next posting of bucket (top << 8 | d) goes.
-                        for digit in 0..<256 { cursors[digit] = 0 }
-                        for i in range { cursors[Int(truncatingIfNeeded: keys[i] &>> 48) & 0xff] &+= 1 }
-                        var next = range.lowerBound
-                        for digit in 0..<256 {
-                            let count = cursors[digit]
-                            cursors[digit] = next
-                            next &+= count
-                            directory[top &<< 8 | digit &+ 1] = UInt32(truncatingIfNeeded: next)
-                        }
-                        for i in range {
-                            let key = keys[i]
-                            let digit = Int(truncatingIfNeeded: key &>> 48) & 0xff
-                            let at = cursors[digit]
-                            cursors[digit] = at &+ 1
-                            lows[at] = UInt16(truncatingIfNeeded: key &>> 32)
-                            ids[at] = UInt32(truncatingIfNeeded: key)
+                    docs.withUnsafeBufferPointer { docs in
+                        for top in 0..<256 {
+                            let rangeStart = groups > 0 ? groupStarts[top] : 0
+                            let rangeEnd = groups > 0 ? groupStarts[groups &* 256 &+ top] : 0
+                            // cursors[d]: where the next posting of bucket (top << 8 | d) goes.
+                            for digit in 0..<256 { cursors[digit] = 0 }
+                            for i in rangeStart..<rangeEnd { cursors[Int(truncatingIfNeeded: entries[i] &>> 24)] &+= 1 }
+                            var next = rangeStart
+                            for digit in 0..<256 {
+                                let count = cursors[digit]
+                                cursors[digit] = next
+                                next &+= count
+                                directory[top &<< 8 | digit &+ 1] = UInt32(truncatingIfNeeded: next)
+                            }
+                            for group in 0..<groups {
+                                let first = group &* groupSize
+                                for i in groupStarts[group &* 256 &+ top]..<groupStarts[(group &+ 1) &* 256 &+ top] {
+                                    let entry = entries[i]
+                                    let digit = Int(truncatingIfNeeded: entry &>> 24)
+                                    let at = cursors[digit]
+                                    cursors[digit] = at &+ 1
+                                    lows[at] = UInt16(truncatingIfNeeded: entry &>> 8)
+                                    ids[at] = docs[first &+ Int(truncatingIfNeeded: entry & 0xff)]
+                                }
+                            }
                         }
                     }
                 }
