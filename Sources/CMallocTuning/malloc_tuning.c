@@ -9,11 +9,11 @@
 
 static int arena_limit = 0;
 
-// Runs when the executable is loaded, before main and before any thread exists. glibc fixes
-// its arena limit the first time a second thread allocates, and Swift's runtime starts
-// threads before the first line of an async main runs: mallopt(M_ARENA_MAX) called from
-// there was ignored (measured: the updater still grew and shrank per-thread heaps some 900
-// times a second, and zeroing their pages took 14 % of its CPU).
+// Runs when the executable is loaded, before main and before any thread exists. A thread
+// that allocates before the limit is set may already have an arena of its own, and an async
+// command's run() is itself on one of the concurrency runtime's threads. (Without any limit
+// in force the updater grew and shrank per-thread heaps some 900 times a second, and zeroing
+// their pages took 14 % of its CPU.)
 __attribute__((constructor)) static void fpindex_single_malloc_arena(void) {
     if (mallopt(M_ARENA_MAX, 1) == 1) {
         arena_limit = 1;

@@ -39,8 +39,8 @@ struct FpindexDev: AsyncParsableCommand {
 
     func run() async throws {
         // Every write builds its segment in fresh buffers of megabytes; kept by malloc for the
-        // next write instead of returned to the kernel, they cost no page faults (a tenth of a
-        // bulk load's time). Merged segments above 32 MiB still come and go as mappings. (Linking
+        // next write instead of returned to the kernel, they cost no page faults. Merged
+        // segments above 32 MiB still come and go as mappings. (Linking
         // CMallocTuning also keeps malloc to one arena, so a buffer freed by a merge on one
         // thread is reused by the next write on another.)
         fpindex_keep_freed_memory(32 << 20, 256 << 20)
