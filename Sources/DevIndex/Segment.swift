@@ -221,10 +221,8 @@ final class Segment: Sendable {
                 guard count > 0 else { continue }
                 let shadowed = lost[r]
                 if shadowed.isEmpty {
-                    for i in 0..<count {
-                        output.lows[written &+ i] = run.lows[start &+ i]
-                        output.ids[written &+ i] = run.ids[start &+ i]
-                    }
+                    (output.lows.baseAddress! + written).update(from: run.lows.baseAddress! + start, count: count)
+                    (output.ids.baseAddress! + written).update(from: run.ids.baseAddress! + start, count: count)
                     written &+= count
                 } else {
                     for i in start..<(start &+ count) where !shadowed.contains(run.ids[i]) {
