@@ -37,6 +37,13 @@ struct ReplayBenchmark: AsyncParsableCommand {
     @Option(help: "fpindex-updater executable (release build recommended).")
     var updaterBinary: String = ".build/release/fpindex-updater"
 
+    func validate() throws {
+        guard fingerprints > 0, hashes > 0, batch > 0 else {
+            throw ValidationError("--fingerprints, --hashes and --batch must be positive")
+        }
+        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+    }
+
     func run() async throws {
         let workspace = try BenchWorkspace(natsServer: natsServer)
         defer { workspace.close() }
@@ -65,7 +72,7 @@ struct ReplayBenchmark: AsyncParsableCommand {
         let last = try await client.streamInfo(stream.config.name)?.state.lastSeq ?? 0
 
         var results: [Round] = []
-        for round in 1...max(rounds, 1) {
+        for round in 1...rounds {
             let raw = try await measureRaw(client, stream: stream.config.name, consumer: "raw-\(round)", total: total, nats: workspace.nats)
             let replay = try await measureReplay(
                 client, natsURL: natsURL, consumer: "replica-\(round)", last: last, total: total, work: work, nats: workspace.nats)
