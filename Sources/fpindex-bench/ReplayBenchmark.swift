@@ -68,8 +68,9 @@ struct ReplayBenchmark: AsyncParsableCommand {
                 })
             published = range.upperBound
         }
-        let total = try await client.streamInfo(stream.config.name)?.state.messages ?? 0
-        let last = try await client.streamInfo(stream.config.name)?.state.lastSeq ?? 0
+        let filled = try await client.streamInfo(stream.config.name)?.state
+        let total = filled?.messages ?? 0
+        let last = filled?.lastSeq ?? 0
 
         var results: [Round] = []
         for round in 1...rounds {
