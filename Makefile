@@ -1,7 +1,7 @@
 # fpindex-cluster: the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: all setup build test run run-dataplane stop kubesim bench bench-proxy bench-replay bench-e2e clean
+.PHONY: all setup build test test-envtest run run-dataplane stop kubesim bench bench-proxy bench-replay bench-e2e clean
 
 all: build
 
@@ -13,10 +13,18 @@ setup:
 build: setup
 	$(SWIFT) build
 
-## test: set up, build everything, run every test (unit, HTTP, real nats-server)
+## test: set up, build everything, run every test (unit, HTTP, real nats-server; the envtest
+## suites too when KUBE_ASSETS names a folder with kube-apiserver and kube-controller-manager)
 test: setup
 	$(SWIFT) build --build-tests
+	@[ -n "$$KUBE_ASSETS" ] || echo "make test: the envtest suites (a real kube-apiserver) are not run: KUBE_ASSETS is not set (see README, Tests)"
 	$(SWIFT) test --skip-build --disable-xctest
+
+## test-envtest: only the suites that run against a real Kubernetes control plane ($KUBE_ASSETS)
+test-envtest: setup
+	@[ -n "$$KUBE_ASSETS" ] || { echo "make test-envtest: set KUBE_ASSETS to a folder with kube-apiserver and kube-controller-manager v1.28+"; exit 1; }
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --disable-xctest --filter Envtest
 
 ## run: the main job: a whole FpindexCluster on this machine (kubesim runs the pods; needs root); see README
 run: setup

@@ -268,11 +268,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        // Test helpers: free ports, child processes, nats-server launcher, waiting with deadlines.
+        // Test helpers: free ports, child processes, nats-server and envtest launchers, waiting with deadlines.
         .target(
             name: "TestSupport",
             dependencies: [
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

@@ -95,8 +95,11 @@ public struct DesiredChildren: Sendable, Equatable {
     /// A deleted pod leaves its Services while its containers are told to stop, and kube-proxy
     /// on every node takes a moment to hear of it: serving containers wait 5 s before SIGTERM
     /// so that no search or write is sent to a process that is already shutting down
-    /// (the `sleep` handler needs Kubernetes 1.30+).
-    static let drainBeforeStop: JSONValue = ["preStop": ["sleep": ["seconds": 5]]]
+    /// The hook runs the image's own `sleep` (`exec`), not the `sleep` handler: that handler
+    /// does not exist before Kubernetes 1.29 (on by default only from 1.30), and an older server
+    /// drops it and then refuses the hook as having no handler. Both images have `sleep`: the
+    /// worker image is Debian, the published fpindex image Ubuntu.
+    static let drainBeforeStop: JSONValue = ["preStop": ["exec": ["command": ["sleep", "5"]]]]
 
     static let restrictedContainer: JSONValue = [
         "runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,

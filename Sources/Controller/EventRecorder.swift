@@ -55,6 +55,14 @@ public final class EventRecorder: Sendable {
             name: model.name, namespace: model.namespace, uid: model.uid)
         do {
             _ = try await kubernetes.create(event)
+        } catch let error as KubernetesError
+            where (error.reason == .forbidden && error.message.contains("being terminated")) || error.reason == .notFound
+        {
+            // The namespace is being deleted (and the cluster with it) or already gone: no
+            // object, events included, can be created there any more. Expected, not worth a warning.
+            logger.debug(
+                "no event in a terminating namespace",
+                metadata: ["cluster": "\(model.namespace)/\(model.name)", "event.reason": "\(reason)"])
         } catch {
             logger.warning(
                 "cannot record an event",

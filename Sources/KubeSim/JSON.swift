@@ -196,6 +196,68 @@ struct JSONParser {
 
     func fail(_ message: String) -> JSONParseError { JSONParseError(message: message, offset: index) }
 
+    /// Consumes `byte` if it comes next.
+    mutating func consume(_ byte: UInt8) -> Bool {
+        guard index < bytes.count, bytes[index] == byte else { return false }
+        index += 1
+        return true
+    }
+
+    /// The next value in a canonical form that keeps each scalar's text exactly as written
+    /// (`"a\/b"` stays `"a\/b"`, `2.0` stays `2.0`) but drops whitespace and sorts object keys:
+    /// how Go's JSON-patch library compares a `test` value with the document.
+    mutating func canonicalText(depth: Int) throws(JSONParseError) -> [UInt8] {
+        guard depth < 512 else { throw fail("too deep") }
+        skipWhitespace()
+        guard index < bytes.count else { throw fail("unexpected end") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            index += 1
+            var members: [(String, [UInt8])] = []
+            skipWhitespace()
+            if !consume(UInt8(ascii: "}")) {
+                repeat {
+                    skipWhitespace()
+                    let key = try parseString()
+                    skipWhitespace()
+                    guard consume(UInt8(ascii: ":")) else { throw fail("expected ':'") }
+                    members.append((key, try canonicalText(depth: depth + 1)))
+                    skipWhitespace()
+                } while consume(UInt8(ascii: ","))
+                guard consume(UInt8(ascii: "}")) else { throw fail("expected '}'") }
+            }
+            var out: [UInt8] = [UInt8(ascii: "{")]
+            for (i, member) in members.sorted(by: { $0.0 < $1.0 }).enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                JSONValue.writeString(member.0, into: &out)
+                out.append(UInt8(ascii: ":"))
+                out += member.1
+            }
+            out.append(UInt8(ascii: "}"))
+            return out
+        case UInt8(ascii: "["):
+            index += 1
+            var out: [UInt8] = [UInt8(ascii: "[")]
+            skipWhitespace()
+            if !consume(UInt8(ascii: "]")) {
+                var first = true
+                repeat {
+                    if !first { out.append(UInt8(ascii: ",")) }
+                    first = false
+                    out += try canonicalText(depth: depth + 1)
+                    skipWhitespace()
+                } while consume(UInt8(ascii: ","))
+                guard consume(UInt8(ascii: "]")) else { throw fail("expected ']'") }
+            }
+            out.append(UInt8(ascii: "]"))
+            return out
+        default:
+            let start = index
+            _ = try parseValue(depth: depth)
+            return Array(bytes[start..<index])
+        }
+    }
+
     mutating func parseValue(depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth < 512 else { throw fail("too deep") }
         guard index < bytes.count else { throw fail("unexpected end") }

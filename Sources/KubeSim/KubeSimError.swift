@@ -20,6 +20,9 @@ public struct KubeSimError: Error, Sendable, CustomStringConvertible {
     public var kind: String?
     public var causes: [Cause]
     public var retryAfterSeconds: Int?
+    /// Send `details: {}` even with nothing in it (as the real server does for a JSON patch
+    /// that does not apply).
+    var emptyDetails = false
 
     public init(
         code: Int, reason: String, message: String, name: String? = nil, group: String? = nil, kind: String? = nil,
@@ -52,7 +55,7 @@ public struct KubeSimError: Error, Sendable, CustomStringConvertible {
             "kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Failure", "message": .string(message),
             "reason": .string(reason), "code": .int(Int64(code)),
         ]
-        if !details.isEmpty { status["details"] = .object(details) }
+        if !details.isEmpty || emptyDetails { status["details"] = .object(details) }
         return .object(status)
     }
 
@@ -75,10 +78,13 @@ public struct KubeSimError: Error, Sendable, CustomStringConvertible {
             group: type.group, kind: type.resource)
     }
 
+    /// As the real server words it: `Kind.group "name" is invalid: cause` (several causes in brackets).
     static func invalid(_ type: ResourceType, _ name: String, _ causes: [Cause]) -> KubeSimError {
-        let list = causes.map { "\($0.field): \($0.message)" }.joined(separator: ", ")
+        let list = causes.map { "\($0.field): \($0.message)" }
+        let qualifiedKind = type.group.isEmpty ? type.kind : "\(type.kind).\(type.group)"
+        let text = list.count == 1 ? list[0] : "[\(list.joined(separator: ", "))]"
         return KubeSimError(
-            code: 422, reason: "Invalid", message: "\(type.kind) \"\(name)\" is invalid: \(list)", name: name,
+            code: 422, reason: "Invalid", message: "\(qualifiedKind) \"\(name)\" is invalid: \(text)", name: name,
             group: type.group, kind: type.kind, causes: causes)
     }
 

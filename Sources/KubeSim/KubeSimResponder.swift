@@ -32,14 +32,15 @@ struct KubeSimResponder: HTTPResponder {
     let serverAddress: @Sendable () -> String
     /// Container logs, when kubesim runs pods.
     let podLogs: PodLogs?
+    let requestLog: KubeSimRequestLog
 
     func respond(to request: Request, context: Context) async throws -> Response {
+        let response: Response
         do {
-            let response = try await handle(request, context: context)
+            response = try await handle(request, context: context)
             context.logger.debug(
                 "request",
                 metadata: ["http.method": "\(request.method)", "http.path": "\(request.uri)", "http.status": "\(response.status.code)"])
-            return response
         } catch let error as KubeSimError {
             context.logger.debug(
                 "request failed",
@@ -47,11 +48,16 @@ struct KubeSimResponder: HTTPResponder {
                     "http.method": "\(request.method)", "http.path": "\(request.uri)", "http.status": "\(error.code)",
                     "error": "\(error.message)",
                 ])
-            return Self.errorResponse(error)
+            response = Self.errorResponse(error)
         } catch {
             context.logger.debug("request failed", metadata: ["error": "\(error)"])
-            return Self.errorResponse(KubeSimError(code: 500, reason: "InternalError", message: "\(error)"))
+            response = Self.errorResponse(KubeSimError(code: 500, reason: "InternalError", message: "\(error)"))
         }
+        requestLog.record(
+            .init(
+                method: request.method.rawValue, uri: "\(request.uri)", userAgent: request.headers[.userAgent] ?? "",
+                status: response.status.code))
+        return response
     }
 
     static func errorResponse(_ error: KubeSimError) -> Response {
@@ -376,6 +382,27 @@ struct KubeSimResponder: HTTPResponder {
             else {
                 throw KubeSimError(code: 415, reason: "UnsupportedMediaType", message: "unsupported patch type \(contentType)")
             }
+            // A body of the wrong shape fails decoding on the real server (Go's words).
+            func goType(_ value: JSONValue) -> String {
+                switch value {
+                case .object: "object"
+                case .array: "array"
+                case .string: "string"
+                case .bool: "bool"
+                case .null: "null"
+                default: "number"
+                }
+            }
+            if contentType == "application/json-patch+json", patch.arrayValue == nil, !patch.isNull {
+                throw KubeSimError.badRequest(
+                    "error decoding patch: json: cannot unmarshal \(goType(patch)) into Go value of type []handlers.jsonPatchOp")
+            }
+            if contentType == "application/merge-patch+json" || contentType == "application/strategic-merge-patch+json",
+                patch.objectValue == nil, !patch.isNull
+            {
+                throw KubeSimError.badRequest(
+                    "error decoding patch: json: cannot unmarshal \(goType(patch)) into Go value of type map[string]interface {}")
+            }
             if isApply, let kind = patch["kind"]?.stringValue, kind != type.kind {
                 throw KubeSimError.badRequest("the kind of the applied object (\(kind)) does not match \(type.kind)")
             }
@@ -388,7 +415,7 @@ struct KubeSimResponder: HTTPResponder {
                 var patched: JSONValue
                 var done = false
                 switch contentType {
-                case "application/json-patch+json": patched = try Patch.jsonPatch(view ?? [:], patch)
+                case "application/json-patch+json": patched = try Patch.jsonPatch(view ?? [:], patch, raw: bytes)
                 case "application/merge-patch+json": patched = Patch.merge(view ?? [:], patch)
                 case "application/strategic-merge-patch+json": patched = Patch.strategicMerge(view ?? [:], patch)
                 default:
@@ -414,7 +441,10 @@ struct KubeSimResponder: HTTPResponder {
             // Like the real registries: custom resources (and anything still pending behind
             // finalizers) come back as the object; a built-in object deleted at once as a Status.
             let pending = (try? await store.get(storageType, namespace: namespace, name: name)) != nil
-            if !type.isCustom, !pending, !dryRun {
+            // A namespace always goes through Terminating (its controller empties it first), so
+            // the real server answers with the marked namespace even when kubesim removed an
+            // empty one at once.
+            if !type.isCustom, !pending, !dryRun, type.typeKey != "/namespaces" {
                 return Self.json([
                     "kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Success",
                     "details": [

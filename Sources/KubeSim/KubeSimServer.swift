@@ -59,6 +59,8 @@ public struct KubeSimConfiguration: Sendable {
 public final class KubeSimEmulator: Sendable {
     public let configuration: KubeSimConfiguration
     public let faults: KubeSimFaults
+    /// Every request answered (method, path, user agent, status), for tests that count writes.
+    public let requestLog = KubeSimRequestLog()
     /// The generated CA and serving certificate, when `configuration.tls`.
     public let certificates: KubeSimCertificates?
     let store: ResourceStore
@@ -183,7 +185,8 @@ public func buildKubeSimApplication(
     let responder = KubeSimResponder(
         store: emulator.store, faults: emulator.faults, tokens: configuration.tokens,
         bookmarkInterval: configuration.bookmarkInterval,
-        serverAddress: { [emulator] in "\(emulator.configuration.host):\(emulator.port)" }, podLogs: emulator.podLogs)
+        serverAddress: { [emulator] in "\(emulator.configuration.host):\(emulator.port)" }, podLogs: emulator.podLogs,
+        requestLog: emulator.requestLog)
     let server: HTTPServerBuilder
     if let tls = emulator.certificates {
         server = try .tls(.http1(), tlsConfiguration: tls.serverConfiguration())
@@ -279,6 +282,7 @@ public final class KubeSimServer: Sendable {
     public var url: String { emulator.url }
     public var caCertificatePEM: String? { emulator.certificates?.caCertificatePEM }
     public var faults: KubeSimFaults { emulator.faults }
+    public var requestLog: KubeSimRequestLog { emulator.requestLog }
 
     /// A kubeconfig (YAML) for kubectl and clients; see `KubeSimEmulator.kubeconfig(token:namespace:)`.
     public func kubeconfig(token: String?, namespace: String?) -> String {

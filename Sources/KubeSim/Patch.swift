@@ -16,11 +16,35 @@ enum Patch {
         return .object(result)
     }
 
-    /// RFC 6902 JSON patch (`application/json-patch+json`).
-    static func jsonPatch(_ target: JSONValue, _ patch: JSONValue) throws(KubeSimError) -> JSONValue {
+    /// What the real server answers for any JSON patch that does not apply (a failed `test`,
+    /// a missing path, an unknown op): 422 with no detail at all.
+    static let jsonPatchFailure: KubeSimError = {
+        var error = KubeSimError(
+            code: 422, reason: "Invalid", message: "the server rejected our request due to an error in our request")
+        error.emptyDetails = true
+        return error
+    }()
+
+    /// RFC 6902 JSON patch (`application/json-patch+json`), as the real server applies it: a
+    /// `test` compares scalars by their JSON text as the client wrote it against the text the
+    /// server would write (`"a\/b"` is not `"a/b"`, `2.0` is not `2`), and any failure is
+    /// `jsonPatchFailure`.
+    /// - Parameters:
+    ///   - raw: the request body, for the text of each `test` value.
+    static func jsonPatch(_ target: JSONValue, _ patch: JSONValue, raw: [UInt8]? = nil) throws(KubeSimError) -> JSONValue {
+        do {
+            return try applyJSONPatch(target, patch, testTexts: raw.map(testValueTexts) ?? [:])
+        } catch let error where error.code == 400 {
+            throw jsonPatchFailure
+        }
+    }
+
+    private static func applyJSONPatch(_ target: JSONValue, _ patch: JSONValue, testTexts: [Int: [UInt8]]) throws(KubeSimError)
+        -> JSONValue
+    {
         guard let operations = patch.arrayValue else { throw .badRequest("json patch must be an array of operations") }
         var document = target
-        for operation in operations {
+        for (number, operation) in operations.enumerated() {
             guard let op = operation["op"]?.stringValue, let path = operation["path"]?.stringValue else {
                 throw .badRequest("json patch operation needs op and path")
             }
@@ -43,15 +67,105 @@ enum Patch {
                 if op == "move" { document = try pointerRemove(document, fromPointer[...]) }
                 document = try pointerAdd(document, pointer[...], value)
             case "test":
-                let value = try pointerGet(document, pointer[...])
-                guard value == operation["value"] ?? .null else {
-                    throw KubeSimError(code: 422, reason: "Invalid", message: "testing value \(path) failed")
+                let wanted = operation["value"] ?? .null
+                guard let value = try? pointerGet(document, pointer[...]) else {
+                    // A missing member equals only `null`.
+                    guard wanted.isNull, (try? pointerGet(document, pointer.dropLast()[...])) != nil else {
+                        throw jsonPatchFailure
+                    }
+                    continue
                 }
+                let equal =
+                    if let text = testTexts[number] { serverText(value) == text } else { value == wanted }
+                guard equal else { throw jsonPatchFailure }
             default:
                 throw .badRequest("unexpected json patch operation \(op)")
             }
         }
         return document
+    }
+
+    /// The canonical text (see `JSONParser.canonicalText`) of each `test` operation's value,
+    /// by operation index.
+    static func testValueTexts(_ body: [UInt8]) -> [Int: [UInt8]] {
+        var parser = JSONParser(bytes: body)
+        var texts: [Int: [UInt8]] = [:]
+        parser.skipWhitespace()
+        guard parser.consume(UInt8(ascii: "[")) else { return [:] }
+        var number = 0
+        while true {
+            parser.skipWhitespace()
+            guard parser.consume(UInt8(ascii: "{")) else { return texts }
+            var valueText: [UInt8]?
+            var isTest = false
+            while true {
+                parser.skipWhitespace()
+                if parser.consume(UInt8(ascii: "}")) { break }
+                guard let key = try? parser.parseString() else { return texts }
+                parser.skipWhitespace()
+                guard parser.consume(UInt8(ascii: ":")) else { return texts }
+                parser.skipWhitespace()
+                if key == "value" {
+                    guard let text = try? parser.canonicalText(depth: 0) else { return texts }
+                    valueText = text
+                } else {
+                    guard let member = try? parser.parseValue(depth: 0) else { return texts }
+                    if key == "op" { isTest = member == "test" }
+                }
+                parser.skipWhitespace()
+                _ = parser.consume(UInt8(ascii: ","))
+            }
+            if isTest, let valueText { texts[number] = valueText }
+            number += 1
+            parser.skipWhitespace()
+            guard parser.consume(UInt8(ascii: ",")) else { return texts }
+        }
+    }
+
+    /// A value as the real server (Go's encoding/json) writes it, in the canonical form of
+    /// `JSONParser.canonicalText`: keys sorted, `<`, `>`, `&`, U+2028 and U+2029 escaped.
+    static func serverText(_ value: JSONValue) -> [UInt8] {
+        var out: [UInt8] = []
+        func write(_ value: JSONValue) {
+            switch value {
+            case .string(let s):
+                var escaped: [UInt8] = []
+                JSONValue.writeString(s, into: &escaped)
+                for byte in escaped {
+                    switch byte {
+                    case UInt8(ascii: "<"): out += Array("\\u003c".utf8)
+                    case UInt8(ascii: ">"): out += Array("\\u003e".utf8)
+                    case UInt8(ascii: "&"): out += Array("\\u0026".utf8)
+                    default: out.append(byte)
+                    }
+                }
+                if s.unicodeScalars.contains(where: { $0 == "\u{2028}" || $0 == "\u{2029}" }) {
+                    let text = String(decoding: out, as: UTF8.self)
+                        .replacingOccurrences(of: "\u{2028}", with: "\\u2028").replacingOccurrences(of: "\u{2029}", with: "\\u2029")
+                    out = Array(text.utf8)
+                }
+            case .array(let items):
+                out.append(UInt8(ascii: "["))
+                for (i, item) in items.enumerated() {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    write(item)
+                }
+                out.append(UInt8(ascii: "]"))
+            case .object(let object):
+                out.append(UInt8(ascii: "{"))
+                for (i, key) in object.keys.sorted().enumerated() {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    JSONValue.writeString(key, into: &out)
+                    out.append(UInt8(ascii: ":"))
+                    write(object[key]!)
+                }
+                out.append(UInt8(ascii: "}"))
+            default:
+                value.write(into: &out)
+            }
+        }
+        write(value)
+        return out
     }
 
     static func parsePointer(_ path: String) throws(KubeSimError) -> [String] {

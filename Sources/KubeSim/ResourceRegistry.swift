@@ -323,6 +323,7 @@ struct ResourceRegistry: Sendable {
                     reason: "FieldValueInvalid", message: "must have exactly one version marked as storage version", field: "spec.versions")
             )
         }
+        causes += Schema.crdProblems(crd)
         if !causes.isEmpty {
             let type = ResourceType(
                 group: "apiextensions.k8s.io", versions: ["v1"], resource: "customresourcedefinitions", singular: "",

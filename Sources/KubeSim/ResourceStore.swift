@@ -220,7 +220,9 @@ actor ResourceStore {
         object.setValue(.string(Timestamps.format(now)), at: ["metadata", "creationTimestamp"])
         object.setValue(1, at: ["metadata", "generation"])
         object = builtinDefaults(type, object)
-        object = try customResourceChecks(type, object, name: name, strict: strict, version: version)
+        object = Self.omittingEmptyMetadata(object)
+        object = try PodSpecRules.apply(type, object, name: name, strict: strict)
+        object = try customResourceChecks(type, object, old: nil, name: name, strict: strict, version: version)
         var crdType: ResourceType?
         if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
             switch ResourceRegistry.customType(from: object) {
@@ -352,7 +354,9 @@ actor ResourceStore {
         if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
             if case .failure(let error) = ResourceRegistry.customType(from: new) { throw error }
         }
-        new = try customResourceChecks(type, new, name: name, strict: strict, version: version)
+        new = Self.omittingEmptyMetadata(new)
+        if subresource == nil { new = try PodSpecRules.apply(type, new, name: name, strict: strict) }
+        new = try customResourceChecks(type, new, old: old, name: name, strict: strict, version: version)
         if Self.specPart(old) != Self.specPart(new) {
             let generation = old.value(at: ["metadata", "generation"])?.intValue ?? 1
             new.setValue(.int(generation + 1), at: ["metadata", "generation"])
@@ -628,6 +632,21 @@ actor ResourceStore {
         type.typeKey == "/pods" && (object.value(at: ["metadata", "deletionGracePeriodSeconds"])?.intValue ?? 0) > 0
     }
 
+    /// ObjectMeta's lists and maps are `omitempty` on the real server: a JSON patch that removes
+    /// the last finalizer leaves no `finalizers: []` behind.
+    static func omittingEmptyMetadata(_ object: JSONValue) -> JSONValue {
+        guard let metadata = object["metadata"]?.objectValue else { return object }
+        var result = object
+        var kept = metadata
+        for key in ["labels", "annotations", "finalizers", "ownerReferences", "managedFields"] {
+            if let value = kept[key], value.arrayValue?.isEmpty == true || value.objectValue?.isEmpty == true {
+                kept[key] = nil
+            }
+        }
+        if kept.count != metadata.count { result["metadata"] = .object(kept) }
+        return result
+    }
+
     static func finalizers(_ object: JSONValue) -> [String] {
         (object.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue)
     }
@@ -781,11 +800,12 @@ actor ResourceStore {
         return o
     }
 
-    /// Defaults, pruning and validation of a custom resource against its schema.
+    /// Defaults, pruning and validation (shape, then the CEL rules; transition rules against
+    /// `old` on updates) of a custom resource against its schema.
     /// With `strict` (`fieldValidation=Strict`), unknown fields are a 400 instead of being dropped.
     /// The schema is the one of the version the request used (else the storage version's).
     private func customResourceChecks(
-        _ type: ResourceType, _ object: JSONValue, name: String, strict: Bool, version: String?
+        _ type: ResourceType, _ object: JSONValue, old: JSONValue?, name: String, strict: Bool, version: String?
     ) throws(KubeSimError) -> JSONValue {
         guard type.isCustom, let schema = version.flatMap({ type.schemas[$0] }) ?? type.schemas[type.preferredVersion] else {
             return object
@@ -807,6 +827,8 @@ actor ResourceStore {
         }
         var causes: [KubeSimError.Cause] = []
         Schema.validate(o, schema, path: "", causes: &causes)
+        // Rules run only on a value that has the schema's shape (as the real server: CEL sees typed values).
+        if causes.isEmpty { Schema.validateRules(o, old: old, schema, path: "", causes: &causes) }
         if !causes.isEmpty { throw .invalid(type, name, causes) }
         return o
     }

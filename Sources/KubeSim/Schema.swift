@@ -178,3 +178,152 @@ enum Schema {
         }
     }
 }
+
+// MARK: Validation rules (CEL)
+
+extension Schema {
+    /// The JSON type name the API server shows for a value in a rule's error ("object", "string", ...).
+    static func typeName(_ value: JSONValue) -> String {
+        switch value {
+        case .object: return "object"
+        case .array: return "array"
+        case .string: return "string"
+        case .int: return "integer"
+        case .double: return "number"
+        case .bool: return "boolean"
+        case .null: return "null"
+        }
+    }
+
+    /// Evaluates the `x-kubernetes-validations` rules of every schema node that has a value.
+    /// `oldSelf` is the old value where one correlates (through object fields and map values,
+    /// not through lists); transition rules (those reading `oldSelf`) are skipped without one,
+    /// as the real server does.
+    static func validateRules(
+        _ value: JSONValue, old: JSONValue?, _ schema: JSONValue, path: String, causes: inout [KubeSimError.Cause]
+    ) {
+        for rule in schema["x-kubernetes-validations"]?.arrayValue ?? [] {
+            guard let text = rule["rule"]?.stringValue else { continue }
+            let what = rule["message"]?.stringValue ?? "failed rule: \(text)"
+            let expr: CEL.Expr
+            do {
+                expr = try CEL.compile(text)
+            } catch {
+                causes.append(
+                    .init(
+                        reason: "FieldValueInvalid", message: "Invalid value: \"\(text)\": compilation failed: \(error)",
+                        field: path))
+                continue
+            }
+            if CEL.readsOldSelf(expr), old == nil { continue }
+            var bindings: [String: JSONValue] = ["self": value]
+            if let old { bindings["oldSelf"] = old }
+            do {
+                if try CEL.evaluate(expr, bindings) == .bool(true) { continue }
+                causes.append(
+                    .init(reason: "FieldValueInvalid", message: "Invalid value: \"\(typeName(value))\": \(what)", field: path))
+            } catch {
+                causes.append(
+                    .init(
+                        reason: "FieldValueInvalid",
+                        message: "Invalid value: \"\(typeName(value))\": \(error) evaluating rule: \(what)", field: path))
+            }
+        }
+        switch value {
+        case .object(let object):
+            let properties = schema["properties"]?.objectValue
+            let additional = schema["additionalProperties"].flatMap { $0.objectValue != nil ? $0 : nil }
+            for (key, child) in object {
+                let childPath = path.isEmpty ? key : "\(path).\(key)"
+                if let sub = properties?[key] {
+                    validateRules(child, old: old?[key], sub, path: childPath, causes: &causes)
+                } else if let additional {
+                    validateRules(child, old: old?[key], additional, path: childPath, causes: &causes)
+                }
+            }
+        case .array(let items):
+            guard let itemSchema = schema["items"] else { return }
+            for (i, item) in items.enumerated() {
+                validateRules(item, old: nil, itemSchema, path: "\(path)[\(i)]", causes: &causes)
+            }
+        default:
+            return
+        }
+    }
+
+    /// What the real server (1.28) refuses in a CRD's schemas beyond their shape: rules that do
+    /// not compile (here: that fall outside kubesim's CEL subset, or select fields the schema does
+    /// not declare), and defaults that do not validate against their own schema node — with the
+    /// node's rules evaluated on the default as written (`oldSelf` = `self`), before any nested
+    /// default fills it.
+    static func crdProblems(_ crd: JSONValue) -> [KubeSimError.Cause] {
+        let versions = crd.value(at: ["spec", "versions"])?.arrayValue ?? []
+        let schemas = versions.map { $0.value(at: ["schema", "openAPIV3Schema"]) }
+        // One schema for every version is shown under the internal `spec.validation`.
+        let shared = Set(schemas.compactMap { $0?.serialized() }).count == 1 && !schemas.contains { $0 == nil }
+        var causes: [KubeSimError.Cause] = []
+        for (i, schema) in schemas.enumerated() {
+            guard let schema else { continue }
+            let root = shared ? "spec.validation.openAPIV3Schema" : "spec.versions[\(i)].schema.openAPIV3Schema"
+            checkNode(schema, path: root, causes: &causes)
+            if shared { break }
+        }
+        return causes
+    }
+
+    private static func checkNode(_ node: JSONValue, path: String, causes: inout [KubeSimError.Cause]) {
+        for (i, rule) in (node["x-kubernetes-validations"]?.arrayValue ?? []).enumerated() {
+            let field = "\(path).x-kubernetes-validations[\(i)].rule"
+            guard let text = rule["rule"]?.stringValue else {
+                causes.append(.init(reason: "FieldValueRequired", message: "Required value", field: field))
+                continue
+            }
+            do {
+                let expr = try CEL.compile(text)
+                for selected in CEL.selectedPaths(expr) {
+                    if let missing = undeclaredField(selected, in: node) {
+                        throw CEL.CompileError(message: "undefined field '\(missing)'", offset: 0)
+                    }
+                }
+            } catch {
+                causes.append(
+                    .init(
+                        reason: "FieldValueInvalid", message: "Invalid value: \"\(text)\": compilation failed: \(error)",
+                        field: field))
+            }
+        }
+        if let value = node["default"] {
+            let field = "\(path).default"
+            var found: [KubeSimError.Cause] = []
+            validate(value, node, path: field, causes: &found)
+            validateRules(value, old: value, node, path: field, causes: &found)
+            causes += found
+        }
+        for (key, sub) in (node["properties"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
+            checkNode(sub, path: "\(path).properties[\(key)]", causes: &causes)
+        }
+        if let items = node["items"], items.objectValue != nil { checkNode(items, path: "\(path).items", causes: &causes) }
+        if let additional = node["additionalProperties"], additional.objectValue != nil {
+            checkNode(additional, path: "\(path).additionalProperties", causes: &causes)
+        }
+    }
+
+    /// The first field of `path` that the schema under `node` does not declare (nil when every
+    /// step is declared or the schema leaves the fields open).
+    private static func undeclaredField(_ path: [String], in node: JSONValue) -> String? {
+        var current = node
+        for field in path {
+            if current["x-kubernetes-preserve-unknown-fields"]?.boolValue == true { return nil }
+            if let sub = current["properties"]?[field] {
+                current = sub
+            } else if let additional = current["additionalProperties"], additional.objectValue != nil {
+                current = additional
+            } else if current["properties"] != nil || current["type"]?.stringValue != "object" {
+                return field
+            } else {
+                return nil
+            }
+        }
+        return nil
+    }
+}

@@ -92,9 +92,9 @@ public enum Patch: Sendable {
     func body() throws -> [UInt8] {
         switch self {
         case .merge(let value), .strategicMerge(let value), .apply(let value, _, _):
-            return Array(try JSONEncoder().encode(value))
+            return Array(try JSONEncoder.kubernetes().encode(value))
         case .json(let operations):
-            return Array(try JSONEncoder().encode(operations))
+            return Array(try JSONEncoder.kubernetes().encode(operations))
         }
     }
 }
@@ -279,7 +279,7 @@ public final class KubernetesClient: Sendable {
         if dryRun { query.append(("dryRun", "All")) }
         let response = try await send(
             method: "POST", path: type.path(namespace: self.namespace(for: type, namespace)), query: query,
-            body: Array(try JSONEncoder().encode(body)), contentType: "application/json")
+            body: Array(try JSONEncoder.kubernetes().encode(body)), contentType: "application/json")
         return try decode(T.self, response)
     }
 
@@ -294,7 +294,7 @@ public final class KubernetesClient: Sendable {
         let response = try await send(
             method: "PUT",
             path: type.path(namespace: self.namespace(for: type, namespace), name: name, subresource: subresource),
-            query: query, body: Array(try JSONEncoder().encode(body)), contentType: "application/json")
+            query: query, body: Array(try JSONEncoder.kubernetes().encode(body)), contentType: "application/json")
         return try decode(T.self, response)
     }
 
@@ -328,7 +328,7 @@ public final class KubernetesClient: Sendable {
     ) async throws -> DynamicObject? {
         let response = try await send(
             method: "DELETE", path: type.path(namespace: self.namespace(for: type, namespace), name: name),
-            query: dryRun ? [("dryRun", "All")] : [], body: Array(try JSONEncoder().encode(options)),
+            query: dryRun ? [("dryRun", "All")] : [], body: Array(try JSONEncoder.kubernetes().encode(options)),
             contentType: "application/json")
         let object = try? JSONDecoder().decode(DynamicObject.self, from: Data(response.body))
         return object?.json["kind"]?.string == "Status" ? nil : object

@@ -133,7 +133,7 @@ public struct KubernetesError: Error, CustomStringConvertible, Sendable {
 
     /// The in-stream `ERROR` event of a watch.
     static func from(status: Status) -> KubernetesError {
-        let body = (try? JSONEncoder().encode(status)).map(Array.init) ?? []
+        let body = (try? JSONEncoder.kubernetes().encode(status)).map(Array.init) ?? []
         return from(code: status.code ?? 500, body: body, retryAfterHeader: nil)
     }
 }

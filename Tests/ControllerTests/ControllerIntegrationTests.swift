@@ -7,7 +7,13 @@ import Testing
 @Suite("fpindex-controller against kubesim and nats-server", .serialized, .timeLimit(.minutes(3)))
 struct ControllerIntegrationTests {
     @Test func appliedClusterGetsEveryChildTheStreamAndConsumers() async throws {
-        try await withControllerHarness { harness in
+        try await Self.appliedClusterGetsEveryChildTheStreamAndConsumers(.kubesim)
+    }
+}
+
+extension ControllerIntegrationTests {
+    static func appliedClusterGetsEveryChildTheStreamAndConsumers(_ server: APIServerKind) async throws {
+        try await withControllerHarness(server) { harness in
             let controller = try await harness.startController()
             let metricsURL = String(
                 try await controller.waitForLine(containing: "listening on ").split(separator: " ").last!)
@@ -67,6 +73,13 @@ struct ControllerIntegrationTests {
             let wide = try await harness.kubectl(["get", "fpc", "-n", "fp", "-o", "wide"])
             #expect(wide.contains("STREAM-SEQ"))
             #expect(wide.contains("PROXIES"))
+            // The stream's identity cannot change (CEL transition rules of the CRD).
+            let renamed = await #expect(throws: TestFailure.self) {
+                try await harness.kubectl([
+                    "patch", "fpc/main", "-n", "fp", "--type=merge", "-p", #"{"spec":{"stream":{"name":"other"}}}"#,
+                ])
+            }
+            #expect(renamed?.description.contains("stream.name is immutable") == true, "\(String(describing: renamed))")
             let explained = try await harness.kubectl(["explain", "fpc.spec.readiness"])
             #expect(explained.contains("maxLag"))
             #expect(explained.contains("num_pending"))

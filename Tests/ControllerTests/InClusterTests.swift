@@ -7,10 +7,16 @@ import Testing
 
 @Suite("Manifests and in-cluster configuration", .serialized, .timeLimit(.minutes(2)))
 struct InClusterTests {
+    @Test func manifestsApplyAndTheControllerRunsInClusterStyle() async throws {
+        try await Self.manifestsApplyAndTheControllerRunsInClusterStyle(.kubesim)
+    }
+}
+
+extension InClusterTests {
     /// `kubectl apply -k manifests/` applies cleanly; the controller then runs as its
     /// Deployment would run it: the Deployment's env, a service-account token file and CA.
-    @Test func manifestsApplyAndTheControllerRunsInClusterStyle() async throws {
-        try await withControllerHarness { harness in
+    static func manifestsApplyAndTheControllerRunsInClusterStyle(_ server: APIServerKind) async throws {
+        try await withControllerHarness(server) { harness in
             let applied = try await harness.kubectl(["apply", "-k", Locations.packageRoot + "/manifests"])
             #expect(applied.contains("deployment.apps/fpindex-controller"))
             #expect(applied.contains("clusterrole.rbac.authorization.k8s.io/fpindex-controller"))
@@ -26,12 +32,17 @@ struct InClusterTests {
             // The pod's view: env from the manifest, a service-account folder.
             let accountDirectory = harness.directory + "/serviceaccount"
             try FileManager.default.createDirectory(atPath: accountDirectory, withIntermediateDirectories: true)
-            try "\(ControllerHarness.token)\n".write(toFile: accountDirectory + "/token", atomically: true, encoding: .utf8)
-            try (harness.kubesim.caCertificatePEM ?? "").write(
-                toFile: accountDirectory + "/ca.crt", atomically: true, encoding: .utf8)
+            // kubesim accepts any of its tokens (no RBAC); the real server issues the account's own.
+            let token =
+                server == .envtest
+                ? try await harness.kubectl(["create", "token", "fpindex-controller", "-n", "fpindex-system"])
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                : harness.token
+            try "\(token)\n".write(toFile: accountDirectory + "/token", atomically: true, encoding: .utf8)
+            try harness.caCertificatePEM.write(toFile: accountDirectory + "/ca.crt", atomically: true, encoding: .utf8)
             try "fpindex-system".write(toFile: accountDirectory + "/namespace", atomically: true, encoding: .utf8)
             var environment = [
-                "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": String(harness.kubesim.port),
+                "KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": String(harness.apiPort),
             ]
             for variable in container.env ?? [] {
                 if let value = variable.value { environment[variable.name] = value }
@@ -53,6 +64,15 @@ struct InClusterTests {
             }
             let lease = try await harness.client.get(Lease.self, namespace: "fpindex-system", name: "fpindex-controller")
             #expect(lease.spec?.holderIdentity == "controller-0")
+            // Everything a cluster needs, within the account's rights: the stream, consumers, a status.
+            try await eventually("the status") {
+                let cluster = try await harness.cluster()
+                return harness.condition(cluster, "StreamReady")?.status == "True" ? true : nil
+            }
+            let problems = controller.stderr.split(separator: "\n").filter {
+                $0.contains(" warning ") || $0.contains(" error ") || $0.contains("Forbidden")
+            }
+            #expect(problems.isEmpty, "\(problems)")
         }
     }
 }

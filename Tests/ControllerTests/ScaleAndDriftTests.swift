@@ -7,29 +7,42 @@ import Testing
 
 @Suite("Scaling, drift and faults", .serialized, .timeLimit(.minutes(3)))
 struct ScaleAndDriftTests {
-    func consumerNames(_ harness: ControllerHarness) async throws -> Set<String> {
+    @Test func scaleUpThenDown() async throws { try await Self.scaleUpThenDown(.kubesim) }
+    @Test func driftAndFaultsConverge() async throws { try await Self.driftAndFaultsConverge(.kubesim) }
+    @Test func convergedClusterCausesNoWrites() async throws { try await Self.convergedClusterCausesNoWrites(.kubesim) }
+}
+
+extension ScaleAndDriftTests {
+    static func consumerNames(_ harness: ControllerHarness) async throws -> Set<String> {
         Set(try await harness.jetStream.consumerNames(stream: "fpindex"))
     }
 
-    /// kubectl scale 2 -> 3 -> 1: the new consumer exists before the StatefulSet asks for the
-    /// pod; consumers of removed replicas go only after their pods are gone.
-    @Test func scaleUpThenDown() async throws {
-        try await withControllerHarness { harness in
+    /// The index pods (the proxy Deployment's pods are left out).
+    static func podNames(_ harness: ControllerHarness) async throws -> Set<String> {
+        let pods = try await harness.client.list(
+            Pod.self, namespace: "fp", options: ListOptions(labelSelector: "app.kubernetes.io/component=index"))
+        return Set(pods.items.compactMap(\.metadata.name))
+    }
+
+    /// A finalizer of the test's own keeps a deleted pod Terminating (as a kubelet does while
+    /// its containers stop), so the test decides when the pod is gone.
+    static let holdFinalizer = "test.fpindex.acoustid.org/hold"
+
+    /// kubectl scale 2 -> 3 -> 1 with the server's own StatefulSet controller making and
+    /// deleting the pods: the new consumer exists before the StatefulSet asks for the pod;
+    /// consumers of removed replicas go only after their pods are gone.
+    static func scaleUpThenDown(_ server: APIServerKind) async throws {
+        try await withControllerHarness(server, workloadControllers: true) { harness in
             try await harness.startController()
-            _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2))
-            try await eventually("two consumers") {
+            try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2))
+            try await eventually(timeout: .seconds(90), "two consumers") {
                 try await consumerNames(harness) == ["main-index-0", "main-index-1"] ? true : nil
             }
-            _ = try await eventually("the StatefulSet") {
-                try? await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
+            try await eventually(timeout: .seconds(90), "the StatefulSet controller creates two pods") {
+                try await podNames(harness) == ["main-index-0", "main-index-1"] ? true : nil
             }
-            // Pods exist for the current replicas (as the StatefulSet controller would make them).
-            let kubelet = Kubelet(harness: harness)
-            defer { Task { await kubelet.stop() } }
-            try await kubelet.startIndexPod(0)
-            try await kubelet.startIndexPod(1)
 
-            _ = try await harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=3"])
+            try await harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=3"])
             let grown = try await eventually("the StatefulSet has 3 replicas") {
                 let set = try await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
                 return set.spec?.replicas == 3 ? set : nil
@@ -37,37 +50,87 @@ struct ScaleAndDriftTests {
             // The consumer was created before the StatefulSet grew (same reconcile, earlier action).
             #expect(try await consumerNames(harness).contains("main-index-2"))
             #expect(grown.metadata.generation ?? 0 >= 2)
-            try await kubelet.startIndexPod(2)
+            try await eventually(timeout: .seconds(60), "the third pod") { try await podNames(harness).contains("main-index-2") ? true : nil }
             let scaled = try await harness.kubectl(["get", "fpc/main", "-n", "fp", "-o", "jsonpath={.spec.replicas}"])
             #expect(scaled == "3")
 
-            _ = try await harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=1"])
-            try await eventually("the StatefulSet has 1 replica") {
-                let set = try await harness.client.get(StatefulSet.self, namespace: "fp", name: "main-index")
-                return set.spec?.replicas == 1 ? true : nil
+            for pod in ["main-index-1", "main-index-2"] {
+                try await harness.kubectl([
+                    "patch", "pod/\(pod)", "-n", "fp", "--type=merge", "-p",
+                    #"{"metadata":{"finalizers":["\#(holdFinalizer)"]}}"#,
+                ])
             }
-            // The pods still exist: their consumers stay (a resync has passed meanwhile).
-            try await Task.sleep(for: .seconds(1))
+            try await harness.kubectl(["scale", "fpc/main", "-n", "fp", "--replicas=1"])
+            try await eventually("the StatefulSet controller deletes the removed replicas' pods") {
+                let pods = try await harness.client.list(Pod.self, namespace: "fp").items
+                let terminating = pods.filter { $0.metadata.deletionTimestamp != nil }.compactMap(\.metadata.name)
+                return Set(terminating) == ["main-index-1", "main-index-2"] ? true : nil
+            }
+            // The pods still exist (Terminating): their consumers stay. The controller requeues
+            // every 2 s while the cluster is not Ready; wait for its status to show the scale.
+            try await eventually("the status shows one wanted replica") {
+                try await harness.cluster().status?.replicaStatus?.count == 1 ? true : nil
+            }
+            try await Task.sleep(for: .seconds(3))
             #expect(try await consumerNames(harness) == ["main-index-0", "main-index-1", "main-index-2"])
-            try await kubelet.stopIndexPod("main-index-2")
-            try await kubelet.stopIndexPod("main-index-1")
+            for pod in ["main-index-1", "main-index-2"] {
+                try await harness.kubectl([
+                    "patch", "pod/\(pod)", "-n", "fp", "--type=json", "-p",
+                    #"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+                ])
+            }
             try await eventually("the removed replicas' consumers are deleted") {
                 try await consumerNames(harness) == ["main-index-0"] ? true : nil
             }
             let status = try await eventually("the status follows") {
                 let cluster = try await harness.cluster()
-                return cluster.status?.replicaStatus?.count == 1 && cluster.status?.replicas == 1 ? cluster : nil
+                return cluster.status?.replicaStatus?.count == 1 ? cluster : nil
             }
             #expect(status.status?.replicaStatus?.first?.consumer == "main-index-0")
             let events = try await harness.kubectl(["get", "events", "-n", "fp"])
             #expect(events.contains("Scaled"))
             #expect(events.contains("ConsumerDeleted"))
+            #expect(harness.controllerLogProblems().isEmpty, "\(harness.controllerLogProblems())")
         }
     }
 
-    /// Whatever is deleted or changed by hand comes back; API faults and NATS outages converge.
-    @Test func driftAndFaultsConverge() async throws {
-        try await withControllerHarness { harness in
+    /// Once a cluster has converged, the controller writes nothing to the API server: fields the
+    /// server adds or defaults are not drift, and the periodic status refresh finds nothing new
+    /// (pods stay Pending here, so the controller keeps re-reading every 2 s).
+    static func convergedClusterCausesNoWrites(_ server: APIServerKind) async throws {
+        try await withControllerHarness(server, workloadControllers: true) { harness in
+            try await harness.startController()
+            try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 2))
+            try await eventually("a status with every condition") {
+                let cluster = try await harness.cluster()
+                return cluster.status?.conditions?.count == 7
+                    && harness.condition(cluster, "StreamReady")?.status == "True"
+                    && cluster.status?.observedGeneration == cluster.metadata.generation ? true : nil
+            }
+            try await eventually(timeout: .seconds(90), "the server's controllers made the pods") {
+                try await podNames(harness) == ["main-index-0", "main-index-1"] ? true : nil
+            }
+            // Converged: no write for a few reconciles in a row.
+            var quietSince = harness.writes(byUserAgent: "fpindex-controller").count
+            try await eventually(timeout: .seconds(60), "the controller stops writing") { () -> Bool? in
+                let count = harness.writes(byUserAgent: "fpindex-controller").count
+                defer { quietSince = count }
+                if count != quietSince { return nil }
+                try await Task.sleep(for: .seconds(5))
+                return harness.writes(byUserAgent: "fpindex-controller").count == count ? true : nil
+            }
+            let before = harness.writes(byUserAgent: "fpindex-controller")
+            try await Task.sleep(for: .seconds(60))
+            let during = Array(harness.writes(byUserAgent: "fpindex-controller").dropFirst(before.count))
+            #expect(during.isEmpty, "the controller wrote to a converged cluster: \(during)")
+            #expect(harness.controllerLogProblems().isEmpty, "\(harness.controllerLogProblems())")
+        }
+    }
+
+    /// Whatever is deleted or changed by hand comes back; API faults (kubesim only) and NATS
+    /// outages converge.
+    static func driftAndFaultsConverge(_ server: APIServerKind) async throws {
+        try await withControllerHarness(server) { harness in
             try await harness.startController()
             _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
             let deployment = try await eventually("the proxy Deployment") {
@@ -111,10 +174,13 @@ struct ScaleAndDriftTests {
             #expect(labels?["team"] == "search")
 
             // API faults: dropped watches, expired resourceVersions, 500s and 429s.
-            harness.kubesim.faults.closeAllWatches()
-            harness.kubesim.faults.expireResourceVersions()
-            harness.kubesim.faults.failNext(3, method: "GET", pathContains: "/deployments/", status: 500, retryAfterSeconds: nil)
-            harness.kubesim.faults.failNext(2, method: nil, pathContains: "/services/", status: 429, retryAfterSeconds: 1)
+            if server == .kubesim {
+                harness.kubesim.faults.closeAllWatches()
+                harness.kubesim.faults.expireResourceVersions()
+                harness.kubesim.faults.failNext(
+                    3, method: "GET", pathContains: "/deployments/", status: 500, retryAfterSeconds: nil)
+                harness.kubesim.faults.failNext(2, method: nil, pathContains: "/services/", status: 429, retryAfterSeconds: 1)
+            }
             try await harness.client.delete(Service.self, namespace: "fp", name: "main-index-read")
             _ = try await eventually("the read Service is recreated despite the faults") {
                 try? await harness.client.get(Service.self, namespace: "fp", name: "main-index-read")
@@ -141,8 +207,13 @@ struct ScaleAndDriftTests {
 
 @Suite("Pause", .serialized, .timeLimit(.minutes(2)))
 struct PauseTests {
-    @Test func pausedClusterIsLeftAlone() async throws {
-        try await withControllerHarness { harness in
+    @Test func pausedClusterIsLeftAlone() async throws { try await Self.pausedClusterIsLeftAlone(.kubesim) }
+}
+
+
+extension PauseTests {
+    static func pausedClusterIsLeftAlone(_ server: APIServerKind) async throws {
+        try await withControllerHarness(server) { harness in
             try await harness.startController()
             _ = try await harness.kubectl(["apply", "-f", "-"], input: harness.sample(replicas: 1))
             _ = try await eventually("the proxy Deployment") {
