@@ -23,6 +23,19 @@ public struct DesiredChildren: Sendable, Equatable {
     /// Updater probes and metrics port.
     public static let updaterPort = 8081
     public static let proxyPort = 8080
+    /// Where each replica's volume is mounted in the fpindex container.
+    public static let indexDataDirectory = "/data"
+
+    /// The fpindex container's command line. The published image's CMD listens on 8080 and
+    /// keeps its data in `/var/lib/fpindex` (owned by its own uid): the controller gives the
+    /// whole command line instead, so the port, the volume and the probes agree whatever the
+    /// image's CMD. `index.command` replaces it; `index.args` are appended either way.
+    public static func indexCommandLine(_ model: ClusterModel, _ spec: FpindexCluster.Spec) -> [String] {
+        let base =
+            spec.index?.command
+            ?? ["fpindex", "--dir", indexDataDirectory, "--host", "0.0.0.0", "--port", String(model.indexPort)]
+        return base + (spec.index?.args ?? [])
+    }
 
     public init(_ cluster: FpindexCluster) {
         self.init(model: ClusterModel(cluster), spec: cluster.spec)
@@ -122,11 +135,15 @@ public struct DesiredChildren: Sendable, Equatable {
         var index = Container(name: "fpindex")
         index.image = model.indexImage
         index.imagePullPolicy = model.imagePullPolicy
-        index.args = spec.index?.args
+        index.command = Self.indexCommandLine(model, spec)
         index.env = spec.index?.env
         index.ports = [ContainerPort(name: "http", containerPort: model.indexPort)]
         index.resources = spec.index?.resources
-        index.volumeMounts = [VolumeMount(name: "data", mountPath: "/data")]
+        // The pod's fsGroup makes the volume writable by the (non-root) user fpindex runs as.
+        index.volumeMounts = [VolumeMount(name: "data", mountPath: Self.indexDataDirectory)]
+        // Serving once its indexes are loaded (fpindex opens its listener only then); no
+        // liveness probe: loading 100 M fingerprints takes minutes, and a restart starts over.
+        index.readinessProbe = .http(path: "/_health", port: .string("http"), period: 5, failureThreshold: 2)
         index.securityContext = ["runAsNonRoot": true, "allowPrivilegeEscalation": false, "capabilities": ["drop": ["ALL"]]]
         index.lifecycle = drainBeforeStop
 

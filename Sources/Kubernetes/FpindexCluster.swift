@@ -69,6 +69,9 @@ public struct FpindexCluster: KubernetesObject, Equatable {
 
     public struct Index: Codable, Sendable, Equatable {
         public var image: String?
+        /// Replaces the default command line (`fpindex --dir /data --host 0.0.0.0 --port <port>`).
+        public var command: [String]?
+        /// Appended to the command line.
         public var args: [String]?
         public var env: [EnvVar]?
         public var port: Int?

@@ -26,11 +26,14 @@ final class KubeSimCluster: Sendable {
         let directory = try TemporaryDirectory.make(prefix: "cluster")
         let bin = Locations.binDirectory
         let nats = try Locations.natsServer()
+        // The images as their Dockerfiles describe them (hack/kubesim-images.json does the same);
+        // the published fpindex image's program is fpindex-dev here.
         let imageMap = """
             {"images": [
               {"repository": "fpindex-cluster", "path": "\(bin)"},
-              {"repository": "ghcr.io/acoustid/acoustid-index",
-               "entrypoint": ["\(bin)/fpindex-dev", "--host", "0.0.0.0", "--port", "$(PORT_http)", "--dir", "/data"]},
+              {"repository": "ghcr.io/acoustid/acoustid-index", "user": 6081,
+               "cmd": ["fpindex", "--dir", "/var/lib/fpindex", "--host", "0.0.0.0", "--port", "8080"],
+               "programs": {"fpindex": "\(bin)/fpindex-dev"}},
               {"repository": "nats", "entrypoint": ["\(nats)"]}
             ]}
             """

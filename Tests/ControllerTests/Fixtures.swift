@@ -24,7 +24,7 @@ enum Fixtures {
         cluster.spec.nats = nats
         var index = FpindexCluster.Index()
         index.image = "fpindex:1"
-        index.args = ["--dir", "/data"]
+        index.args = ["--checkpoint-threshold", "500000"]
         cluster.spec.index = index
         var stream = FpindexCluster.Stream()
         stream.deletionPolicy = deletionPolicy

@@ -21,7 +21,11 @@ struct DesiredChildrenTests {
         let containers = try #require(set.spec?.template?.spec?.containers)
         #expect(containers.map(\.name) == ["fpindex", "updater"])
         #expect(containers[0].image == "fpindex:1")
-        #expect(containers[0].args == ["--dir", "/data"])
+        #expect(
+            containers[0].command == [
+                "fpindex", "--dir", "/data", "--host", "0.0.0.0", "--port", "6081", "--checkpoint-threshold", "500000",
+            ])
+        #expect(containers[0].args == nil)
         let updater = containers[1]
         #expect(updater.image == "fpindex-cluster:1")
         #expect(updater.command == ["fpindex-updater"])
@@ -37,6 +41,36 @@ struct DesiredChildrenTests {
         #expect(updater.volumeMounts?.first?.mountPath == "/etc/fpindex/nats-creds")
         #expect(set.spec?.template?.spec?.volumes?.first?.secret?["secretName"]?.string == "nats-creds")
         #expect(desired.consumers == ["main-index-0", "main-index-1", "main-index-2"])
+    }
+
+    /// The fpindex container runs the published image as it is: the whole command line is
+    /// given (its CMD would listen on 8080 and write /var/lib/fpindex), on the volume, as a
+    /// non-root user the volume is writable by, ready on its own /_health.
+    @Test(arguments: [
+        (nil, nil, nil, ["fpindex", "--dir", "/data", "--host", "0.0.0.0", "--port", "6081"]),
+        (7000, nil, ["--load-concurrency", "2"], ["fpindex", "--dir", "/data", "--host", "0.0.0.0", "--port", "7000", "--load-concurrency", "2"]),
+        (nil, ["/opt/fpindex/bin/fpindex", "--dir", "/data", "--port", "6081"], ["-v"], ["/opt/fpindex/bin/fpindex", "--dir", "/data", "--port", "6081", "-v"]),
+    ] as [(Int?, [String]?, [String]?, [String])])
+    func indexContainerCommandLine(port: Int?, command: [String]?, args: [String]?, expected: [String]) throws {
+        var cluster = Fixtures.cluster()
+        cluster.spec.index?.port = port
+        cluster.spec.index?.command = command
+        cluster.spec.index?.args = args
+        let pod = try #require(DesiredChildren(cluster).statefulSet.spec?.template?.spec)
+        let index = try #require(pod.containers.first { $0.name == "fpindex" })
+        #expect(index.command == expected)
+        #expect(index.args == nil)
+        #expect(index.ports?.first?.containerPort == (port ?? 6081))
+        #expect(index.volumeMounts?.first?.mountPath == "/data")
+        #expect(index.readinessProbe?.httpGet?.path == "/_health")
+        #expect(index.readinessProbe?.httpGet?.port == .string("http"))
+        #expect(index.livenessProbe == nil)
+        #expect(index.securityContext?["runAsNonRoot"]?.bool == true)
+        #expect(index.lifecycle?[path: ["preStop", "exec", "command"]] == ["sleep", "5"])
+        #expect(pod.securityContext?["runAsUser"]?.int == 65532)
+        #expect(pod.securityContext?["fsGroup"]?.int == 65532)
+        let updater = try #require(pod.containers.first { $0.name == "updater" })
+        #expect(updater.env?.first { $0.name == "FPINDEX_URL" }?.value == "http://127.0.0.1:\(port ?? 6081)")
     }
 
     @Test func servicesProxyAndBudget() {

@@ -106,6 +106,61 @@ import Testing
         #expect(launch.argv == ["/bin/sh", "-c", "serve 6081", "--verbose"])
     }
 
+    /// As a container runtime treats an image config: `command` replaces the entrypoint and
+    /// drops cmd, `args` replace cmd; the image's programs, user and working directory apply.
+    @Test func imagesRunAsAContainerRuntimeRunsThem() throws {
+        let map = ImageMap(
+            entries: [
+                .init(repository: "tool", path: ["/usr/bin"], entrypoint: ["/bin/sh", "-e"], cmd: ["-c", "true"]),
+                .init(
+                    repository: "ghcr.io/acoustid/acoustid-index", path: [], entrypoint: [],
+                    cmd: ["fpindex", "--dir", "/var/lib/fpindex", "--port", "8080"], programs: ["fpindex": "/bin/cat"],
+                    user: 6081, workingDir: "/var/lib/fpindex"),
+            ], source: "test.json")
+        func argv(_ image: String, command: [String]?, args: [String]?) throws -> [String] {
+            try map.commandLine(image: image, command: command, args: args, ports: [:], searchPath: nil).get()
+        }
+        #expect(try argv("tool", command: nil, args: nil) == ["/bin/sh", "-e", "-c", "true"])
+        #expect(try argv("tool", command: nil, args: ["-c", "exit 3"]) == ["/bin/sh", "-e", "-c", "exit 3"])
+        #expect(try argv("tool", command: ["true"], args: nil) == ["/usr/bin/true"])
+        #expect(try argv("tool", command: ["true"], args: ["x"]) == ["/usr/bin/true", "x"])
+        // The published fpindex image: no entrypoint, its CMD names the program `fpindex`.
+        #expect(
+            try argv("ghcr.io/acoustid/acoustid-index:main", command: nil, args: nil)
+                == ["/bin/cat", "--dir", "/var/lib/fpindex", "--port", "8080"])
+        #expect(
+            try argv("ghcr.io/acoustid/acoustid-index:main", command: ["fpindex", "--dir", "/data"], args: ["--port", "6081"])
+                == ["/bin/cat", "--dir", "/data", "--port", "6081"])
+        // args alone replace the whole CMD: the first becomes the program (as on a real node).
+        let argsOnly = map.commandLine(
+            image: "ghcr.io/acoustid/acoustid-index", command: nil, args: ["--port", "6081"], ports: [:], searchPath: nil)
+        #expect(throws: ContainerStartError.self) { try argsOnly.get() }
+
+        let pod = try Self.pod(#"{"name": "fpindex", "image": "ghcr.io/acoustid/acoustid-index:main"}"#)
+        let context = PodContext(
+            pod: pod, podIP: "10.244.0.7", hostIP: "10.244.0.1", kubernetesServiceHost: "10.96.0.1", secrets: [:],
+            configMaps: [:], volumes: [:], imageMap: map)
+        let launch = try ContainerSpecs.launch(pod.value(at: ["spec", "containers"])!.arrayValue![0], in: context).get()
+        #expect(launch.user?.uid == 6081)
+        #expect(launch.workingDirectory == "/var/lib/fpindex")
+        // The pod's own user wins over the image's.
+        let asPod = try Self.pod(
+            #"{"name": "fpindex", "image": "ghcr.io/acoustid/acoustid-index:main"}"#, extra: #", "securityContext": {"runAsUser": 65532}"#)
+        #expect(ContainerSpecs.user(asPod.value(at: ["spec", "containers"])!.arrayValue![0], asPod, imageUser: 6081)?.uid == 65532)
+    }
+
+    @Test func anImageMapWithAMissingProgramIsRefusedAtLoad() throws {
+        let directory = NSTemporaryDirectory() + "image-map-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/images.json"
+        try #"{"images": [{"repository": "ghcr.io/acoustid/acoustid-index", "cmd": ["fpindex"], "programs": {"fpindex": "bin/fpindex"}}]}"#
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let error = #expect(throws: KubeSimError.self) { try ImageMap.load(path: path) }
+        #expect(error?.message.contains("ghcr.io/acoustid/acoustid-index") == true)
+        #expect(error?.message.contains(directory + "/bin/fpindex") == true)
+    }
+
     @Test func usersFromSecurityContextsAndTheirScript() throws {
         let pod = try Self.pod(
             #"{"name": "a", "image": "fpindex-cluster", "command": ["true"], "securityContext": {"runAsUser": 1000}}"#,

@@ -176,7 +176,8 @@ enum ContainerSpecs {
             }
             mounts.append(.init(source: source, target: target, readOnly: mount["readOnly"]?.boolValue == true))
         }
-        var runAs = user(container, pod)
+        let image = context.imageMap.entry(for: container["image"]?.stringValue ?? "")
+        var runAs = user(container, pod, imageUser: image?.user)
         var warning: String?
         if let wanted = runAs, !executable(argv[0], by: wanted) {
             // A checkout under a private home folder: the program is out of the user's reach.
@@ -186,7 +187,8 @@ enum ContainerSpecs {
         }
         return .success(
             ContainerLaunch(
-                argv: argv, environment: environment, mounts: mounts, workingDirectory: container["workingDir"]?.stringValue,
+                argv: argv, environment: environment, mounts: mounts,
+                workingDirectory: container["workingDir"]?.stringValue ?? image?.workingDir,
                 user: runAs, warning: warning))
     }
 
@@ -212,13 +214,13 @@ enum ContainerSpecs {
         return allows(real.path, 1)
     }
 
-    /// The user a container runs as: `runAsUser`/`runAsGroup` of the container, else the pod;
-    /// `runAsNonRoot` without a user runs as 65534 (nobody), since images here carry no USER.
-    static func user(_ container: JSONValue, _ pod: JSONValue) -> (uid: Int, gid: Int, groups: [Int])? {
+    /// The user a container runs as: `runAsUser`/`runAsGroup` of the container, else the pod,
+    /// else the image's `user`; `runAsNonRoot` with none of them runs as 65534 (nobody).
+    static func user(_ container: JSONValue, _ pod: JSONValue, imageUser: Int? = nil) -> (uid: Int, gid: Int, groups: [Int])? {
         let podContext = pod.value(at: ["spec", "securityContext"]) ?? [:]
         let own = container["securityContext"] ?? [:]
         func setting(_ key: String) -> JSONValue? { own[key] ?? podContext[key] }
-        var uid = setting("runAsUser")?.intValue.map { Int($0) }
+        var uid = setting("runAsUser")?.intValue.map { Int($0) } ?? imageUser
         if uid == nil, setting("runAsNonRoot")?.boolValue == true { uid = 65534 }
         guard let uid, uid != 0 else { return nil }
         let gid = setting("runAsGroup")?.intValue.map { Int($0) } ?? uid

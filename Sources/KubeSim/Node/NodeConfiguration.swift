@@ -56,27 +56,51 @@ public struct NodeConfiguration: Sendable {
     var kubernetesServiceIP: String { "\(serviceSubnet).0.1" }
 }
 
-/// Which local program stands in for an image. A JSON file:
+/// Which local program stands in for an image, described as the image's own configuration
+/// (its Dockerfile) describes it. A JSON file:
 ///
 /// ```json
 /// {"images": [
 ///   {"repository": "fpindex-cluster", "path": "../.build/debug"},
 ///   {"repository": "nats", "path": "../.tools/bin", "entrypoint": ["nats-server"]},
-///   {"repository": "ghcr.io/acoustid/acoustid-index",
-///    "entrypoint": ["../.build/debug/fpindex-dev", "--host", "0.0.0.0", "--port", "$(PORT_http)", "--dir", "/data"]}
+///   {"repository": "ghcr.io/acoustid/acoustid-index", "user": 6081,
+///    "cmd": ["fpindex", "--dir", "/var/lib/fpindex", "--host", "0.0.0.0", "--port", "8080"],
+///    "programs": {"fpindex": "../.build/debug/fpindex-dev"}}
 /// ]}
 /// ```
 ///
 /// An image matches an entry when its repository (the image without `:tag` or `@digest`)
-/// equals `repository`. As with a container runtime, the container's `command` replaces the
-/// entry's `entrypoint`, and `args` follow. A relative program name is looked up in `path`
-/// (then `PATH`); relative paths in the file are relative to the file's folder. In the
-/// entrypoint, `$(PORT_<name>)` is the container port of that name.
+/// equals `repository`. As a container runtime does with an image config: a container's
+/// `command` replaces `entrypoint` and drops `cmd`; its `args` replace `cmd`. A program name
+/// without a `/` is one of `programs` (the stand-ins for the image's own programs), else looked
+/// up in `path`, then `PATH`. `user` (a uid) and `workingDir` apply unless the pod sets its
+/// own. Relative paths in the file are relative to the file's folder. `$(PORT_<name>)` in the
+/// entrypoint or cmd is the container port of that name.
 public struct ImageMap: Sendable {
     public struct Entry: Sendable {
         public var repository: String
         public var path: [String]
         public var entrypoint: [String]
+        public var cmd: [String]
+        /// Program name -> local program standing in for it.
+        public var programs: [String: String]
+        /// The image's `USER` (numeric).
+        public var user: Int?
+        /// The image's `WORKDIR`.
+        public var workingDir: String?
+
+        public init(
+            repository: String, path: [String], entrypoint: [String], cmd: [String] = [], programs: [String: String] = [:],
+            user: Int? = nil, workingDir: String? = nil
+        ) {
+            self.repository = repository
+            self.path = path
+            self.entrypoint = entrypoint
+            self.cmd = cmd
+            self.programs = programs
+            self.user = user
+            self.workingDir = workingDir
+        }
     }
     public var entries: [Entry]
     public let source: String
@@ -86,7 +110,8 @@ public struct ImageMap: Sendable {
         self.source = source
     }
 
-    /// Reads and checks the file.
+    /// Reads and checks the file: every program it names must exist (the message names the
+    /// image and the path), so a wrong map fails before any pod starts.
     public static func load(path: String) throws(KubeSimError) -> ImageMap {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw .badRequest("cannot read the image map \(path)")
@@ -96,6 +121,9 @@ public struct ImageMap: Sendable {
         let base = URL(fileURLWithPath: path).deletingLastPathComponent()
         func resolve(_ item: String) -> String {
             item.hasPrefix("/") || !item.contains("/") ? item : base.appendingPathComponent(item).standardizedFileURL.path
+        }
+        func absolute(_ item: String) -> String {
+            item.hasPrefix("/") ? item : base.appendingPathComponent(item).standardizedFileURL.path
         }
         guard let items = root["images"]?.arrayValue else { throw .badRequest("image map \(path): no \"images\" list") }
         var entries: [Entry] = []
@@ -110,11 +138,28 @@ public struct ImageMap: Sendable {
                 folders = (item["path"]?.arrayValue ?? []).compactMap(\.stringValue)
             }
             let entrypoint = (item["entrypoint"]?.arrayValue ?? []).compactMap(\.stringValue)
-            entries.append(
-                Entry(
-                    repository: repository,
-                    path: folders.map { $0.hasPrefix("/") ? $0 : base.appendingPathComponent($0).standardizedFileURL.path },
-                    entrypoint: entrypoint.enumerated().map { $0.offset == 0 ? resolve($0.element) : $0.element }))
+            let cmd = (item["cmd"]?.arrayValue ?? []).compactMap(\.stringValue)
+            var programs: [String: String] = [:]
+            for (name, program) in item["programs"]?.objectValue ?? [:] {
+                guard let program = program.stringValue else { continue }
+                programs[name] = absolute(program)
+            }
+            let entry = Entry(
+                repository: repository, path: folders.map(absolute),
+                entrypoint: entrypoint.enumerated().map { $0.offset == 0 ? resolve($0.element) : $0.element },
+                cmd: cmd.enumerated().map { $0.offset == 0 && entrypoint.isEmpty ? resolve($0.element) : $0.element },
+                programs: programs, user: item["user"]?.intValue.map { Int($0) }, workingDir: item["workingDir"]?.stringValue)
+            for (name, program) in programs.sorted(by: { $0.key < $1.key })
+            where !FileManager.default.isExecutableFile(atPath: program) {
+                throw .badRequest(
+                    "image map \(path): image \(repository): program \"\(name)\" is \(program), which is not an executable file")
+            }
+            if let program = (entry.entrypoint.first ?? entry.cmd.first), program.hasPrefix("/"),
+                !FileManager.default.isExecutableFile(atPath: program)
+            {
+                throw .badRequest("image map \(path): image \(repository): \(program) is not an executable file")
+            }
+            entries.append(entry)
         }
         return ImageMap(entries: entries, source: path)
     }
@@ -141,11 +186,12 @@ public struct ImageMap: Sendable {
                     reason: "ErrImageNeverPull",
                     message: "image \"\(image)\" is not in kubesim's image map (\(source)): add its repository there"))
         }
+        // As a container runtime: command replaces the entrypoint and drops cmd; args replace cmd.
         var argv: [String]
         if let command, !command.isEmpty {
             argv = command + (args ?? [])
         } else {
-            argv = entry.entrypoint.map { Self.expandPorts($0, ports) } + (args ?? [])
+            argv = (entry.entrypoint + (args ?? entry.cmd)).map { Self.expandPorts($0, ports) }
         }
         guard let program = argv.first else {
             return .failure(
@@ -153,7 +199,9 @@ public struct ImageMap: Sendable {
                     reason: "CreateContainerError",
                     message: "no command: the container has none and the image map gives no entrypoint for \"\(entry.repository)\""))
         }
-        if !program.contains("/") {
+        if let standIn = entry.programs[program] {
+            argv[0] = standIn
+        } else if !program.contains("/") {
             let folders = entry.path + (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":").map(String.init)
             guard let found = folders.map({ $0 + "/" + program }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
             else {
