@@ -57,6 +57,7 @@ struct DevIndexResponder: HTTPResponder {
     let fingerprintsGauge: Metrics.Gauge
     let segmentsGauge: Metrics.Gauge
     let searchResults: Metrics.Recorder
+    let indexMetrics: IndexMetrics
 
     init(store: IndexStore, registry: PrometheusCollectorRegistry) {
         let factory = PrometheusMetricsFactory(registry: registry)
@@ -67,6 +68,7 @@ struct DevIndexResponder: HTTPResponder {
         self.fingerprintsGauge = Metrics.Gauge(label: "fpindex_dev_fingerprints", factory: factory)
         self.segmentsGauge = Metrics.Gauge(label: "fpindex_dev_segments", factory: factory)
         self.searchResults = Metrics.Recorder(label: "fpindex_dev_search_results", factory: factory)
+        self.indexMetrics = IndexMetrics(registry: registry)
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
@@ -89,6 +91,7 @@ struct DevIndexResponder: HTTPResponder {
             indexesGauge.record(totals.indexes)
             fingerprintsGauge.record(totals.fingerprints)
             segmentsGauge.record(totals.segments)
+            for index in store.indexSizes() { indexMetrics.describe(index.name, docs: index.docs, version: index.version) }
             var bytes: [UInt8] = []
             registry.emit(into: &bytes)
             return FpindexHTTP.response(bytes: bytes, contentType: "text/plain; version=0.0.4; charset=utf-8")
@@ -129,7 +132,9 @@ struct DevIndexResponder: HTTPResponder {
             let body: ByteBuffer
             (body, negotiation) = try await FpindexHTTP.readBody(request)
             let search = try FpindexHTTP.decode(SearchRequest.self, from: body, format: negotiation.request)
+            let started = ContinuousClock.now
             let reply = try store.search(name, search)
+            indexMetrics.searched(name, results: reply.results.count, duration: ContinuousClock.now - started)
             searchResults.record(reply.results.count)
             return FpindexHTTP.response(reply, format: negotiation.response)
 
@@ -139,6 +144,7 @@ struct DevIndexResponder: HTTPResponder {
             (body, negotiation) = try await FpindexHTTP.readBody(request)
             let update = try FpindexHTTP.decode(FlatUpdateRequest.self, from: body, format: negotiation.request)
             let version = try await store.update(name, update)
+            indexMetrics.updated(name)
             return FpindexHTTP.response(VersionResponse(version: version), format: negotiation.response)
 
         case .fingerprint(let name, let idText):
@@ -151,10 +157,12 @@ struct DevIndexResponder: HTTPResponder {
                 (body, negotiation) = try await FpindexHTTP.readBody(request)
                 let put = try FpindexHTTP.decode(PutFingerprintRequest.self, from: body, format: negotiation.request)
                 _ = try await store.update(name, UpdateRequest(changes: [.insert(id: id, hashes: put.hashes)]))
+                indexMetrics.updated(name)
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
             case .delete:
                 (_, negotiation) = try await FpindexHTTP.readBody(request)
                 _ = try await store.update(name, UpdateRequest(changes: [.delete(id: id)]))
+                indexMetrics.updated(name)
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
             default:
                 guard let version = snapshot.fingerprintVersion(id) else {

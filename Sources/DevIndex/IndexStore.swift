@@ -11,7 +11,9 @@ import Synchronization
 public final class IndexStore: Sendable {
     private struct State: ~Copyable {
         var indexes: [String: IndexSnapshot] = [:]
-        var nextGeneration: UInt64 = 1
+        /// The last generation each name had, live or deleted: as the real fpindex, generations
+        /// are per index and a re-created index gets the previous one plus one.
+        var lastGenerations: [String: UInt64] = [:]
         /// Indexes with a background merge running.
         var merging: Set<String> = []
     }
@@ -52,10 +54,10 @@ public final class IndexStore: Sendable {
                 metadata: ["log.path": "\(wal.path)", "log.truncated_bytes": "\(truncated)"])
         }
         let restored = replayed.indexes
-        let nextGeneration = replayed.nextGeneration
+        let lastGenerations = replayed.lastGenerations
         state.withLock {
             $0.indexes = restored
-            $0.nextGeneration = nextGeneration
+            $0.lastGenerations = lastGenerations
         }
         self.log = Mutex(wal)
         logger.info(
@@ -84,7 +86,7 @@ public final class IndexStore: Sendable {
         switch record {
         case .createIndex(let name, let generation):
             state.indexes[name] = .empty(generation: generation)
-            state.nextGeneration = max(state.nextGeneration, generation + 1)
+            state.lastGenerations[name] = max(state.lastGenerations[name] ?? 0, generation)
         case .deleteIndex(let name):
             state.indexes[name] = nil
         case .update(let name, let version, let changes, let metadata):
@@ -110,6 +112,11 @@ public final class IndexStore: Sendable {
             throw FpindexError(.indexNotFound, "index \(name) does not exist")
         }
         return snapshot
+    }
+
+    /// Each live index's fingerprint count and version, for metrics.
+    func indexSizes() -> [(name: String, docs: Int, version: UInt64)] {
+        state.withLock { state in state.indexes.map { (name: $0.key, docs: $0.value.liveCount, version: $0.value.version) } }
     }
 
     /// Totals over all indexes, for metrics.
@@ -166,22 +173,34 @@ public final class IndexStore: Sendable {
         }
     }
 
-    /// `PUT /:index`: creates the index if it does not exist (idempotent).
+    /// `PUT /:index`: creates the index if it does not exist (idempotent). Generations are
+    /// numbered per index as the real fpindex numbers them: 1 for a new name, the name's last
+    /// generation plus one after a delete; a caller's generation must be newer than the name's
+    /// last one (`OlderIndexAlreadyExists`), and on a live index equal to its own (older:
+    /// `OlderIndexAlreadyExists`, newer: `NewerIndexAlreadyExists`).
     public func createIndex(_ name: String, _ request: CreateIndexRequest) async throws -> CreateIndexResponse {
         guard FpindexNames.isValidIndexName(name) else { throw FpindexError(.invalidIndexName, "bad index name") }
         return try await write { [self] in
-            let (existing, nextGeneration) = state.withLock { ($0.indexes[name], $0.nextGeneration) }
+            let (existing, last) = state.withLock { ($0.indexes[name], $0.lastGenerations[name] ?? 0) }
             if let existing {
                 if request.expectDoesNotExist == true {
                     throw FpindexError(.indexAlreadyExists, "index \(name) exists")
                 }
+                if let wanted = request.generation, wanted != existing.generation {
+                    throw FpindexError(
+                        wanted < existing.generation ? .olderIndexAlreadyExists : .newerIndexAlreadyExists,
+                        "index \(name) is generation \(existing.generation), not \(wanted)")
+                }
                 return CreateIndexResponse(version: existing.version, ready: true, generation: existing.generation)
             }
-            let generation = request.generation ?? nextGeneration
+            if let wanted = request.generation, wanted <= last {
+                throw FpindexError(.olderIndexAlreadyExists, "index \(name) had generation \(last), not older than \(wanted)")
+            }
+            let generation = request.generation ?? last + 1
             try commit(.createIndex(name: name, generation: generation))
             state.withLock {
                 $0.indexes[name] = .empty(generation: generation)
-                $0.nextGeneration = max($0.nextGeneration, generation + 1)
+                $0.lastGenerations[name] = generation
             }
             logger.info("created index", metadata: ["index.name": "\(name)", "index.generation": "\(generation)"])
             return CreateIndexResponse(version: 0, ready: true, generation: generation)

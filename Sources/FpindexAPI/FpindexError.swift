@@ -12,6 +12,10 @@ public struct FpindexError: Error, Sendable, Equatable, CustomStringConvertible 
         case fingerprintNotFound = "FingerprintNotFound"
         case versionMismatch = "VersionMismatch"
         case indexAlreadyExists = "IndexAlreadyExists"
+        /// `PUT /:index` with a generation not newer than the name's last one (the real fpindex).
+        case olderIndexAlreadyExists = "OlderIndexAlreadyExists"
+        /// `PUT /:index` with a generation newer than the live index's (the real fpindex).
+        case newerIndexAlreadyExists = "NewerIndexAlreadyExists"
         case unsupportedMediaType = "UnsupportedMediaType"
         case searchTimeout = "SearchTimeout"
         case indexNotReady = "IndexNotReady"
@@ -31,7 +35,7 @@ public struct FpindexError: Error, Sendable, Equatable, CustomStringConvertible 
             case .unauthorized: 401
             case .indexNotFound, .fingerprintNotFound, .notFound: 404
             case .methodNotAllowed: 405
-            case .versionMismatch, .indexAlreadyExists: 409
+            case .versionMismatch, .indexAlreadyExists, .olderIndexAlreadyExists, .newerIndexAlreadyExists: 409
             case .bodyTooBig: 413
             case .unsupportedMediaType: 415
             case .internalError: 500

@@ -327,6 +327,11 @@ public enum ReservedMetadata {
     public static let sequenceKey = "fpindex-cluster.seq"
     /// The identity of the stream the index was fed from (name + creation time).
     public static let streamKey = "fpindex-cluster.stream"
+    /// The stream sequence of the create record the index was made from: which generation of
+    /// the index (in the stream's numbering) the replica holds. fpindex numbers generations
+    /// itself, per index, and refuses an older number than it has seen for a name (after the
+    /// stream was recreated, say), so its own number cannot be relied on to be the stream's.
+    public static let generationKey = "fpindex-cluster.generation"
 
     public static func isReserved(_ key: String) -> Bool { key.hasPrefix(prefix) }
 }

@@ -262,7 +262,7 @@ public struct Replicator: Service, CustomStringConvertible {
             guard let held = try await fpindex.indexInfo(index) else { continue }
             let checkpoint = UInt64(held.metadata[ReservedMetadata.sequenceKey] ?? "") ?? 0
             let heldStream = held.metadata[ReservedMetadata.streamKey] ?? ""
-            let generation = try await fpindex.indexGeneration(index)
+            let generation = try await heldGeneration(index, held)
             var reason: String?
             if !heldStream.isEmpty, heldStream != identity {
                 reason = "it was fed from another stream (\(heldStream))"
@@ -373,20 +373,47 @@ public struct Replicator: Service, CustomStringConvertible {
             // What fpindex holds under this name is kept only if it is this very generation of
             // this very stream (a redelivered create); an older generation, or one fed from a
             // stream that was since recreated (whose sequences start again at 1), is replaced.
-            if let held = try await fpindex.indexGeneration(index) {
-                let heldStream = try await fpindex.indexInfo(index)?.metadata[ReservedMetadata.streamKey] ?? ""
+            if let info = try await fpindex.indexInfo(index) {
+                let heldStream = info.metadata[ReservedMetadata.streamKey] ?? ""
+                let held = try await heldGeneration(index, info)
                 let sameGeneration = generation == nil || held == generation
-                if !sameGeneration || (!heldStream.isEmpty && heldStream != identity) {
-                    status.rebuilds.increment()
-                    try await fpindex.deleteIndex(index)
-                }
+                guard !sameGeneration || (!heldStream.isEmpty && heldStream != identity) else { return }
+                status.rebuilds.increment()
+                try await fpindex.deleteIndex(index)
             }
-            _ = try await fpindex.createIndex(index, generation: generation)
+            guard let generation else {
+                _ = try await fpindex.createIndex(index, generation: nil)
+                return
+            }
+            do {
+                _ = try await fpindex.createIndex(index, generation: generation)
+            } catch FpindexCallError.rejected(409, let name)
+                where name == FpindexError.Name.olderIndexAlreadyExists.rawValue
+                    || name == FpindexError.Name.newerIndexAlreadyExists.rawValue
+            {
+                // The real fpindex numbers generations per name and never goes back: after the
+                // stream was recreated its sequences are lower than what fpindex has seen. Let
+                // fpindex number this one; the metadata below says which it is in the stream.
+                _ = try await fpindex.createIndex(index, generation: nil)
+            }
+            // The stream's generation (and the checkpoint: the create record is applied) in the
+            // index itself, whatever number fpindex gave it.
+            try await write(
+                index, changes: [], metadata: [ReservedMetadata.generationKey: String(generation)], checkpoint: generation,
+                identity: identity)
         case .deleteIndex(let index):
             try await fpindex.deleteIndex(index)
         case .update(let index, let changes, let metadata, let checkpoint):
             try await write(index, changes: changes[...], metadata: metadata, checkpoint: checkpoint, identity: identity, body: body)
         }
+    }
+
+    /// The generation, in the stream's numbering (its create record's sequence), of the index
+    /// fpindex holds: from the index's metadata, else (an index written before that key
+    /// existed) fpindex's own generation.
+    func heldGeneration(_ index: String, _ info: IndexInfo) async throws -> UInt64? {
+        if let recorded = info.metadata[ReservedMetadata.generationKey].flatMap(UInt64.init) { return recorded }
+        return try await fpindex.indexGeneration(index)
     }
 
     /// One `_update`, split when over the size limit or when fpindex rejects it, so one bad change

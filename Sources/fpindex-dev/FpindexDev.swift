@@ -26,8 +26,45 @@ struct FpindexDev: AsyncParsableCommand {
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical); default $LOG_LEVEL or info.")
     var logLevel: String?
 
+    // The rest of the real fpindex's command line, so that a pod spec written for the real one
+    // (the controller's `index.args`, say) starts fpindex-dev too.
+
+    @Option(help: "As the real fpindex; fpindex-dev commits every write to its log at once, so it has no checkpoints.")
+    var checkpointThreshold: Int?
+
+    @Option(name: .customLong("checkpoint-age-ms"), help: "As the real fpindex; no effect (see --checkpoint-threshold).")
+    var checkpointAgeMs: Int?
+
+    @Option(help: "As the real fpindex; no effect (fpindex-dev replays one log at start).")
+    var loadConcurrency: Int?
+
+    @Option(help: "The legacy line protocol's port; 0 (the default) is off. fpindex-dev does not serve it yet.")
+    var legacyPort: Int?
+
+    @Option(help: "The real fpindex's built-in replication: fpindex-dev does not replicate (fpindex-cluster does).")
+    var coordinator: String?
+    @Option(help: "See --coordinator.")
+    var coordinatorUrl: String?
+    @Option(help: "See --coordinator.")
+    var peers: String?
+    @Option(name: .customLong("bootstrap-timeout-ms"), help: "See --coordinator.")
+    var bootstrapTimeoutMs: Int?
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0-65535") }
+        for (flag, value) in [("--checkpoint-threshold", checkpointThreshold), ("--checkpoint-age-ms", checkpointAgeMs),
+            ("--load-concurrency", loadConcurrency), ("--legacy-port", legacyPort), ("--bootstrap-timeout-ms", bootstrapTimeoutMs)]
+        where (value ?? 0) < 0 {
+            throw ValidationError("\(flag) must not be negative")
+        }
+        if let legacyPort, legacyPort != 0 {
+            throw ValidationError("--legacy-port \(legacyPort): fpindex-dev does not serve the legacy line protocol yet (0 turns it off)")
+        }
+        if coordinator != nil || coordinatorUrl != nil || peers != nil || bootstrapTimeoutMs != nil {
+            throw ValidationError(
+                "--coordinator, --coordinator-url, --peers and --bootstrap-timeout-ms are the real fpindex's own replication: "
+                    + "fpindex-dev does not replicate (in fpindex-cluster every replica applies the stream instead)")
+        }
         if let level = resolvedLogLevel, Logger.Level(rawValue: level) == nil {
             throw ValidationError("--log-level / LOG_LEVEL: unknown level '\(level)'")
         }

@@ -25,6 +25,18 @@ struct RoutesTests {
             #expect(metrics.text.contains("fpindex_dev_fingerprints 1"))
             #expect(metrics.text.contains("fpindex_dev_indexes 1"))
             #expect(metrics.text.contains(#"fpindex_dev_http_requests_total{route="fingerprint",method="PUT",status="200"} 1"#))
+            // The real fpindex's metrics, under its names and with its index label.
+            _ = try await dev.http.json(.POST, "/m/_search", #"{"query":[1,2]}"#)
+            _ = try await dev.http.json(.POST, "/m/_search", #"{"query":[9]}"#)
+            let real = try await dev.http.request(.GET, "/_metrics").text
+            #expect(real.contains(#"fpindex_searches_total{index="m"} 2"#), "\(real)")
+            #expect(real.contains(#"fpindex_search_hits_total{index="m"} 1"#))
+            #expect(real.contains(#"fpindex_search_misses_total{index="m"} 1"#))
+            #expect(real.contains(#"fpindex_updates_total{index="m"} 1"#))
+            #expect(real.contains(#"fpindex_search_duration_seconds_bucket{index="m",le="0.001"}"#))
+            #expect(real.contains(#"fpindex_search_duration_seconds_count{index="m"} 2"#))
+            #expect(real.contains(#"fpindex_docs{index="m"} 1"#))
+            #expect(real.contains(#"fpindex_version{index="m"} 1"#))
         }
     }
 
@@ -37,6 +49,8 @@ struct RoutesTests {
             #expect(first["version"] as? Int == 0)
             #expect(first["ready"] as? Bool == true)
             let generation = try #require(first["generation"] as? Int)
+            // As the real fpindex: generations are per index, 1 for a name never seen.
+            #expect(generation == 1)
 
             // Idempotent; with expect_does_not_exist it is a conflict.
             let again = try await dev.http.json(.PUT, "/main")
@@ -64,7 +78,7 @@ struct RoutesTests {
             let recreated = try await dev.http.json(.PUT, "/main", #"{"expect_does_not_exist":true}"#)
             let second = try recreated.jsonObject()
             #expect(second["version"] as? Int == 0)
-            #expect(try #require(second["generation"] as? Int) > generation)
+            #expect(try #require(second["generation"] as? Int) == generation + 1)
             let info = try await dev.http.request(.GET, "/main").jsonObject()
             #expect((info["metadata"] as? [String: Any])?.isEmpty == true)
             let stats = try #require(info["stats"] as? [String: Any])
@@ -77,6 +91,20 @@ struct RoutesTests {
             #expect(status["generation"] as? Int == 12345)
             #expect(status["version"] as? Int == 0)
             #expect(status["file_version"] as? Int == 0)
+            // On a live index the same generation is the index as it is; another is refused.
+            #expect(try await dev.http.json(.PUT, "/other", #"{"generation":12345}"#).status == 200)
+            let older = try await dev.http.json(.PUT, "/other", #"{"generation":12}"#)
+            #expect(older.status == 409)
+            #expect(older.errorName == "OlderIndexAlreadyExists")
+            let newer = try await dev.http.json(.PUT, "/other", #"{"generation":99999}"#)
+            #expect(newer.status == 409)
+            #expect(newer.errorName == "NewerIndexAlreadyExists")
+            // After a delete, a generation must be newer than the name's last one.
+            _ = try await dev.http.json(.DELETE, "/other")
+            let reused = try await dev.http.json(.PUT, "/other", #"{"generation":12345}"#)
+            #expect(reused.status == 409)
+            #expect(reused.errorName == "OlderIndexAlreadyExists")
+            #expect(try await dev.http.json(.PUT, "/other").jsonObject()["generation"] as? Int == 12346)
         }
     }
 
@@ -236,5 +264,36 @@ struct RoutesTests {
             #expect(head.status == 200)
             #expect(head.body.isEmpty)
         }
+    }
+}
+
+@Suite("fpindex-dev takes the real fpindex's command line", .timeLimit(.minutes(1)))
+struct CommandLineTests {
+    /// The command line the controller gives the real image, plus tuning flags a user may add.
+    @Test func theRealCommandLineStartsIt() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "dev-flags")
+        defer { TemporaryDirectory.remove(directory) }
+        let process = try ChildProcess(
+            name: "fpindex-dev", executable: try Locations.executable("fpindex-dev"),
+            arguments: [
+                "--dir", directory, "--host", "127.0.0.1", "--port", "0", "--checkpoint-threshold", "500000",
+                "--checkpoint-age-ms", "0", "--load-concurrency", "2", "--legacy-port", "0",
+            ])
+        defer { Task { await process.stop() } }
+        let line = try await process.waitForLine(containing: "listening on ")
+        let url = try #require(line.split(separator: " ").last.map(String.init))
+        #expect(try await TestHTTPClient(baseURL: url).request(.GET, "/_health").status == 200)
+    }
+
+    @Test(arguments: [
+        (["--peers", "a,b"], "does not replicate"), (["--coordinator", "nats://x"], "does not replicate"),
+        (["--legacy-port", "6080"], "legacy line protocol"), (["--checkpoint-threshold=-1"], "must not be negative"),
+    ])
+    func whatItCannotDoIsRefusedClearly(arguments: [String], message: String) async throws {
+        let process = try ChildProcess(
+            name: "fpindex-dev", executable: try Locations.executable("fpindex-dev"), arguments: ["--port", "0"] + arguments)
+        let status = await process.waitForExit(timeout: .seconds(20))
+        #expect(status != nil && status != 0)
+        #expect(process.stderr.contains(message), "\(process.stderr)")
     }
 }

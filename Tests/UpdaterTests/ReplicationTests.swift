@@ -138,6 +138,29 @@ struct ReplicationTests {
             try await cluster.randomWrites(&model, requests: 10, random: &random)
             try await cluster.waitConverged()
             try await cluster.verify(model)
+
+            // fpindex numbers generations per name and never goes back (as the real one): the
+            // new stream's create record has sequence 1 again, which fpindex refused, so it
+            // numbered the index itself; the index's metadata says which generation it is.
+            for replica in cluster.replicas {
+                let status = try await replica.devHTTP.request(.GET, "/s/_status").jsonObject()
+                #expect(status["generation"] as? Int == 2)
+                let info = try await replica.devHTTP.request(.GET, "/s").jsonObject()
+                #expect((info["metadata"] as? [String: String])?[ReservedMetadata.generationKey] == "1")
+            }
+            // That is this stream's generation 1: a restarted updater keeps the index (no rebuild loop).
+            func rebuilds(_ replica: Replica) async throws -> Int {
+                let metrics = try await replica.updaterHTTP.request(.GET, "/_metrics").text
+                let line = metrics.split(separator: "\n").first { $0.hasPrefix("fpindex_updater_index_rebuilds_total ") }
+                return (line?.split(separator: " ").last).flatMap { Int($0) } ?? 0
+            }
+            try await cluster.replicas[0].crashUpdater()
+            try await cluster.randomWrites(&model, requests: 5, random: &random)
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+            #expect(try await rebuilds(cluster.replicas[0]) == 0)
+            let status = try await cluster.replicas[0].devHTTP.request(.GET, "/s/_status").jsonObject()
+            #expect(status["generation"] as? Int == 2)
         }
     }
 
