@@ -42,6 +42,12 @@ let package = Package(
         // glibc malloc tuning (mallopt), which Swift's Glibc module does not export. Linking it
         // limits malloc to one arena from process start (a C constructor).
         .target(name: "CMallocTuning"),
+        // posix_spawn with an empty signal mask, default dispositions and no inherited descriptors.
+        .target(name: "CProcessSpawn"),
+
+        // The one way this project starts processes: as a container runtime would (clean signal
+        // state), reaped off the cooperative pool, stoppable with a grace period.
+        .target(name: "ProcessSpawning", dependencies: ["CProcessSpawn"], swiftSettings: swiftSettings),
 
         // Wire contract: types, JSON + MessagePack codecs, validation, stream subjects. Pure Swift.
         .target(name: "FpindexAPI", swiftSettings: swiftSettings),
@@ -173,6 +179,7 @@ let package = Package(
             dependencies: [
                 "FpindexAPI",
                 "JetStream",
+                "ProcessSpawning",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -197,6 +204,7 @@ let package = Package(
         .target(
             name: "KubeSim",
             dependencies: [
+                "ProcessSpawning",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -272,6 +280,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                "ProcessSpawning",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -4,6 +4,7 @@ import Foundation
 import FpindexAPI
 import NIOCore
 import NIOHTTP1
+import ProcessSpawning
 
 /// `fpindex-bench index`: bulk load, then search latency, against fpindex-dev.
 struct IndexBenchmark: AsyncParsableCommand {
@@ -227,50 +228,61 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
-/// A server started by a benchmark; with a ready marker, its first stdout line naming it says where it listens.
+/// A server started by a benchmark; with a ready marker, its first stdout line naming it says
+/// where it listens. Started as a container runtime starts programs (`SpawnedProcess`: clean
+/// signal mask and dispositions), so any server stops on SIGTERM if it means to.
 final class ChildServer: Sendable {
-    let process: Process
+    let process: SpawnedProcess
     let url: String?
-    var pid: Int32 { process.processIdentifier }
+    var pid: Int32 { process.pid }
 
+    /// - Parameters:
+    ///   - logFile: where its standard error goes (standard output goes beside it, or to a
+    ///     temporary file).
     static func start(
-        executable: String, arguments: [String], environment: [String: String] = [:], readyMarker: String?, logFile: String? = nil
+        executable: String, arguments: [String], environment: [String: String] = [:], readyMarker: String?, logFile: String? = nil,
+        readyTimeout: Duration = .seconds(120)
     ) throws -> ChildServer {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw BenchError("\(executable) not found: build it (make bench does) or pass its path")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
-        process.standardOutput = output
-        if let logFile {
-            _ = FileManager.default.createFile(atPath: logFile, contents: nil)
-            process.standardError = FileHandle(forWritingAtPath: logFile)
-        }
-        try process.run()
+        let stdoutPath =
+            logFile.map { $0 + ".stdout" }
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("fpindex-bench-\(UUID().uuidString).stdout").path
+        let process = try SpawnedProcess.spawn(
+            executable, arguments: arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            output: .file(stdoutPath), error: logFile.map { .file($0) } ?? .inherit)
         guard let readyMarker else { return ChildServer(process: process, url: nil) }
-        var bytes: [UInt8] = []
-        while let chunk = try? output.fileHandleForReading.read(upToCount: 1), let byte = chunk.first, byte != UInt8(ascii: "\n") {
-            bytes.append(byte)
+        // The bench is a command-line program waiting for its server: polling the file is fine.
+        let deadline = ContinuousClock.now + readyTimeout
+        while true {
+            let text = (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { $0.contains(readyMarker) }), let url = line.split(separator: " ").last {
+                return ChildServer(process: process, url: String(url))
+            }
+            if !process.isRunning || ContinuousClock.now > deadline {
+                ChildServer(process: process, url: nil).stop()
+                throw BenchError("\(executable) did not start: '\(text.prefix(500))'")
+            }
+            usleep(10_000)
         }
-        let line = String(decoding: bytes, as: UTF8.self)
-        guard line.contains(readyMarker), let url = line.split(separator: " ").last else {
-            process.terminate()
-            throw BenchError("\(executable) did not start: '\(line)'")
-        }
-        return ChildServer(process: process, url: String(url))
     }
 
-    private init(process: Process, url: String?) {
+    private init(process: SpawnedProcess, url: String?) {
         self.process = process
         self.url = url
     }
 
-    func stop() {
+    /// SIGTERM, then SIGKILL once `grace` has passed: a server that ignores SIGTERM (or hangs
+    /// in its shutdown) cannot keep the benchmark from finishing. Blocks the calling thread
+    /// (it runs from `defer` at the end of a run).
+    func stop(grace: Duration = .seconds(5)) {
         guard process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
+        process.signal(SIGTERM)
+        let deadline = ContinuousClock.now + grace
+        while process.isRunning, ContinuousClock.now < deadline { usleep(10_000) }
+        guard process.isRunning else { return }
+        process.signal(SIGKILL)
+        while process.isRunning { usleep(10_000) }
     }
 }

@@ -6,6 +6,7 @@ import JetStream
 import Logging
 import NIOCore
 import NIOHTTP1
+import ProcessSpawning
 import Synchronization
 
 /// `fpindex-bench replay`: how fast a new replica replays the whole stream, against raw cnats.

@@ -186,6 +186,37 @@ import Testing
         }
     }
 
+    /// A pod's program starts as a container runtime starts it (nothing blocked or ignored):
+    /// a shell that traps SIGTERM stops at once when its pod is deleted, far inside its 30 s
+    /// grace period, and its trap runs (SIGTERM, not SIGKILL, ended it).
+    @Test func aPodThatTrapsSIGTERMStopsAtOnce() async throws {
+        try await KubeSimCluster.with { cluster in
+            let manifest = try cluster.kubectl.file(
+                "trap.yaml",
+                """
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: trap, namespace: default}
+                spec:
+                  terminationGracePeriodSeconds: 30
+                  containers:
+                  - name: sh
+                    image: busybox:1
+                    command: ["/bin/sh", "-c", "trap 'echo got-SIGTERM; exit 0' TERM; echo started; while :; do sleep 0.05; done"]
+                """)
+            try await cluster.kubectl.ok("apply", "-f", manifest)
+            try await eventually(timeout: .seconds(60), "the pod runs") {
+                let logs = try await cluster.kubectl.run("-n", "default", "logs", "trap")
+                return logs.stdout.contains("started") ? true : nil
+            }
+            let started = ContinuousClock.now
+            try await cluster.kubectl.ok("-n", "default", "delete", "pod", "trap", "--wait=true", "--timeout=60s")
+            let took = ContinuousClock.now - started
+            // SIGKILL would come only after the 30 s grace period.
+            #expect(took < .seconds(5), "deleting the pod took \(took)")
+        }
+    }
+
     @Test func rollingWorkerImageChangeKeepsSearchesAnswered() async throws {
         try await KubeSimCluster.with { cluster in
             let (proxy, read) = try await cluster.installSample()

@@ -34,7 +34,8 @@ final class KubeSimCluster: Sendable {
               {"repository": "ghcr.io/acoustid/acoustid-index", "user": 6081,
                "cmd": ["fpindex", "--dir", "/var/lib/fpindex", "--host", "0.0.0.0", "--port", "8080"],
                "programs": {"fpindex": "\(bin)/fpindex-dev"}},
-              {"repository": "nats", "entrypoint": ["\(nats)"]}
+              {"repository": "nats", "entrypoint": ["\(nats)"]},
+              {"repository": "busybox", "path": "/bin", "entrypoint": ["sh"]}
             ]}
             """
         try imageMap.write(toFile: directory + "/images.json", atomically: true, encoding: .utf8)

@@ -1,33 +1,28 @@
 import Foundation
+@_exported import ProcessSpawning
 
 /// A child process started by a test, with its output captured to files under a temporary
-/// directory (so a failing test can show it) and cleaned up when stopped.
-public final class ChildProcess: @unchecked Sendable {
+/// directory (so a failing test can show it) and cleaned up when stopped. Started as a
+/// container runtime starts programs (`SpawnedProcess`: clean signal mask and dispositions).
+public final class ChildProcess: Sendable {
     public let name: String
-    public let process: Process
+    public let process: SpawnedProcess
     public let stdoutPath: String
     public let stderrPath: String
 
-    /// Starts `executable` with `arguments`.
+    /// Starts `executable` with `arguments`, in this process's environment plus `environment`.
     public init(name: String, executable: String, arguments: [String], environment: [String: String]? = nil) throws {
         self.name = name
         let dir = try TemporaryDirectory.make(prefix: "\(name)-log")
         stdoutPath = dir + "/stdout"
         stderrPath = dir + "/stderr"
-        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        }
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-        try process.run()
+        process = try SpawnedProcess.spawn(
+            executable, arguments: arguments,
+            environment: ProcessInfo.processInfo.environment.merging(environment ?? [:]) { $1 },
+            output: .file(stdoutPath), error: .file(stderrPath))
     }
 
-    public var pid: Int32 { process.processIdentifier }
+    public var pid: Int32 { process.pid }
     public var isRunning: Bool { process.isRunning }
 
     public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
@@ -39,43 +34,32 @@ public final class ChildProcess: @unchecked Sendable {
     }
 
     /// Sends a signal (SIGTERM, SIGKILL, ...).
-    public func signal(_ signal: Int32) {
-        if process.isRunning { kill(process.processIdentifier, signal) }
-    }
+    public func signal(_ signal: Int32) { process.signal(signal) }
 
-    /// Waits for the process to exit, up to `timeout`; returns its exit status, or nil if it is still running.
+    /// Waits for the process to exit, up to `timeout`; returns its exit status (128 + signal
+    /// when killed by one), or nil if it is still running.
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(20)) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now > deadline { return nil }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return process.terminationStatus
+        await process.waitForExit(timeout: timeout)?.code
     }
 
     /// Stops the process: SIGTERM, then SIGKILL if it does not exit in time.
     public func stop(timeout: Duration = .seconds(10)) async {
-        guard process.isRunning else { return }
-        signal(SIGTERM)
-        if await waitForExit(timeout: timeout) == nil {
-            signal(SIGKILL)
-            await waitForExit(timeout: .seconds(5))
-        }
+        await process.stop(grace: timeout)
     }
 
     /// Waits until standard output has a line containing `marker` and returns that line.
     public func waitForLine(containing marker: String, timeout: Duration = .seconds(30)) async throws -> String {
         try await eventually(timeout: timeout, "\(name) to print '\(marker)'\n\(output)") {
             guard self.process.isRunning || self.stdout.contains(marker) else {
-                throw TestFailure("\(self.name) exited (status \(self.process.terminationStatus))\n\(self.output)")
+                throw TestFailure("\(self.name) exited (\(self.process.exitStatus.map { "\($0)" } ?? "?"))\n\(self.output)")
             }
             return self.stdout.split(separator: "\n").first(where: { $0.contains(marker) }).map(String.init)
         }
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.signal(SIGKILL)
     }
 }
 

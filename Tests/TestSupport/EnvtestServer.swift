@@ -64,7 +64,7 @@ public final class EnvtestServer: Sendable {
         let assets = assetsDirectory!
         let directory = try TemporaryDirectory.make(prefix: "envtest")
         do {
-            try makeCertificates(in: directory)
+            try await makeCertificates(in: directory)
             let token = "envtest-admin-\(UUID().uuidString.prefix(8))"
             try "\(token),admin,admin-uid,system:masters\n".write(
                 toFile: directory + "/tokens.csv", atomically: true, encoding: .utf8)
@@ -214,7 +214,7 @@ public final class EnvtestServer: Sendable {
     }
 
     /// A CA, a serving certificate for 127.0.0.1/localhost, and the service-account key pair.
-    static func makeCertificates(in directory: String) throws {
+    static func makeCertificates(in directory: String) async throws {
         let openssl = openSSLPath!
         try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(
             toFile: directory + "/san.cnf", atomically: true, encoding: .utf8)
@@ -232,16 +232,11 @@ public final class EnvtestServer: Sendable {
             ["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"],
         ]
         for step in steps {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: openssl)
-            process.arguments = step
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
-                throw TestFailure("openssl \(step.joined(separator: " ")) failed (\(process.terminationStatus))")
+            let process = try SpawnedProcess.spawn(
+                openssl, arguments: step, environment: ProcessInfo.processInfo.environment, workingDirectory: directory,
+                output: .discard, error: .discard)
+            guard let status = await process.waitForExit(), status.code == 0 else {
+                throw TestFailure("openssl \(step.joined(separator: " ")) failed (\(process.exitStatus.map { "\($0)" } ?? "?"))")
             }
         }
     }

@@ -34,17 +34,13 @@ public struct Kubectl: Sendable {
         return path
     }
 
-    public func process(_ arguments: [String], tag: String) throws -> (Process, String, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Kubectl.path ?? "kubectl")
-        process.arguments = ["--kubeconfig", kubeconfig, "--cache-dir", directory + "/cache"] + arguments
-        process.environment = ["HOME": directory, "PATH": "/usr/bin:/bin"]
+    public func process(_ arguments: [String], tag: String) throws -> (SpawnedProcess, String, String) {
         let out = directory + "/\(tag).out"
         let err = directory + "/\(tag).err"
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        let process = try SpawnedProcess.spawn(
+            Kubectl.path ?? "/usr/bin/kubectl",
+            arguments: ["--kubeconfig", kubeconfig, "--cache-dir", directory + "/cache"] + arguments,
+            environment: ["HOME": directory, "PATH": "/usr/bin:/bin"], output: .file(out), error: .file(err))
         return (process, out, err)
     }
 
@@ -56,17 +52,12 @@ public struct Kubectl: Sendable {
 
     public func run(_ arguments: [String], timeout: Duration = .seconds(30)) async throws -> Result {
         let (process, out, err) = try process(arguments, tag: String(UUID().uuidString.prefix(8)))
-        try process.run()
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
-            if ContinuousClock.now > deadline {
-                process.terminate()
-                throw TestFailure("kubectl \(arguments.joined(separator: " ")) timed out")
-            }
-            try await Task.sleep(for: .milliseconds(10))
+        guard let status = await process.waitForExit(timeout: timeout) else {
+            await process.stop(grace: .seconds(2))
+            throw TestFailure("kubectl \(arguments.joined(separator: " ")) timed out")
         }
         return Result(
-            status: process.terminationStatus, stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
+            status: status.code, stdout: (try? String(contentsOfFile: out, encoding: .utf8)) ?? "",
             stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
     }
 
@@ -86,34 +77,26 @@ public struct Kubectl: Sendable {
     }
 
     /// A long-running kubectl (`get -w`, `wait`) whose output can be polled.
-    public final class Background: @unchecked Sendable {
-        let process: Process
+    public final class Background: Sendable {
+        let process: SpawnedProcess
         let out: String
         let err: String
-        init(process: Process, out: String, err: String) {
+        init(process: SpawnedProcess, out: String, err: String) {
             self.process = process
             self.out = out
             self.err = err
         }
         public var stdout: String { (try? String(contentsOfFile: out, encoding: .utf8)) ?? "" }
         public var stderr: String { (try? String(contentsOfFile: err, encoding: .utf8)) ?? "" }
-        public func stop() {
-            if process.isRunning { process.terminate() }
-        }
+        public func stop() { process.signal(SIGTERM) }
         public func waitForExit(timeout: Duration) async -> Int32? {
-            let deadline = ContinuousClock.now + timeout
-            while process.isRunning {
-                if ContinuousClock.now > deadline { return nil }
-                try? await Task.sleep(for: .milliseconds(20))
-            }
-            return process.terminationStatus
+            await process.waitForExit(timeout: timeout)?.code
         }
         deinit { stop() }
     }
 
     public func start(_ arguments: String...) throws -> Background {
         let (process, out, err) = try process(arguments, tag: "bg-" + UUID().uuidString.prefix(8))
-        try process.run()
         return Background(process: process, out: out, err: err)
     }
 }

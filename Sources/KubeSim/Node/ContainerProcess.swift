@@ -1,4 +1,5 @@
 import Foundation
+import ProcessSpawning
 import Synchronization
 
 #if canImport(Glibc)
@@ -25,36 +26,22 @@ final class ContainerProcess: Sendable {
     }
 
     /// Starts `launch` through `ip netns exec NAMESPACE sh -c SCRIPT`; `ip` and `sh` exec in
-    /// place, so the process id is the program's.
+    /// place, so the process id is the program's. Started as a container runtime starts
+    /// programs: an empty signal mask and default dispositions (`SpawnedProcess`).
     static func start(_ launch: ContainerLaunch, namespace: String, tools: NodeTools, logPath: String) throws -> ContainerProcess {
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tools.ip)
-        process.arguments = ["netns", "exec", namespace, "/bin/sh", "-c", launch.script(setpriv: tools.setpriv)] + launch.argv
-        process.environment = launch.environment
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        let (statuses, continuation) = AsyncStream<ExitStatus>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        process.terminationHandler = { finished in
-            let signaled = finished.terminationReason == .uncaughtSignal
-            continuation.yield(
-                ExitStatus(
-                    code: signaled ? 128 + finished.terminationStatus : finished.terminationStatus,
-                    signal: signaled ? finished.terminationStatus : nil, finishedAt: Date()))
-            continuation.finish()
-            try? log.close()
-        }
-        do { try process.run() } catch {
-            try? log.close()
-            throw error
-        }
+        // One descriptor for both streams, as a runtime's log: lines keep their order.
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard log >= 0 else { throw SpawnError(executable: tools.ip, message: "cannot open \(logPath)") }
+        defer { close(log) }
+        let process = try SpawnedProcess.spawn(
+            tools.ip,
+            arguments: ["netns", "exec", namespace, "/bin/sh", "-c", launch.script(setpriv: tools.setpriv)] + launch.argv,
+            environment: launch.environment, input: .discard, output: .descriptor(log), error: .descriptor(log))
         let exit = Task {
-            for await status in statuses { return status }
-            return ExitStatus(code: 255, signal: nil, finishedAt: Date())
+            let status = await process.waitForExit()
+            return ExitStatus(code: status?.code ?? 255, signal: status?.signal, finishedAt: Date())
         }
-        return ContainerProcess(pid: process.processIdentifier, startedAt: Date(), exit: exit)
+        return ContainerProcess(pid: process.pid, startedAt: Date(), exit: exit)
     }
 
     func signal(_ number: Int32) { kill(pid, number) }

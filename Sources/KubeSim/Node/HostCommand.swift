@@ -1,11 +1,12 @@
 import Foundation
+import ProcessSpawning
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// Runs host programs (iproute2, nsenter) without blocking a thread of the cooperative pool:
-/// the process's exit is awaited through its termination handler.
+/// the process's exit is reaped by `SpawnedProcess`'s own thread.
 enum HostCommand {
     struct Failure: Error, CustomStringConvertible {
         var command: String
@@ -36,37 +37,29 @@ enum HostCommand {
 
     /// Runs to completion; returns the exit status (128 + signal when killed) and the output.
     static func status(_ executable: String, _ arguments: [String], timeout: Duration? = nil) async throws -> (Int32, String) {
-        let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("kubesim-cmd-\(UUID().uuidString)")
-        _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: outputURL) }
-        let handle = try FileHandle(forWritingTo: outputURL)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { finished in
-                let code = finished.terminationReason == .uncaughtSignal ? 128 + finished.terminationStatus : finished.terminationStatus
-                continuation.resume(returning: code)
-            }
-            do { try process.run() } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
-                return
-            }
-            if let timeout {
-                let pid = process.processIdentifier
-                Task {
-                    try? await Task.sleep(for: timeout)
-                    if process.isRunning { kill(pid, SIGKILL) }
-                }
-            }
+        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("kubesim-cmd-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let output = open(outputPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw SpawnError(executable: executable, message: "cannot open \(outputPath)") }
+        let process: SpawnedProcess
+        do {
+            defer { close(output) }
+            process = try SpawnedProcess.spawn(
+                executable, arguments: arguments, environment: ProcessInfo.processInfo.environment, input: .discard,
+                output: .descriptor(output), error: .descriptor(output))
         }
-        try? handle.close()
-        let output = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
-        return (status, output)
+        var status: ExitStatus?
+        if let timeout {
+            status = await process.waitForExit(timeout: timeout)
+        } else {
+            status = await process.waitForExit()
+        }
+        if status == nil {
+            process.signal(SIGKILL)
+            status = await process.waitForExit()
+        }
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        return (status?.code ?? 255, text)
     }
 
     /// Quotes a word for `sh`.
