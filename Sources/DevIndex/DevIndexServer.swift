@@ -94,6 +94,7 @@ struct DevIndexResponder: HTTPResponder {
             for index in store.indexSizes() { indexMetrics.describe(index.name, docs: index.docs, version: index.version) }
             var bytes: [UInt8] = []
             registry.emit(into: &bytes)
+            IndexMetrics.declareMissingFamilies(in: &bytes)
             return FpindexHTTP.response(bytes: bytes, contentType: "text/plain; version=0.0.4; charset=utf-8")
 
         case .index(let name):
@@ -110,7 +111,9 @@ struct DevIndexResponder: HTTPResponder {
                 (body, negotiation) = try await FpindexHTTP.readBody(request)
                 let delete = try FpindexHTTP.decodeOptional(
                     DeleteIndexRequest.self, from: body, format: negotiation.request, empty: DeleteIndexRequest())
-                return FpindexHTTP.response(try await store.deleteIndex(name, delete), format: negotiation.response)
+                let deleted = try await store.deleteIndex(name, delete)
+                if deleted.deleted { indexMetrics.removed(name) }
+                return FpindexHTTP.response(deleted, format: negotiation.response)
             default:
                 let snapshot = try existing(name)
                 let info = IndexInfo(version: snapshot.version, metadata: snapshot.metadata, stats: snapshot.stats())

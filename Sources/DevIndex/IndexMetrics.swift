@@ -40,6 +40,42 @@ struct IndexMetrics: Sendable {
             .increment()
     }
 
+    /// Drops the series of a deleted index, as the real fpindex does (its search histogram
+    /// lingers there too: upstream's histogram vector cannot remove a series).
+    func removed(_ index: String) {
+        let labels = [("index", index)]
+        for (name, help) in [
+            ("searches", "Searches"), ("search_hits", "Searches that found something"),
+            ("search_misses", "Searches that found nothing"), ("updates", "Write requests"),
+        ] {
+            registry.unregisterCounter(registry.makeCounter(descriptor: Self.descriptor(name, unit: "total", help), labels: labels))
+        }
+        registry.unregisterGauge(registry.makeGauge(descriptor: Self.descriptor("docs", "Live fingerprints"), labels: labels))
+        registry.unregisterGauge(registry.makeGauge(descriptor: Self.descriptor("version", "Index version"), labels: labels))
+    }
+
+    /// Every metric family the real fpindex declares, with its type. The real one writes each
+    /// family's `# TYPE` line even before it has a series (a fresh server, an index never
+    /// searched), and clients look for the names (upstream's own e2e test does).
+    static let families: [(name: String, type: String)] = [
+        ("fpindex_searches_total", "counter"), ("fpindex_search_hits_total", "counter"),
+        ("fpindex_search_misses_total", "counter"), ("fpindex_updates_total", "counter"),
+        ("fpindex_checkpoints_total", "counter"), ("fpindex_memory_merges_total", "counter"),
+        ("fpindex_file_merges_total", "counter"), ("fpindex_search_duration_seconds", "histogram"),
+        ("fpindex_scanned_docs_per_hash", "histogram"), ("fpindex_scanned_blocks_per_hash", "histogram"),
+        ("fpindex_docs", "gauge"), ("fpindex_version", "gauge"),
+    ]
+
+    /// Declares, after the registry's exposition, each real family that has no series yet.
+    /// fpindex-dev has no checkpoints, merges or block scans to count: those families stay
+    /// declared and empty rather than report made-up zeros.
+    static func declareMissingFamilies(in exposition: inout [UInt8]) {
+        let text = String(decoding: exposition, as: UTF8.self)
+        for family in families where !text.contains("# TYPE \(family.name) ") {
+            exposition.append(contentsOf: Array("# TYPE \(family.name) \(family.type)\n".utf8))
+        }
+    }
+
     /// The size and version of `index`, set when metrics are read.
     func describe(_ index: String, docs: Int, version: UInt64) {
         let labels = [("index", index)]

@@ -1,3 +1,4 @@
+import Foundation
 import FpindexAPI
 import TestSupport
 import Testing
@@ -17,6 +18,12 @@ struct RoutesTests {
             let head = try await dev.http.request(.HEAD, "/_health")
             #expect(head.status == 200)
             #expect(head.body.isEmpty)
+            // A fresh server declares every family of the real fpindex, series or not.
+            let fresh = try await dev.http.request(.GET, "/_metrics").text
+            for family in ["fpindex_searches_total counter", "fpindex_search_misses_total counter", "fpindex_docs gauge",
+                           "fpindex_search_duration_seconds histogram", "fpindex_checkpoints_total counter"] {
+                #expect(fresh.contains("# TYPE \(family)\n"), "\(family) in \(fresh)")
+            }
             _ = try await dev.http.json(.PUT, "/m")
             _ = try await dev.http.json(.PUT, "/m/5", #"{"hashes":[1,2]}"#)
             let metrics = try await dev.http.request(.GET, "/_metrics")
@@ -37,6 +44,13 @@ struct RoutesTests {
             #expect(real.contains(#"fpindex_search_duration_seconds_count{index="m"} 2"#))
             #expect(real.contains(#"fpindex_docs{index="m"} 1"#))
             #expect(real.contains(#"fpindex_version{index="m"} 1"#))
+            #expect(real.components(separatedBy: "# TYPE fpindex_searches_total ").count == 2, "declared once")
+            // A deleted index's series go, as in the real fpindex; the families stay declared.
+            _ = try await dev.http.json(.DELETE, "/m")
+            let afterDelete = try await dev.http.request(.GET, "/_metrics").text
+            #expect(!afterDelete.contains(#"fpindex_searches_total{index="m"}"#), "\(afterDelete)")
+            #expect(!afterDelete.contains(#"fpindex_docs{index="m"}"#))
+            #expect(afterDelete.contains("# TYPE fpindex_searches_total counter\n"))
         }
     }
 
