@@ -40,24 +40,24 @@ struct IndexSnapshot: Sendable {
         return false
     }
 
-    /// min/max live id and the live count, as `GET /:index` reports them.
+    /// The real fpindex's `num_docs`: the sum of each segment's doc count, which counts
+    /// deletions and a fingerprint decided in several segments more than once (upstream calls it
+    /// approximate). Only fpindex-dev's own metrics give the exact live count; a client that
+    /// needs it must not read `num_docs` as one, against either server.
+    var segmentDocCount: Int { segments.reduce(0) { $0 + $1.docs.count } }
+
+    /// The stats `GET /:index` reports, as the real fpindex computes them: min and max over
+    /// every segment's ids, deletions included (a deleted or never-inserted id that a delete
+    /// named widens them), and `segmentDocCount`. Bounds, not live figures. A fresh index has
+    /// one (empty) segment there.
     func stats() -> IndexStats {
         var minId: UInt32 = 0
         var maxId: UInt32 = 0
-        // Walk each segment's docs in order; the first live one from the bottom is the minimum.
-        var found = false
-        for (s, segment) in segments.enumerated() {
-            for id in segment.docs where !segment.isDeletion(id) && !isShadowed(id, after: s) {
-                if !found || id < minId { minId = id }
-                found = true
-                break
-            }
-            for id in segment.docs.reversed() where !segment.isDeletion(id) && !isShadowed(id, after: s) {
-                if id > maxId { maxId = id }
-                break
-            }
+        for segment in segments {
+            if let first = segment.docs.first(where: { $0 != 0 }), minId == 0 || first < minId { minId = first }
+            if let last = segment.docs.last, last > maxId { maxId = last }
         }
-        return IndexStats(minDocId: minId, maxDocId: maxId, numSegments: UInt64(segments.count), numDocs: UInt32(clamping: liveCount))
+        return IndexStats(minDocId: minId, maxDocId: maxId, numSegments: UInt64(max(segments.count, 1)), numDocs: UInt32(clamping: segmentDocCount))
     }
 
     /// Scores fingerprints against a query, following fpindex-api.md's search rules.

@@ -114,9 +114,9 @@ public final class IndexStore: Sendable {
         return snapshot
     }
 
-    /// Each live index's fingerprint count and version, for metrics.
+    /// Each index's `num_docs` (as the real fpindex's `fpindex_docs` reports it) and version, for metrics.
     func indexSizes() -> [(name: String, docs: Int, version: UInt64)] {
-        state.withLock { state in state.indexes.map { (name: $0.key, docs: $0.value.liveCount, version: $0.value.version) } }
+        state.withLock { state in state.indexes.map { (name: $0.key, docs: $0.value.segmentDocCount, version: $0.value.version) } }
     }
 
     /// Totals over all indexes, for metrics.

@@ -7,8 +7,8 @@ import Testing
 
 @Suite("Replication through real processes", .serialized, .timeLimit(.minutes(5)))
 struct ReplicationTests {
-    @Test func replicasConvergeExactly() async throws {
-        try await withCluster { cluster in
+    @Test(arguments: IndexServerKind.all) func replicasConvergeExactly(server: IndexServerKind) async throws {
+        try await withCluster(indexServer: server) { cluster in
             var model = Model()
             var random = SeededRandom(seed: 11)
             try await cluster.createIndex("a", &model)
@@ -26,8 +26,8 @@ struct ReplicationTests {
         }
     }
 
-    @Test func killingUpdatersDuringLoadNeverLosesOrDuplicates() async throws {
-        try await withCluster { cluster in
+    @Test(arguments: IndexServerKind.all) func killingUpdatersDuringLoadNeverLosesOrDuplicates(server: IndexServerKind) async throws {
+        try await withCluster(indexServer: server) { cluster in
             var model = Model()
             var random = SeededRandom(seed: 22)
             try await cluster.createIndex("k", &model)
@@ -52,8 +52,8 @@ struct ReplicationTests {
     /// An updater that fetched a batch and died before acknowledging it leaves deliveries the
     /// server would hand back only after the ack wait, behind newer messages whose ack-all would
     /// cover them. The next updater must still apply them.
-    @Test func deliveriesLeftUnacknowledgedByADeadUpdaterAreApplied() async throws {
-        try await withCluster(replicas: 1) { cluster in
+    @Test(arguments: IndexServerKind.all) func deliveriesLeftUnacknowledgedByADeadUpdaterAreApplied(server: IndexServerKind) async throws {
+        try await withCluster(replicas: 1, indexServer: server) { cluster in
             var model = Model()
             var random = SeededRandom(seed: 99)
             try await cluster.createIndex("u", &model)
@@ -75,8 +75,8 @@ struct ReplicationTests {
         }
     }
 
-    @Test func anEmptiedIndexIsRebuiltFromTheStream() async throws {
-        try await withCluster { cluster in
+    @Test(arguments: IndexServerKind.all) func anEmptiedIndexIsRebuiltFromTheStream(server: IndexServerKind) async throws {
+        try await withCluster(indexServer: server) { cluster in
             var model = Model()
             var random = SeededRandom(seed: 33)
             try await cluster.createIndex("w", &model)
@@ -93,8 +93,8 @@ struct ReplicationTests {
         }
     }
 
-    @Test func aPersistentIndexResumesWhereItsCheckpointIs() async throws {
-        try await withCluster(persistent: true) { cluster in
+    @Test(arguments: IndexServerKind.all) func aPersistentIndexResumesWhereItsCheckpointIs(server: IndexServerKind) async throws {
+        try await withCluster(persistent: true, indexServer: server) { cluster in
             var model = Model()
             var random = SeededRandom(seed: 44)
             try await cluster.createIndex("p", &model)
@@ -106,8 +106,8 @@ struct ReplicationTests {
         }
     }
 
-    @Test func survivesANATSRestart() async throws {
-        try await withCluster { cluster in
+    @Test(arguments: IndexServerKind.all) func survivesANATSRestart(server: IndexServerKind) async throws {
+        try await withCluster(indexServer: server) { cluster in
             var model = Model()
             var random = SeededRandom(seed: 55)
             try await cluster.createIndex("n", &model)
@@ -122,8 +122,8 @@ struct ReplicationTests {
         }
     }
 
-    @Test func aRecreatedStreamRebuildsEveryReplica() async throws {
-        try await withCluster { cluster in
+    @Test(arguments: IndexServerKind.all) func aRecreatedStreamRebuildsEveryReplica(server: IndexServerKind) async throws {
+        try await withCluster(indexServer: server) { cluster in
             var old = Model()
             var random = SeededRandom(seed: 66)
             try await cluster.createIndex("s", &old)
@@ -166,8 +166,8 @@ struct ReplicationTests {
 
     /// An update over `--batch-bytes` is split into several `_update`s, the checkpoint going with
     /// the last: the replica still ends up exactly like one that sends whole batches.
-    @Test func updatesOverTheSizeLimitAreSplit() async throws {
-        try await withCluster(replicas: 0) { cluster in
+    @Test(arguments: IndexServerKind.all) func updatesOverTheSizeLimitAreSplit(server: IndexServerKind) async throws {
+        try await withCluster(replicas: 0, indexServer: server) { cluster in
             var model = Model()
             var random = SeededRandom(seed: 88)
             try await cluster.createIndex("b", &model)
@@ -184,8 +184,8 @@ struct ReplicationTests {
         }
     }
 
-    @Test func poisonMessagesAreSkippedAndCounted() async throws {
-        try await withCluster(replicas: 1) { cluster in
+    @Test(arguments: IndexServerKind.all) func poisonMessagesAreSkippedAndCounted(server: IndexServerKind) async throws {
+        try await withCluster(replicas: 1, indexServer: server) { cluster in
             var model = Model()
             try await cluster.createIndex("x", &model)
             _ = try await cluster.inspector.publish(subject: cluster.subjects.fingerprint("x", id: 7), payload: [0xc1, 0x00])
@@ -253,8 +253,8 @@ struct ReadYourWritesTests {
         return try SearchResponse.decode(from: reply.body, format: .json).results
     }
 
-    @Test func aSearchRightAfterAWriteSeesIt() async throws {
-        try await withCluster(replicas: 1) { cluster in
+    @Test(arguments: IndexServerKind.all) func aSearchRightAfterAWriteSeesIt(server: IndexServerKind) async throws {
+        try await withCluster(replicas: 1, indexServer: server) { cluster in
             try await cluster.restartProxy(readURL: cluster.replicas[0].devURL, arguments: ["--consistency", "replica"])
             var model = Model()
             try await cluster.createIndex("y", &model)
@@ -267,8 +267,8 @@ struct ReadYourWritesTests {
         }
     }
 
-    @Test func aRequestCanAskForItAndTimesOutWith504() async throws {
-        try await withCluster(replicas: 1) { cluster in
+    @Test(arguments: IndexServerKind.all) func aRequestCanAskForItAndTimesOutWith504(server: IndexServerKind) async throws {
+        try await withCluster(replicas: 1, indexServer: server) { cluster in
             try await cluster.restartProxy(readURL: cluster.replicas[0].devURL, arguments: ["--replica-timeout", "500"])
             var model = Model()
             try await cluster.createIndex("y", &model)
