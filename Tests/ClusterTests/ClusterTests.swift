@@ -217,6 +217,42 @@ import Testing
         }
     }
 
+    /// SIGTERM to kubesim (what `make stop` sends) gives every pod SIGTERM and its grace
+    /// period, then removes the pod network and the bridge.
+    @Test func stoppingKubesimStopsPodsGracefullyAndRemovesItsNetwork() async throws {
+        // Pods share the host's file system; kubesim removes a pod's own files when it stops.
+        let marker = "/tmp/fpindex-test-trap-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        try await KubeSimCluster.with { cluster in
+            let manifest = try cluster.kubectl.file(
+                "trap.yaml",
+                """
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: trap, namespace: default}
+                spec:
+                  terminationGracePeriodSeconds: 30
+                  containers:
+                  - name: sh
+                    image: busybox:1
+                    command: ["/bin/sh", "-c", "trap 'sleep 1; echo got-SIGTERM > \(marker); exit 0' TERM; echo started; while :; do sleep 0.05; done"]
+                """)
+            try await cluster.kubectl.ok("apply", "-f", manifest)
+            try await eventually(timeout: .seconds(60), "the pod runs") {
+                let logs = try await cluster.kubectl.run("-n", "default", "logs", "trap")
+                return logs.stdout.contains("started") ? true : nil
+            }
+            cluster.kubesim.signal(SIGTERM)
+            let status = await cluster.kubesim.waitForExit(timeout: .seconds(60))
+            #expect(status == 0, "kubesim exit: \(String(describing: status))\n\(cluster.kubesim.stderr.suffix(2000))")
+            // The trap ran to its end (a second after SIGTERM): the pod had its grace period.
+            let written = (try? String(contentsOfFile: marker, encoding: .utf8)) ?? ""
+            #expect(written == "got-SIGTERM\n", "the trap wrote: '\(written)'")
+            #expect(try await HostNetwork.namespaces(bridge: cluster.bridge).isEmpty)
+            #expect(try await HostNetwork.linkExists(cluster.bridge) == false, "bridge \(cluster.bridge) left behind")
+        }
+    }
+
     @Test func rollingWorkerImageChangeKeepsSearchesAnswered() async throws {
         try await KubeSimCluster.with { cluster in
             let (proxy, read) = try await cluster.installSample()
@@ -290,6 +326,12 @@ enum HostNetwork {
         _ = await process.waitForExit()
         return process.stdout.split(separator: "\n").map { String($0.split(separator: " ").first ?? "") }
             .filter { $0.hasPrefix("ks-\(bridge)-") }
+    }
+
+    /// Whether a network link of that name exists on the host.
+    static func linkExists(_ name: String) async throws -> Bool {
+        let process = try ChildProcess(name: "ip", executable: "/usr/sbin/ip", arguments: ["link", "show", name])
+        return await process.waitForExit() == 0
     }
 }
 

@@ -51,7 +51,10 @@ actor NodeAgent {
         await cancelWhenGracefulShutdown {
             await self.store.hub.onChanges(of: Self.watchedKeys, resync: .seconds(2)) { await self.pass() }
         }
-        await shutdown()
+        // The server cancels this task once its listener stops. Stopping the pods must not be
+        // cancelled: in a cancelled task every wait for a process ends at once, so pods would
+        // get SIGKILL without their grace period and the network commands would be killed.
+        await Task { await self.shutdown() }.value
     }
 
     private func shutdown() async {
