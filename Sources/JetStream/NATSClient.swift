@@ -117,26 +117,42 @@ public final class NATSClient: @unchecked Sendable {
     public var state: State { events.state }
 
     /// Waits for in-flight publishes, drains and closes the connection. Idempotent.
+    ///
+    /// Without a server (reconnecting), nothing can be acknowledged or drained: it closes at
+    /// once, and publishes still in flight fail as unavailable (never acknowledged to anyone).
+    /// Waiting there would only hold a stopping pod until its SIGKILL.
     public func close() async {
         guard closed.setOnce() else { return }
-        try? await threadPool.runIfActive { [self] in
+        // A thread of its own, not the shared pool: with the server away, requests block pool
+        // threads for their whole timeout, and closing must not queue behind them.
+        let closer = NIOThreadPool(numberOfThreads: 1)
+        closer.start()
+        try? await closer.runIfActive { [self] in closeHandles() }
+        try? await closer.shutdownGracefully()
+        publishes.failAll(JetStreamError(.unavailable, "connection closed"))
+        events.markClosed()
+        logger.info("closed the NATS connection")
+    }
+
+    /// Drains when connected, then closes and frees the cnats handles (blocking).
+    private func closeHandles() {
+        if natsConnection_Status(connection) == NATS_CONN_STATUS_CONNECTED {
             var publishOptions = jsPubOptions()
             jsPubOptions_Init(&publishOptions)
             publishOptions.MaxWait = 5000
             _ = js_PublishAsyncComplete(jetStream, &publishOptions)
             _ = natsConnection_DrainTimeout(connection, 5000)
-            // Wait (bounded) for the drain to finish before destroying the handles.
-            for _ in 0..<100 where !natsConnection_IsClosed(connection) {
+            // Wait (bounded) for the drain to finish before destroying the handles; a
+            // connection lost meanwhile cannot drain any more.
+            for _ in 0..<100
+            where !natsConnection_IsClosed(connection) && natsConnection_Status(connection) != NATS_CONN_STATUS_RECONNECTING {
                 usleep(50_000)
             }
-            natsConnection_Close(connection)
-            jsCtx_Destroy(jetStream)
-            natsConnection_Destroy(connection)
-            natsOptions_Destroy(options)
         }
-        publishes.failAll(JetStreamError(.unavailable, "connection closed"))
-        events.markClosed()
-        logger.info("closed the NATS connection")
+        natsConnection_Close(connection)
+        jsCtx_Destroy(jetStream)
+        natsConnection_Destroy(connection)
+        natsOptions_Destroy(options)
     }
 
     // MARK: Connecting

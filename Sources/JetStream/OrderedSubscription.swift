@@ -6,19 +6,30 @@ import Synchronization
 /// handler on a cnats thread until it is cancelled.
 public final class Subscription: @unchecked Sendable {
     private let subscription: OpaquePointer
+    /// The connection: cnats keeps it allocated while a subscription on it exists, even after the
+    /// client closed it (its status is then CLOSED).
+    private let connection: OpaquePointer
     /// Keeps the handler alive while cnats may call it.
     private let box: AnyObject
     private let closed = OnceFlag()
 
-    init(subscription: OpaquePointer, box: AnyObject) {
+    init(subscription: OpaquePointer, connection: OpaquePointer, box: AnyObject) {
         self.subscription = subscription
+        self.connection = connection
         self.box = box
     }
 
     /// Stops delivery. Idempotent.
+    ///
+    /// Unsubscribing an ordered consumer deletes it on the server with a JetStream request,
+    /// which without a server blocks for the request timeout (5 s): then it is only freed here
+    /// (cnats 3.4+ leaves the consumer alone) and the server drops the ephemeral consumer once
+    /// it has been inactive.
     public func cancel() {
         guard closed.setOnce() else { return }
-        natsSubscription_Unsubscribe(subscription)
+        if natsConnection_Status(connection) == NATS_CONN_STATUS_CONNECTED {
+            natsSubscription_Unsubscribe(subscription)
+        }
         natsSubscription_Destroy(subscription)
     }
 
@@ -89,7 +100,7 @@ extension NATSClient {
             }
             return OpaquePointerBox(subscription)
         }.pointer
-        return Subscription(subscription: subscription, box: box)
+        return Subscription(subscription: subscription, connection: connection, box: box)
     }
 }
 
@@ -120,6 +131,6 @@ extension NATSClient {
             }
             return OpaquePointerBox(subscription)
         }.pointer
-        return Subscription(subscription: subscription, box: box)
+        return Subscription(subscription: subscription, connection: connection, box: box)
     }
 }

@@ -22,6 +22,26 @@ struct JetStreamTests {
         }
     }
 
+    /// A stopping proxy or updater whose NATS is gone (a namespace deleted at once, a node
+    /// lost) closes at once; it used to wait out the publish, drain and consumer-delete
+    /// timeouts (5 s each) and was killed at the end of its grace period.
+    @Test func closingWithoutAServerDoesNotWaitForADrain() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server)
+            try await client.ensureStream(StreamSettings())
+            // An ordered consumer, as the proxy follows the lifecycle records with.
+            let ordered = try await client.subscribeOrdered(stream: "fpindex", filter: "fpindex.>") { _, _ in }
+            await server.kill()
+            try await eventually("the client to notice the server is gone") { client.state == .reconnecting ? true : nil }
+            let started = ContinuousClock.now
+            ordered.cancel()
+            await client.close()
+            #expect(client.state == .closed)
+            // Generous: the drain and publish waits this replaces are 5 s each.
+            #expect(ContinuousClock.now - started < .seconds(3), "close took \(ContinuousClock.now - started)")
+        }
+    }
+
     @Test func createsVerifiesAndRepairsTheStream() async throws {
         try await withNATSServer { server in
             let client = try await connect(server)
