@@ -163,7 +163,10 @@ public struct DesiredChildren: Sendable, Equatable {
         updater.resources = spec.updater?.resources
         updater.volumeMounts = secretMounts.isEmpty ? nil : secretMounts
         // Ready only once caught up (the updater's /ready); alive while its loop runs.
+        // One failed probe takes a lagging replica out of the read Service at once; a slow
+        // answer on a busy node is not lag, so it gets 2 s rather than the kubelet's 1 s.
         updater.readinessProbe = .http(path: "/ready", port: .string("probes"), period: 2, failureThreshold: 1)
+        updater.readinessProbe?.timeoutSeconds = 2
         updater.livenessProbe = .http(path: "/_health", port: .string("probes"), period: 10, failureThreshold: 3)
         // A replica replaying millions of messages is slow to start: give it up to 10 minutes.
         updater.startupProbe = .http(path: "/_health", port: .string("probes"), period: 5, failureThreshold: 120)

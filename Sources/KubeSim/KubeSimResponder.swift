@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import Synchronization
 
 /// The request context: a 16 MiB body limit.
 public struct KubeSimRequestContext: RequestContext {
@@ -403,15 +404,25 @@ struct KubeSimResponder: HTTPResponder {
                 throw KubeSimError.badRequest(
                     "error decoding patch: json: cannot unmarshal \(goType(patch)) into Go value of type map[string]interface {}")
             }
+            // The real server names no manager for an apply itself (updates take the client's).
+            if isApply, (query["fieldManager"] ?? "").isEmpty {
+                throw KubeSimError(
+                    code: 422, reason: "Invalid",
+                    message: #"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#,
+                    name: "", group: "meta.k8s.io", kind: "PatchOptions",
+                    causes: [.init(reason: "FieldValueRequired", message: "Required value: is required for apply patch", field: "fieldManager")])
+            }
             if isApply, let kind = patch["kind"]?.stringValue, kind != type.kind {
                 throw KubeSimError.badRequest("the kind of the applied object (\(kind)) does not match \(type.kind)")
             }
             let now = Timestamps.format(Date())
+            let created = Mutex(false)
             let result = try await store.patch(
                 storageType, namespace: namespace, name: name, subresource: subresource, manager: manager, dryRun: dryRun,
                 createIfMissing: isApply && subresource == nil, strict: strict, version: version
             ) { (current: JSONValue?) throws(KubeSimError) -> PatchOutcome in
                 let view = current.map { Self.output(type, version: version, $0) }
+                created.withLock { $0 = current == nil }
                 var patched: JSONValue
                 var done = false
                 switch contentType {
@@ -420,14 +431,15 @@ struct KubeSimResponder: HTTPResponder {
                 case "application/strategic-merge-patch+json": patched = Patch.strategicMerge(view ?? [:], patch)
                 default:
                     patched = try FieldManagement.apply(
-                        current: view, config: patch, manager: query["fieldManager"] ?? manager, force: force,
+                        current: view, config: patch, manager: query["fieldManager"]!, force: force,
                         apiVersion: apiVersion, subresource: subresource, now: now, type: type, name: name)
                     done = true
                 }
                 return PatchOutcome(object: Self.input(type, patched), managedFieldsDone: done)
             }
+            // An apply that creates the object answers 201, as a create does.
             return Self.withWarnings(
-                Self.json(Self.output(type, version: version, result), status: 200),
+                Self.json(Self.output(type, version: version, result), status: created.withLock { $0 } ? 201 : 200),
                 warn && contentType != "application/json-patch+json" ? Self.unknownFields(type, version: version, patch) : [])
         case .delete:
             let options = try await Self.readOptionalJSON(request)

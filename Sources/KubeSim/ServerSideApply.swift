@@ -5,7 +5,8 @@ import Foundation
 /// What is supported:
 /// - Every write records its field manager in `metadata.managedFields` (`fieldsType: FieldsV1`,
 ///   `operation: Apply` or `Update`, `apiVersion`, `time`, `subresource` for `/status`). The
-///   manager is the `fieldManager` query parameter, else the User-Agent's program name.
+///   manager is the `fieldManager` query parameter, else (updates only) the User-Agent's
+///   program name; an apply without `fieldManager` is 422, as on the real server.
 /// - Field sets are leaf paths: object members are followed down to scalars and lists,
 ///   which are owned whole (lists are atomic: no `k:`/`v:` list-item ownership, so two
 ///   managers applying different containers of one list conflict on the whole list).
@@ -14,13 +15,23 @@ import Foundation
 ///   one `FieldManagerConflict` cause per field, unless `force=true`, which takes the field over.
 ///   Fields the applier owned before and no longer applies are removed from the object unless
 ///   another manager also owns them. The applied configuration is merged into the object (maps
-///   recursively, lists replaced). Applying to a missing object creates it.
+///   recursively, lists replaced). Applying to a missing object creates it (201). A conflict
+///   names an Apply owner by name and an Update owner with its apiVersion and time, as the
+///   real server's message does.
 /// - `Update` operations (create, PUT, non-apply PATCH) take ownership of the fields whose
 ///   values they change, removing them from the other managers.
 /// Not supported: YAML apply bodies, list-item (`k:`/`v:`) ownership, `.` self markers on
 /// read-back, unions, and the managedFields reset with an empty list.
 enum FieldManagement {
     typealias FieldPath = [String]
+
+    /// The real server's words for the owner of a conflicting field (the apiserver's
+    /// `printManager`): an Apply owner by name, an Update owner with its version and time.
+    static func describeOwner(_ entry: Entry) -> String {
+        var owner = "\"\(entry.manager)\""
+        if let subresource = entry.subresource, !subresource.isEmpty { owner += " with subresource \"\(subresource)\"" }
+        return entry.operation == "Update" ? "\(owner) using \(entry.apiVersion) at \(entry.time)" : owner
+    }
 
     struct Entry: Sendable {
         var manager: String
@@ -152,7 +163,7 @@ enum FieldManagement {
         } else if type.hasStatus {
             applied = applied.filter { $0.first != "status" }
         }
-        var conflicts: [(manager: String, apiVersion: String, path: FieldPath)] = []
+        var conflicts: [(owner: Entry, path: FieldPath)] = []
         for (i, entry) in entries.enumerated() where !(entry.manager == manager && entry.operation == "Apply") {
             for owned in entry.fields {
                 for path in applied where overlaps(path, owned) {
@@ -161,7 +172,7 @@ enum FieldManagement {
                         if force {
                             entries[i].fields.remove(owned)
                         } else {
-                            conflicts.append((entry.manager, entry.apiVersion, owned))
+                            conflicts.append((entry, owned))
                         }
                     }
                 }
@@ -170,7 +181,7 @@ enum FieldManagement {
         if !conflicts.isEmpty {
             let causes = conflicts.map {
                 KubeSimError.Cause(
-                    reason: "FieldManagerConflict", message: "conflict with \"\($0.manager)\" using \($0.apiVersion)",
+                    reason: "FieldManagerConflict", message: "conflict with \(Self.describeOwner($0.owner))",
                     field: "." + $0.path.joined(separator: "."))
             }
             // The real server's wording: one conflict inline, several as a list.

@@ -191,29 +191,35 @@ import Testing
     /// grace period, and its trap runs (SIGTERM, not SIGKILL, ended it).
     @Test func aPodThatTrapsSIGTERMStopsAtOnce() async throws {
         try await KubeSimCluster.with { cluster in
-            let manifest = try cluster.kubectl.file(
-                "trap.yaml",
-                """
-                apiVersion: v1
-                kind: Pod
-                metadata: {name: trap, namespace: default}
-                spec:
-                  terminationGracePeriodSeconds: 30
-                  containers:
-                  - name: sh
-                    image: busybox:1
-                    command: ["/bin/sh", "-c", "trap 'echo got-SIGTERM; exit 0' TERM; echo started; while :; do sleep 0.05; done"]
-                """)
-            try await cluster.kubectl.ok("apply", "-f", manifest)
-            try await eventually(timeout: .seconds(60), "the pod runs") {
-                let logs = try await cluster.kubectl.run("-n", "default", "logs", "trap")
-                return logs.stdout.contains("started") ? true : nil
-            }
+            try await Self.runTrapPod(cluster, onSIGTERM: "echo got-SIGTERM")
             let started = ContinuousClock.now
             try await cluster.kubectl.ok("-n", "default", "delete", "pod", "trap", "--wait=true", "--timeout=60s")
             let took = ContinuousClock.now - started
             // SIGKILL would come only after the 30 s grace period.
             #expect(took < .seconds(5), "deleting the pod took \(took)")
+        }
+    }
+
+    /// Starts pod `trap` (30 s grace period): a shell that runs `onSIGTERM` then exits 0 when
+    /// it gets SIGTERM. Returns once it runs.
+    static func runTrapPod(_ cluster: KubeSimCluster, onSIGTERM: String) async throws {
+        let manifest = try cluster.kubectl.file(
+            "trap.yaml",
+            """
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: trap, namespace: default}
+            spec:
+              terminationGracePeriodSeconds: 30
+              containers:
+              - name: sh
+                image: busybox:1
+                command: ["/bin/sh", "-c", "trap '\(onSIGTERM); exit 0' TERM; echo started; while :; do sleep 0.05; done"]
+            """)
+        try await cluster.kubectl.ok("apply", "-f", manifest)
+        try await eventually(timeout: .seconds(60), "the pod runs") {
+            let logs = try await cluster.kubectl.run("-n", "default", "logs", "trap")
+            return logs.stdout.contains("started") ? true : nil
         }
     }
 
@@ -224,24 +230,7 @@ import Testing
         let marker = "/tmp/fpindex-test-trap-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: marker) }
         try await KubeSimCluster.with { cluster in
-            let manifest = try cluster.kubectl.file(
-                "trap.yaml",
-                """
-                apiVersion: v1
-                kind: Pod
-                metadata: {name: trap, namespace: default}
-                spec:
-                  terminationGracePeriodSeconds: 30
-                  containers:
-                  - name: sh
-                    image: busybox:1
-                    command: ["/bin/sh", "-c", "trap 'sleep 1; echo got-SIGTERM > \(marker); exit 0' TERM; echo started; while :; do sleep 0.05; done"]
-                """)
-            try await cluster.kubectl.ok("apply", "-f", manifest)
-            try await eventually(timeout: .seconds(60), "the pod runs") {
-                let logs = try await cluster.kubectl.run("-n", "default", "logs", "trap")
-                return logs.stdout.contains("started") ? true : nil
-            }
+            try await Self.runTrapPod(cluster, onSIGTERM: "sleep 1; echo got-SIGTERM > \(marker)")
             cluster.kubesim.signal(SIGTERM)
             let status = await cluster.kubesim.waitForExit(timeout: .seconds(60))
             #expect(status == 0, "kubesim exit: \(String(describing: status))\n\(cluster.kubesim.stderr.suffix(2000))")

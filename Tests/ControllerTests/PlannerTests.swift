@@ -36,6 +36,8 @@ struct DesiredChildrenTests {
         #expect(env["NATS_CREDS"]?.value == "/etc/fpindex/nats-creds/user.creds")
         #expect(env["MAX_LAG"]?.value == "100")
         #expect(updater.readinessProbe?.httpGet?.path == "/ready")
+        #expect(updater.readinessProbe?.failureThreshold == 1)
+        #expect(updater.readinessProbe?.timeoutSeconds == 2)
         #expect(updater.livenessProbe?.httpGet?.path == "/_health")
         #expect(updater.startupProbe != nil)
         #expect(updater.volumeMounts?.first?.mountPath == "/etc/fpindex/nats-creds")

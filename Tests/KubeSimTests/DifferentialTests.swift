@@ -25,6 +25,8 @@ enum DifferentialCorpus {
         case causes
         /// A field of the answered object, e.g. `["metadata", "finalizers"]`.
         case field([String])
+        /// A watch stream's events: each event's type, and an ERROR's code and reason.
+        case watchEvents
     }
 
     struct Case: Sendable, CustomTestStringConvertible {
@@ -99,6 +101,16 @@ enum DifferentialCorpus {
 
     static func jsonPatch(_ name: String, _ body: String) -> Step {
         Step(method: .PATCH, path: widgets(name) + "/w?dryRun=All", contentType: "application/json-patch+json", body: body)
+    }
+
+    /// A server-side apply of widget `w2` with `spec.size`.
+    static func apply(_ name: String, manager: String?, size: Int, force: Bool = false) -> Step {
+        var query = manager.map { ["fieldManager=\($0)"] } ?? []
+        if force { query.append("force=true") }
+        return Step(
+            method: .PATCH, path: widgets(name) + "/w2" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")),
+            contentType: "application/apply-patch+yaml",
+            body: #"{"apiVersion":"\#(name).example.org/v1","kind":"Widget","metadata":{"name":"w2"},"spec":{"size":\#(size)}}"#)
     }
 
     static let cases: [Case] = [
@@ -235,6 +247,39 @@ enum DifferentialCorpus {
                 body: #"{"spec":{}}"#),
             code: 415, reason: "UnsupportedMediaType", compare: [.message]),
         Case(
+            name: "server-side apply creates an object",
+            setup: [Step(method: .POST, path: crdBase, body: crd("applied", spec: #"{"type":"object","properties":{"size":{"type":"integer"}}}"#))],
+            probe: apply("applied", manager: "alice", size: 3),
+            code: 201, compare: [.field(["spec", "size"])]),
+        Case(
+            name: "server-side apply without a field manager",
+            setup: [Step(method: .POST, path: crdBase, body: crd("nomanager", spec: #"{"type":"object","properties":{"size":{"type":"integer"}}}"#))],
+            probe: apply("nomanager", manager: nil, size: 3),
+            code: 422, reason: "Invalid", compare: [.message]),
+        Case(
+            name: "server-side apply of a field another manager owns",
+            setup: [
+                Step(method: .POST, path: crdBase, body: crd("conflict", spec: #"{"type":"object","properties":{"size":{"type":"integer"}}}"#)),
+                apply("conflict", manager: "alice", size: 3),
+            ],
+            probe: apply("conflict", manager: "bob", size: 4),
+            code: 409, reason: "Conflict", compare: [.message, .causes]),
+        Case(
+            name: "server-side apply of a field another manager owns, forced",
+            setup: [
+                Step(method: .POST, path: crdBase, body: crd("forced", spec: #"{"type":"object","properties":{"size":{"type":"integer"}}}"#)),
+                apply("forced", manager: "alice", size: 3),
+            ],
+            probe: apply("forced", manager: "bob", size: 4, force: true),
+            code: 200, compare: [.field(["spec", "size"])]),
+        Case(
+            name: "watch from resourceVersion 0 starts with the current objects",
+            setup: [Step(method: .POST, path: "/api/v1/namespaces/default/configmaps", body: #"{"metadata":{"name":"watched"}}"#)],
+            probe: Step(
+                method: .GET,
+                path: "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1&fieldSelector=metadata.name%3Dwatched"),
+            code: 200, compare: [.watchEvents]),
+        Case(
             name: "namespace deletion answers with the namespace Terminating",
             setup: [Step(method: .POST, path: "/api/v1/namespaces", body: #"{"metadata":{"name":"doomed"}}"#)],
             probe: Step(method: .DELETE, path: "/api/v1/namespaces/doomed"),
@@ -260,6 +305,14 @@ enum DifferentialCorpus {
             case .causes:
                 let causes = (object["details"] as? [String: Any])?["causes"] as? [[String: Any]] ?? []
                 details += causes.map { "cause: \($0["field"] as? String ?? "-"): \($0["message"] as? String ?? "-")" }.sorted()
+            case .watchEvents:
+                for line in String(decoding: reply.body, as: UTF8.self).split(separator: "\n") {
+                    let event = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] ?? [:]
+                    let type = event["type"] as? String ?? "?"
+                    let status = event["object"] as? [String: Any] ?? [:]
+                    details.append(
+                        type == "ERROR" ? "ERROR \(status["code"] as? Int ?? 0) \(status["reason"] as? String ?? "-")" : type)
+                }
             case .field(let path):
                 var value: Any? = object
                 for key in path { value = (value as? [String: Any])?[key] }
