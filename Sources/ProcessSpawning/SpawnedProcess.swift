@@ -196,11 +196,16 @@ public final class SpawnedProcess: Sendable {
     }
 
     /// SIGTERM, then SIGKILL once `grace` has passed; returns how it ended.
+    ///
+    /// The grace period holds in a cancelled task too (shutdown paths often run in one):
+    /// the waits run in a task of their own, so cancellation cannot turn a stop into a kill.
     @discardableResult
     public func stop(grace: Duration) async -> ExitStatus? {
-        signal(SIGTERM)
-        if let status = await waitForExit(timeout: grace) { return status }
-        signal(SIGKILL)
-        return await waitForExit()
+        await Task { [self] in
+            signal(SIGTERM)
+            if let status = await waitForExit(timeout: grace) { return status }
+            signal(SIGKILL)
+            return await waitForExit()
+        }.value
     }
 }

@@ -75,6 +75,24 @@ struct ProcessSpawningTests {
         #expect(!process.isRunning)
     }
 
+    /// Shutdown paths run in cancelled tasks: stop still gives the program its grace period.
+    @Test func stopInACancelledTaskStillWaitsOutTheGracePeriod() async throws {
+        let directory = try TemporaryDirectory.make(prefix: "spawn")
+        defer { TemporaryDirectory.remove(directory) }
+        // It takes a moment to stop after SIGTERM, as a server draining its work does.
+        let process = try SpawnedProcess.spawn(
+            "/bin/sh", arguments: ["-c", "trap 'sleep 0.5; exit 7' TERM; echo ready; while :; do sleep 0.05; done"],
+            environment: ["PATH": "/usr/bin:/bin"], output: .file(directory + "/out"))
+        try await eventually("the program runs") {
+            ((try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? "").contains("ready") ? true : nil
+        }
+        let stopping = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await process.stop(grace: .seconds(30))
+        }
+        #expect(await stopping.value == ExitStatus(code: 7))
+    }
+
     @Test func exitCodesEnvironmentAndWorkingDirectory() async throws {
         let directory = try TemporaryDirectory.make(prefix: "spawn")
         defer { TemporaryDirectory.remove(directory) }
