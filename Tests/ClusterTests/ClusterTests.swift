@@ -77,8 +77,8 @@ import Testing
         } ?? false
     }
 
-    @Test func sampleWritesSearchesScalesAndDeletes() async throws {
-        try await KubeSimCluster.with { cluster in
+    @Test(arguments: IndexServerKind.all) func sampleWritesSearchesScalesAndDeletes(server: IndexServerKind) async throws {
+        try await KubeSimCluster.with(indexServer: server) { cluster in
             let (proxy, read) = try await cluster.installSample()
             try await Self.load(proxy, 1...3000)
             try await eventually(timeout: .seconds(60), "the last write searchable through the read Service", interval: .milliseconds(500))

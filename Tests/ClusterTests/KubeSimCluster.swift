@@ -15,7 +15,8 @@ final class KubeSimCluster: Sendable {
     static let token = "cluster-test-token"
     private static let counter = Atomic<Int>(0)
 
-    static func start() async throws -> KubeSimCluster {
+    /// - Parameter indexServer: the program the fpindex image runs (fpindex-dev, or the real one).
+    static func start(indexServer: IndexServerKind = .dev) async throws -> KubeSimCluster {
         guard getuid() == 0 else {
             throw TestFailure("these tests run pods in network namespaces: they need root (CI runs as root)")
         }
@@ -27,13 +28,18 @@ final class KubeSimCluster: Sendable {
         let bin = Locations.binDirectory
         let nats = try Locations.natsServer()
         // The images as their Dockerfiles describe them (hack/kubesim-images.json does the same);
-        // the published fpindex image's program is fpindex-dev here.
+        // the published fpindex image's program is fpindex-dev, or the real fpindex.
+        let fpindexProgram: String
+        switch indexServer {
+        case .dev: fpindexProgram = bin + "/fpindex-dev"
+        case .real(let binary): fpindexProgram = binary
+        }
         let imageMap = """
             {"images": [
               {"repository": "fpindex-cluster", "path": "\(bin)"},
               {"repository": "ghcr.io/acoustid/acoustid-index", "user": 6081,
                "cmd": ["fpindex", "--dir", "/var/lib/fpindex", "--host", "0.0.0.0", "--port", "8080"],
-               "programs": {"fpindex": "\(bin)/fpindex-dev"}},
+               "programs": {"fpindex": "\(fpindexProgram)"}},
               {"repository": "nats", "entrypoint": ["\(nats)"]},
               {"repository": "busybox", "path": "/bin", "entrypoint": ["sh"]}
             ]}
@@ -149,8 +155,8 @@ final class KubeSimCluster: Sendable {
     }
 
     /// Runs `body` with a started cluster, always stopping it.
-    static func with(_ body: (KubeSimCluster) async throws -> Void) async throws {
-        let cluster = try await start()
+    static func with(indexServer: IndexServerKind = .dev, _ body: (KubeSimCluster) async throws -> Void) async throws {
+        let cluster = try await start(indexServer: indexServer)
         do {
             try await body(cluster)
         } catch {
