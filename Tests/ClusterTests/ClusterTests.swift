@@ -97,18 +97,18 @@ import Testing
             let controllerLogs = try await cluster.kubectl.ok("-n", "fpindex-system", "logs", "deploy/fpindex-controller")
             #expect(controllerLogs.contains("fpindex-controller"), "\(controllerLogs.prefix(500))")
 
-            // Scale up: the new replica replays the stream, shows lag, and is Ready only once caught up.
+            // Scale up: the new replica replays the stream and is Ready only once caught up. (Its
+            // lag in the status is checked where it is certain to be seen, in
+            // ControllerIntegrationTests: the real fpindex replays these 3001 messages faster
+            // than the status is refreshed.)
             let watch = try cluster.kubectl.start("-n", "fpindex", "get", "pods", "-w", "-l", Self.indexPods)
             try await cluster.kubectl.ok("-n", "fpindex", "scale", "fpc/main", "--replicas=3")
             // Ready means at most readiness.maxLag (1000) of the 3001 messages unapplied, so by the
             // time the pod is first seen Ready its index holds id 2000 (indexes only grow).
-            var sawLag = false
             var checkedReady = false
             var readyTooEarly = false
             try await eventually(timeout: .seconds(240), "3 replicas Ready and caught up", interval: .milliseconds(300)) {
                 let fpc = try await cluster.cluster()
-                let replica = (fpc[path: "status.replicaStatus"] as? [[String: Any]])?.first { $0["name"] as? String == "main-index-2" }
-                if let pending = replica?["pending"] as? Int, pending > 0 { sawLag = true }
                 if !checkedReady, Self.isReady(try await cluster.pod("main-index-2")) {
                     checkedReady = true
                     readyTooEarly = await !Self.holds(try await Self.podIndex(cluster, "main-index-2"), id: 2000)
@@ -116,7 +116,6 @@ import Testing
                 let ready = fpc[path: "status.readyReplicas"] as? Int
                 return ready == 3 && fpc[path: "status.maxLag"] as? Int == 0 ? true : nil
             }
-            #expect(sawLag, "the new replica's lag was never visible in the status")
             #expect(checkedReady)
             #expect(!readyTooEarly, "main-index-2 was Ready while more than maxLag behind")
             let third = try await Self.podIndex(cluster, "main-index-2")
