@@ -18,6 +18,17 @@ struct ProcessSpawningTests {
         return (field("SigBlk"), field("SigIgn"))
     }
 
+    /// Starts `sh -c script` (which must print `ready` once set up) with its output in
+    /// `directory`, and returns once it is ready.
+    static func startShell(_ script: String, in directory: String) async throws -> SpawnedProcess {
+        let process = try SpawnedProcess.spawn(
+            "/bin/sh", arguments: ["-c", script], environment: ["PATH": "/usr/bin:/bin"], output: .file(directory + "/out"))
+        try await eventually("the program runs") {
+            ((try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? "").contains("ready") ? true : nil
+        }
+        return process
+    }
+
     /// Sampled on a program that never touches its own mask (a shell blocks signals for a
     /// moment whenever it forks).
     @Test func nothingIsBlockedIgnoredOrInherited() async throws {
@@ -46,12 +57,7 @@ struct ProcessSpawningTests {
         let directory = try TemporaryDirectory.make(prefix: "spawn")
         defer { TemporaryDirectory.remove(directory) }
         // A shell, not Swift: it stops on SIGTERM through its trap, as fpindex through its handler.
-        let process = try SpawnedProcess.spawn(
-            "/bin/sh", arguments: ["-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done"],
-            environment: ["PATH": "/usr/bin:/bin"], output: .file(directory + "/out"))
-        try await eventually("the program runs") {
-            ((try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? "").contains("ready") ? true : nil
-        }
+        let process = try await Self.startShell("trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done", in: directory)
         let started = ContinuousClock.now
         process.signal(SIGTERM)
         let status = await process.waitForExit(timeout: .seconds(10))
@@ -62,12 +68,7 @@ struct ProcessSpawningTests {
     @Test func stopKillsAProgramThatIgnoresSIGTERMAfterTheGracePeriod() async throws {
         let directory = try TemporaryDirectory.make(prefix: "spawn")
         defer { TemporaryDirectory.remove(directory) }
-        let process = try SpawnedProcess.spawn(
-            "/bin/sh", arguments: ["-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done"],
-            environment: ["PATH": "/usr/bin:/bin"], output: .file(directory + "/out"))
-        try await eventually("the program runs") {
-            ((try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? "").contains("ready") ? true : nil
-        }
+        let process = try await Self.startShell("trap '' TERM; echo ready; while :; do sleep 0.05; done", in: directory)
         let started = ContinuousClock.now
         let status = await process.stop(grace: .milliseconds(300))
         #expect(status == ExitStatus(code: 128 + SIGKILL, signal: SIGKILL))
@@ -80,12 +81,7 @@ struct ProcessSpawningTests {
         let directory = try TemporaryDirectory.make(prefix: "spawn")
         defer { TemporaryDirectory.remove(directory) }
         // It takes a moment to stop after SIGTERM, as a server draining its work does.
-        let process = try SpawnedProcess.spawn(
-            "/bin/sh", arguments: ["-c", "trap 'sleep 0.5; exit 7' TERM; echo ready; while :; do sleep 0.05; done"],
-            environment: ["PATH": "/usr/bin:/bin"], output: .file(directory + "/out"))
-        try await eventually("the program runs") {
-            ((try? String(contentsOfFile: directory + "/out", encoding: .utf8)) ?? "").contains("ready") ? true : nil
-        }
+        let process = try await Self.startShell("trap 'sleep 0.5; exit 7' TERM; echo ready; while :; do sleep 0.05; done", in: directory)
         let stopping = Task {
             withUnsafeCurrentTask { $0?.cancel() }
             return await process.stop(grace: .seconds(30))
