@@ -233,8 +233,10 @@ extension PauseTests {
             _ = try await eventually("unpaused: the Deployment is back") {
                 try? await harness.client.get(Deployment.self, namespace: "fp", name: "main-proxy")
             }
-            let cluster = try await harness.cluster()
-            #expect(harness.condition(cluster, "Paused")?.status == "False")
+            // The status is written after the children: wait for it rather than read it at once.
+            try await eventually("the Paused condition False") {
+                harness.condition(try await harness.cluster(), "Paused")?.status == "False" ? true : nil
+            }
         }
     }
 }
