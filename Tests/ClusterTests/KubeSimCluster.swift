@@ -29,11 +29,7 @@ final class KubeSimCluster: Sendable {
         let nats = try Locations.natsServer()
         // The images as their Dockerfiles describe them (hack/kubesim-images.json does the same);
         // the published fpindex image's program is fpindex-dev, or the real fpindex.
-        let fpindexProgram: String
-        switch indexServer {
-        case .dev: fpindexProgram = bin + "/fpindex-dev"
-        case .real(let binary): fpindexProgram = binary
-        }
+        let fpindexProgram = try indexServer.executable()
         let imageMap = """
             {"images": [
               {"repository": "fpindex-cluster", "path": "\(bin)"},

@@ -24,6 +24,14 @@ public enum IndexServerKind: Sendable, CustomTestStringConvertible {
         }
     }
 
+    /// The program: the built fpindex-dev, or the real binary.
+    public func executable() throws -> String {
+        switch self {
+        case .dev: try Locations.executable("fpindex-dev")
+        case .real(let binary): binary
+        }
+    }
+
     /// Starts this fpindex on 127.0.0.1:`port` and waits until `/_health` answers 200.
     ///
     /// - Parameter directory: where it keeps its data. Without one, fpindex-dev keeps everything
@@ -36,12 +44,12 @@ public enum IndexServerKind: Sendable, CustomTestStringConvertible {
         case .dev:
             var arguments = ["--host", "127.0.0.1", "--port", String(port)]
             if let directory { arguments += ["--dir", directory] }
-            process = try ChildProcess(name: "fpindex-dev", executable: try Locations.executable("fpindex-dev"), arguments: arguments)
-        case .real(let binary):
+            process = try ChildProcess(name: "fpindex-dev", executable: try executable(), arguments: arguments)
+        case .real:
             if directory == nil { scratch = try TemporaryDirectory.make(prefix: "fpindex-real") }
             let folder = directory ?? scratch!
             process = try ChildProcess(
-                name: "fpindex", executable: binary, arguments: ["--dir", folder, "--host", "127.0.0.1", "--port", String(port)])
+                name: "fpindex", executable: try executable(), arguments: ["--dir", folder, "--host", "127.0.0.1", "--port", String(port)])
         }
         let http = TestHTTPClient(baseURL: "http://127.0.0.1:\(port)")
         do {
