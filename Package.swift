@@ -63,6 +63,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // The replica consumer's shape, shared by the updater (which reads through it) and the
+        // controller (which creates and repairs it).
+        .target(name: "ReplicaConsumer", dependencies: ["FpindexAPI", "JetStream"], swiftSettings: swiftSettings),
+
         // The HTTP edge shared by fpindex-dev and fpindex-proxy: routes, negotiation, error replies.
         .target(
             name: "FpindexHTTP",
@@ -101,6 +105,7 @@ let package = Package(
             dependencies: [
                 "FpindexAPI",
                 "JetStream",
+                "ReplicaConsumer",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -148,6 +153,7 @@ let package = Package(
             dependencies: [
                 "Proxy",
                 "CommandSupport",
+                "FpindexAPI",
                 "JetStream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -162,6 +168,7 @@ let package = Package(
             name: "fpindex-updater",
             dependencies: [
                 "Updater",
+                "FpindexAPI",
                 "CMallocTuning",
                 "CommandSupport",
                 "JetStream",
@@ -179,6 +186,7 @@ let package = Package(
             dependencies: [
                 "FpindexAPI",
                 "JetStream",
+                "ReplicaConsumer",
                 "ProcessSpawning",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -238,6 +246,7 @@ let package = Package(
             dependencies: [
                 "Kubernetes",
                 "JetStream",
+                "ReplicaConsumer",
                 "FpindexAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -304,6 +313,10 @@ let package = Package(
             dependencies: [
                 "Proxy", "JetStream", "FpindexAPI", "TestSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -323,7 +336,7 @@ let package = Package(
         .testTarget(
             name: "ControllerTests",
             dependencies: [
-                "Controller", "Kubernetes", "KubeSim", "JetStream", "FpindexAPI", "TestSupport",
+                "Controller", "Kubernetes", "KubeSim", "JetStream", "FpindexAPI", "ReplicaConsumer", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -344,6 +357,15 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The executables' flags and environment, parsed as the binaries do (no process started).
+        .testTarget(
+            name: "CommandTests",
+            dependencies: [
+                "fpindex-updater", "Updater", "FpindexAPI", "CommandSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,3 +1,4 @@
+import FpindexAPI
 import Logging
 
 #if canImport(FoundationEssentials)
@@ -43,7 +44,7 @@ public enum Settings {
     /// Sets up logging once, for an executable: text lines on standard error at `level`
     /// (flag, else `LOG_LEVEL`, else info).
     public static func bootstrapLogging(level flag: String?) throws -> Logger.Level {
-        let text = flag ?? environment("LOG_LEVEL") ?? "info"
+        let text = flag ?? environment(ComponentEnvironment.logLevel) ?? "info"
         guard let level = Logger.Level(rawValue: text.lowercased()) else {
             throw SettingsError("--log-level / LOG_LEVEL: unknown level '\(text)' (trace, debug, info, notice, warning, error, critical)")
         }

@@ -47,29 +47,29 @@ public struct NATSOptions: ParsableArguments {
 
     /// The connection settings: flags, then environment, then defaults.
     public func configuration(name: String) throws -> NATSConfiguration {
-        let urls = (url ?? Settings.environment("NATS_URL") ?? "nats://127.0.0.1:4222")
+        let urls = (url ?? Settings.environment(ComponentEnvironment.natsURL) ?? "nats://127.0.0.1:4222")
             .split(separator: ",").map { $0.trimmingWhitespace() }.filter { !$0.isEmpty }
         guard !urls.isEmpty else { throw SettingsError("--nats-url / NATS_URL: no server given") }
         for url in urls where !(url.hasPrefix("nats://") || url.hasPrefix("tls://") || !url.contains("://")) {
             throw SettingsError("--nats-url / NATS_URL: '\(url)' is not a nats:// or tls:// URL")
         }
-        let seed = nkeySeed ?? Settings.environment("NATS_NKEY_SEED")
-        let publicKey = nkey ?? Settings.environment("NATS_NKEY")
+        let seed = nkeySeed ?? Settings.environment(ComponentEnvironment.natsNKeySeed)
+        let publicKey = nkey ?? Settings.environment(ComponentEnvironment.natsNKey)
         if (seed == nil) != (publicKey == nil) {
             throw SettingsError("--nats-nkey / NATS_NKEY and --nats-nkey-seed / NATS_NKEY_SEED go together")
         }
-        let cert = tlsCert ?? Settings.environment("NATS_TLS_CERT")
-        let key = tlsKey ?? Settings.environment("NATS_TLS_KEY")
+        let cert = tlsCert ?? Settings.environment(ComponentEnvironment.natsTLSCertificate)
+        let key = tlsKey ?? Settings.environment(ComponentEnvironment.natsTLSKey)
         if (cert == nil) != (key == nil) {
             throw SettingsError("--nats-tls-cert / NATS_TLS_CERT and --nats-tls-key / NATS_TLS_KEY go together")
         }
         return NATSConfiguration(
-            servers: urls, user: user ?? Settings.environment("NATS_USER"),
-            password: try Settings.secret(file: passwordFile, environment: "NATS_PASSWORD"),
-            token: try Settings.secret(file: tokenFile, environment: "NATS_TOKEN"),
-            credentialsFile: credentials ?? Settings.environment("NATS_CREDS"), nkeyPublicKey: publicKey, nkeySeedFile: seed,
-            tlsCAFile: tlsCA ?? Settings.environment("NATS_TLS_CA"), tlsCertificateFile: cert, tlsKeyFile: key,
-            tlsRequired: tls || Settings.environment("NATS_TLS") == "true", name: name)
+            servers: urls, user: user ?? Settings.environment(ComponentEnvironment.natsUser),
+            password: try Settings.secret(file: passwordFile, environment: ComponentEnvironment.natsPassword),
+            token: try Settings.secret(file: tokenFile, environment: ComponentEnvironment.natsToken),
+            credentialsFile: credentials ?? Settings.environment(ComponentEnvironment.natsCredentials), nkeyPublicKey: publicKey, nkeySeedFile: seed,
+            tlsCAFile: tlsCA ?? Settings.environment(ComponentEnvironment.natsTLSCA), tlsCertificateFile: cert, tlsKeyFile: key,
+            tlsRequired: tls || Settings.environment(ComponentEnvironment.natsTLS) == "true", name: name)
     }
 }
 
@@ -87,15 +87,15 @@ public struct StreamOptions: ParsableArguments {
     public init() {}
 
     public func settings() throws -> StreamSettings {
-        let name = stream ?? Settings.environment("STREAM_NAME") ?? "fpindex"
-        let prefix = subjectPrefix ?? Settings.environment("SUBJECT_PREFIX") ?? "fpindex"
+        let name = stream ?? Settings.environment(ComponentEnvironment.streamName) ?? "fpindex"
+        let prefix = subjectPrefix ?? Settings.environment(ComponentEnvironment.subjectPrefix) ?? "fpindex"
         guard FpindexNames.isValidIndexName(name) else {
             throw SettingsError("--stream / STREAM_NAME: '\(name)' must be 1-255 characters of A-Z a-z 0-9 _ -")
         }
         guard StreamSubjects.isValidPrefix(prefix) else {
             throw SettingsError("--subject-prefix / SUBJECT_PREFIX: '\(prefix)' must be dot-separated tokens of A-Z a-z 0-9 _ -")
         }
-        let replicasText = streamReplicas.map(String.init) ?? Settings.environment("STREAM_REPLICAS") ?? "1"
+        let replicasText = streamReplicas.map(String.init) ?? Settings.environment(ComponentEnvironment.streamReplicas) ?? "1"
         guard let replicas = Int(replicasText), (1...5).contains(replicas) else {
             throw SettingsError("--stream-replicas / STREAM_REPLICAS: '\(replicasText)' must be 1-5")
         }

@@ -1,3 +1,4 @@
+import FpindexAPI
 import Foundation
 import Hummingbird
 import Kubernetes
@@ -56,14 +57,16 @@ public func buildControllerServices(
     let metrics = ControllerMetrics(factory: PrometheusMetricsFactory(registry: registry))
     let state = ControllerState()
     let router = Router()
-    router.get("/_health") { _, _ in "OK\n" }
-    router.get("/ready") { _, _ -> Response in
+    router.get(RouterPath(ProbePath.health)) { _, _ in "OK\n" }
+    let readiness: @Sendable (Request, BasicRequestContext) async throws -> Response = { _, _ in
         let ready = state.isReady
         return Response(
             status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=UTF-8"],
             body: .init(byteBuffer: ByteBuffer(string: ready ? "OK\n" : "NOT READY\n")))
     }
-    router.get("/_metrics") { _, _ -> Response in
+    router.get(RouterPath(ProbePath.ready), use: readiness)
+    router.get(RouterPath(ProbePath.legacyReady), use: readiness)
+    router.get(RouterPath(ProbePath.metrics)) { _, _ -> Response in
         var bytes: [UInt8] = []
         registry.emit(into: &bytes)
         return Response(
@@ -102,10 +105,13 @@ public struct ControllerService: ServiceLifecycle.Service, Sendable {
     let logger: Logger
     let queue = WorkQueue()
 
+    /// Why one of the controller's concurrent tasks returned.
     private enum Ending {
         case workersFinished
         case shutdownRequested
-        case watchEnded
+        /// A background loop (a watch, the timers, the resync, leadership renewal) returned:
+        /// only on cancellation, which shutdown brings; the others carry on meanwhile.
+        case backgroundLoopReturned
     }
 
     public func run() async throws {
@@ -126,26 +132,26 @@ public struct ControllerService: ServiceLifecycle.Service, Sendable {
                 if let elector {
                     group.addTask {
                         try await elector.holdLeadership()
-                        return .watchEnded
+                        return .backgroundLoopReturned
                     }
                 }
                 group.addTask {
                     await queue.runTimers()
-                    return .watchEnded
+                    return .backgroundLoopReturned
                 }
                 group.addTask {
                     try await watchClusters()
-                    return .watchEnded
+                    return .backgroundLoopReturned
                 }
                 for (type, selector) in Self.childWatches {
                     group.addTask {
                         try await watchChildren(type, labelSelector: selector)
-                        return .watchEnded
+                        return .backgroundLoopReturned
                     }
                 }
                 group.addTask {
                     try await resyncLoop()
-                    return .watchEnded
+                    return .backgroundLoopReturned
                 }
                 group.addTask {
                     await withTaskGroup(of: Void.self) { workers in
@@ -166,7 +172,7 @@ public struct ControllerService: ServiceLifecycle.Service, Sendable {
                     case .workersFinished:
                         group.cancelAll()
                         return
-                    case .watchEnded:
+                    case .backgroundLoopReturned:
                         continue
                     }
                 }

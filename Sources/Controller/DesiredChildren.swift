@@ -1,3 +1,4 @@
+import FpindexAPI
 import JetStream
 import Kubernetes
 
@@ -72,17 +73,17 @@ public struct DesiredChildren: Sendable, Equatable {
     /// Environment shared by the proxy and the updater: NATS and the stream.
     static func natsEnvironment(_ model: ClusterModel) -> [EnvVar] {
         var env = [
-            EnvVar(name: "NATS_URL", value: model.natsURL),
-            EnvVar(name: "STREAM_NAME", value: model.streamName),
-            EnvVar(name: "SUBJECT_PREFIX", value: model.subjectPrefix),
-            EnvVar(name: "LOG_LEVEL", value: "info"),
+            EnvVar(name: ComponentEnvironment.natsURL, value: model.natsURL),
+            EnvVar(name: ComponentEnvironment.streamName, value: model.streamName),
+            EnvVar(name: ComponentEnvironment.subjectPrefix, value: model.subjectPrefix),
+            EnvVar(name: ComponentEnvironment.logLevel, value: "info"),
         ]
         if let creds = model.credentialsSecret {
-            env.append(EnvVar(name: "NATS_CREDS", value: "\(SecretMounts.credentialsDirectory)/\(creds.key ?? "creds")"))
+            env.append(EnvVar(name: ComponentEnvironment.natsCredentials, value: "\(SecretMounts.credentialsDirectory)/\(creds.key ?? "creds")"))
         }
         if let tls = model.tlsSecret {
-            env.append(EnvVar(name: "NATS_TLS_CA", value: "\(SecretMounts.tlsDirectory)/\(tls.key ?? "ca.crt")"))
-            env.append(EnvVar(name: "NATS_TLS", value: "true"))
+            env.append(EnvVar(name: ComponentEnvironment.natsTLSCA, value: "\(SecretMounts.tlsDirectory)/\(tls.key ?? "ca.crt")"))
+            env.append(EnvVar(name: ComponentEnvironment.natsTLS, value: "true"))
         }
         return env
     }
@@ -112,7 +113,7 @@ public struct DesiredChildren: Sendable, Equatable {
     /// does not exist before Kubernetes 1.29 (on by default only from 1.30), and an older server
     /// drops it and then refuses the hook as having no handler. Both images have `sleep`: the
     /// worker image is Debian, the published fpindex image Ubuntu.
-    static let drainBeforeStop: JSONValue = ["preStop": ["exec": ["command": ["sleep", "5"]]]]
+    static let drainBeforeStop: JSONValue = ["preStop": ["exec": ["command": ["sleep", .string(String(ShutdownBudget.preStopSeconds))]]]]
 
     static let restrictedContainer: JSONValue = [
         "runAsNonRoot": true, "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
@@ -143,7 +144,7 @@ public struct DesiredChildren: Sendable, Equatable {
         index.volumeMounts = [VolumeMount(name: "data", mountPath: Self.indexDataDirectory)]
         // Serving once its indexes are loaded (fpindex opens its listener only then); no
         // liveness probe: loading 100 M fingerprints takes minutes, and a restart starts over.
-        index.readinessProbe = .http(path: "/_health", port: .string("http"), period: 5, failureThreshold: 2)
+        index.readinessProbe = .http(path: ProbePath.health, port: .string("http"), period: 5, failureThreshold: 2)
         index.securityContext = ["runAsNonRoot": true, "allowPrivilegeEscalation": false, "capabilities": ["drop": ["ALL"]]]
         index.lifecycle = drainBeforeStop
 
@@ -152,24 +153,24 @@ public struct DesiredChildren: Sendable, Equatable {
         updater.imagePullPolicy = model.imagePullPolicy
         updater.command = ["fpindex-updater"]
         updater.env =
-            [EnvVar(name: "CONSUMER_NAME", valueFrom: .field("metadata.name"))]
+            [EnvVar(name: ComponentEnvironment.consumerName, valueFrom: .field("metadata.name"))]
             + natsEnvironment(model) + [
-                EnvVar(name: "FPINDEX_URL", value: "http://127.0.0.1:\(model.indexPort)"),
-                EnvVar(name: "LISTEN_ADDR", value: "0.0.0.0:\(updaterPort)"),
-                EnvVar(name: "BATCH", value: String(model.batchSize)),
-                EnvVar(name: "MAX_LAG", value: String(model.maxLag)),
+                EnvVar(name: ComponentEnvironment.fpindexURL, value: "http://127.0.0.1:\(model.indexPort)"),
+                EnvVar(name: ComponentEnvironment.listenAddress, value: "0.0.0.0:\(updaterPort)"),
+                EnvVar(name: ComponentEnvironment.batch, value: String(model.batchSize)),
+                EnvVar(name: ComponentEnvironment.maxLag, value: String(model.maxLag)),
             ]
         updater.ports = [ContainerPort(name: "probes", containerPort: updaterPort)]
         updater.resources = spec.updater?.resources
         updater.volumeMounts = secretMounts.isEmpty ? nil : secretMounts
-        // Ready only once caught up (the updater's /ready); alive while its loop runs.
+        // Ready only once caught up (the updater's /_ready); alive while its loop runs.
         // One failed probe takes a lagging replica out of the read Service at once; a slow
         // answer on a busy node is not lag, so it gets 2 s rather than the kubelet's 1 s.
-        updater.readinessProbe = .http(path: "/ready", port: .string("probes"), period: 2, failureThreshold: 1)
+        updater.readinessProbe = .http(path: ProbePath.ready, port: .string("probes"), period: 2, failureThreshold: 1)
         updater.readinessProbe?.timeoutSeconds = 2
-        updater.livenessProbe = .http(path: "/_health", port: .string("probes"), period: 10, failureThreshold: 3)
+        updater.livenessProbe = .http(path: ProbePath.health, port: .string("probes"), period: 10, failureThreshold: 3)
         // A replica replaying millions of messages is slow to start: give it up to 10 minutes.
-        updater.startupProbe = .http(path: "/_health", port: .string("probes"), period: 5, failureThreshold: 120)
+        updater.startupProbe = .http(path: ProbePath.health, port: .string("probes"), period: 5, failureThreshold: 120)
         updater.securityContext = restrictedContainer
 
         var pod = podSpecCommon(model, spec)
@@ -220,21 +221,22 @@ public struct DesiredChildren: Sendable, Equatable {
         proxy.args = ["--no-manage-stream"] + (spec.proxy?.args ?? [])
         proxy.env =
             natsEnvironment(model) + [
-                EnvVar(name: "FPINDEX_URL", value: "http://\(model.readServiceName):\(model.indexPort)"),
-                EnvVar(name: "LISTEN_ADDR", value: "0.0.0.0:\(proxyPort)"),
+                EnvVar(name: ComponentEnvironment.fpindexURL, value: "http://\(model.readServiceName):\(model.indexPort)"),
+                EnvVar(name: ComponentEnvironment.listenAddress, value: "0.0.0.0:\(proxyPort)"),
             ]
         proxy.ports = [ContainerPort(name: "http", containerPort: proxyPort)]
         proxy.resources = spec.proxy?.resources
         proxy.volumeMounts = secretMounts.isEmpty ? nil : secretMounts
-        proxy.readinessProbe = .http(path: "/_ready", port: .string("http"), period: 2, failureThreshold: 2)
-        proxy.livenessProbe = .http(path: "/_health", port: .string("http"), period: 10, failureThreshold: 3)
+        proxy.readinessProbe = .http(path: ProbePath.ready, port: .string("http"), period: 2, failureThreshold: 2)
+        proxy.livenessProbe = .http(path: ProbePath.health, port: .string("http"), period: 10, failureThreshold: 3)
         proxy.securityContext = restrictedContainer
         proxy.lifecycle = drainBeforeStop
 
         var pod = podSpecCommon(model, spec)
         pod.containers = [proxy]
         pod.volumes = secretVolumes.isEmpty ? nil : secretVolumes
-        pod.terminationGracePeriodSeconds = 30
+        // The preStop wait, the proxy's own shutdown limit, and a margin before SIGKILL.
+        pod.terminationGracePeriodSeconds = Int64(ShutdownBudget.servingPodGracePeriodSeconds)
 
         var template = PodTemplateSpec()
         template.metadata = ObjectMeta(labels: model.labels(component: "proxy"))

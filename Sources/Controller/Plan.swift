@@ -1,45 +1,77 @@
 import FpindexAPI
 import JetStream
 import Kubernetes
+import ReplicaConsumer
 
-/// One change the reconciler makes. `plan` decides them (pure), `apply` carries them out.
+/// One change the reconciler makes, carrying everything needed to make it: `plan` decides
+/// (pure), `apply` only carries out, with no decision of its own.
 public enum Action: Sendable, Equatable {
     case addFinalizer
     /// Deletes the replicas' consumers and, with `deleteStream`, the stream: the finalizer's work.
     case cleanUpJetStream(consumers: [String], deleteStream: Bool)
-    case removeFinalizer(reason: String)
-    case ensureStream
-    case createConsumer(String)
-    /// Updatable fields (ack wait, max ack pending) differ: update in place.
-    case updateConsumer(String)
-    /// Fields JetStream cannot update (filter, ack policy) differ: recreate from the ack floor.
-    case recreateConsumer(String, resumeAfter: UInt64, fields: [String])
+    case removeFinalizer(FinalizerRelease)
+    /// Creates the stream (`exists` false) or updates it to `settings`.
+    case ensureStream(StreamSettings, exists: Bool)
+    case createConsumer(ConsumerConfig)
+    /// Updatable fields (ack wait, max ack pending) differ: `config` is the consumer with them repaired.
+    case updateConsumer(ConsumerConfig, fields: [String])
+    /// Fields JetStream cannot update (filter, ack policy) differ: recreate as `config`, which
+    /// delivers from just after the old consumer's ack floor `resumeAfter`.
+    case recreateConsumer(ConsumerConfig, resumeAfter: UInt64, fields: [String])
     case deleteConsumer(String)
-    case createChild(ChildRole)
-    case patchChild(ChildRole)
+    /// Creates a child from its encoded object.
+    case createChild(ChildRole, object: JSONValue)
+    /// Merge-patches a child with its wanted fields; `scale` when its replica count changes.
+    case patchChild(ChildRole, patch: JSONValue, scale: ReplicaChange?)
+}
+
+/// Why the finalizer is released, which the cluster's Event says.
+public enum FinalizerRelease: Sendable, Equatable {
+    /// The consumers (and the stream, under `deletionPolicy: Delete`) are gone.
+    case jetStreamReleased
+    /// NATS stayed unreachable past the bound: deletion goes on, JetStream resources stay behind.
+    case natsUnreachable
+
+    public var note: String {
+        switch self {
+        case .jetStreamReleased: "JetStream resources released"
+        case .natsUnreachable: "NATS unreachable for too long; JetStream resources left behind"
+        }
+    }
+}
+
+/// A workload's replica count going from one value to another.
+public struct ReplicaChange: Sendable, Equatable {
+    public var from: Int
+    public var to: Int
+}
+
+extension Action: CustomStringConvertible {
+    /// One line for logs and tests: what is done to what, without the objects' contents.
+    public var description: String {
+        switch self {
+        case .addFinalizer: "addFinalizer"
+        case .cleanUpJetStream(let consumers, let deleteStream):
+            "cleanUpJetStream(\(consumers.joined(separator: ",")), deleteStream: \(deleteStream))"
+        case .removeFinalizer(let release): "removeFinalizer(\(release))"
+        case .ensureStream(let settings, let exists): "\(exists ? "updateStream" : "createStream")(\(settings.name))"
+        case .createConsumer(let config): "createConsumer(\(config.durableName))"
+        case .updateConsumer(let config, let fields): "updateConsumer(\(config.durableName), \(fields.joined(separator: ",")))"
+        case .recreateConsumer(let config, let resumeAfter, let fields):
+            "recreateConsumer(\(config.durableName), after: \(resumeAfter), \(fields.joined(separator: ",")))"
+        case .deleteConsumer(let name): "deleteConsumer(\(name))"
+        case .createChild(let role, _): "createChild(\(role.rawValue))"
+        case .patchChild(let role, _, let scale):
+            "patchChild(\(role.rawValue)\(scale.map { ", replicas \($0.from) -> \($0.to)" } ?? ""))"
+        }
+    }
 }
 
 /// Decides what to change. Pure: everything it needs is in its arguments.
 public enum Planner {
-    /// The consumer the updater of `name` expects.
-    public static func consumerConfig(_ model: ClusterModel, name: String) -> ConsumerConfig {
-        ConsumerConfig(
-            durableName: name, filterSubject: StreamSubjects(prefix: model.subjectPrefix).all, batch: model.batchSize)
-    }
-
-    /// Fields of an existing consumer that differ from what the updater needs; `immutable`
-    /// ones need a new consumer.
-    public static func consumerDrift(_ existing: ConsumerConfig, wanted: ConsumerConfig) -> (
-        updatable: [String], immutable: [String]
-    ) {
-        var updatable: [String] = []
-        var immutable: [String] = []
-        if existing.filterSubject != wanted.filterSubject { immutable.append("filter_subject") }
-        if existing.ackPolicy != wanted.ackPolicy { immutable.append("ack_policy") }
-        if existing.maxAckPending < wanted.maxAckPending { updatable.append("max_ack_pending") }
-        if existing.ackWait != wanted.ackWait { updatable.append("ack_wait") }
-        if existing.maxDeliver != wanted.maxDeliver { updatable.append("max_deliver") }
-        return (updatable, immutable)
+    /// The consumer the updater of replica `name` expects.
+    public static func consumerConfig(_ model: ClusterModel, name: String, startSequence: UInt64? = nil) -> ConsumerConfig {
+        ReplicaConsumer.config(name: name, subjectPrefix: model.subjectPrefix, batch: model.batchSize, startSequence: startSequence)
     }
 
     /// - Parameters:
@@ -58,14 +90,10 @@ public enum Planner {
             case .seen(let stream, let consumers):
                 let ours = consumers.keys.filter { model.ordinal(of: $0) != nil }.sorted()
                 let deleteStream = model.deletionPolicy == .delete && stream != nil
-                if ours.isEmpty && !deleteStream { return [.removeFinalizer(reason: "JetStream resources released")] }
-                return [
-                    .cleanUpJetStream(consumers: ours, deleteStream: deleteStream),
-                    .removeFinalizer(reason: "JetStream resources released"),
-                ]
+                if ours.isEmpty && !deleteStream { return [.removeFinalizer(.jetStreamReleased)] }
+                return [.cleanUpJetStream(consumers: ours, deleteStream: deleteStream), .removeFinalizer(.jetStreamReleased)]
             case .unavailable:
-                return finalizerExpired
-                    ? [.removeFinalizer(reason: "NATS unreachable for too long; JetStream resources left behind")] : []
+                return finalizerExpired ? [.removeFinalizer(.natsUnreachable)] : []
             }
         }
         if model.paused { return [] }
@@ -77,20 +105,25 @@ public enum Planner {
         // starts without its consumer.
         if case .seen(let stream, let consumers) = observed.jetStream {
             if let stream {
-                if !StreamConfig(desired.stream).differences(from: stream.config).isEmpty { actions.append(.ensureStream) }
+                if !StreamConfig(desired.stream).differences(from: stream.config).isEmpty {
+                    actions.append(.ensureStream(desired.stream, exists: true))
+                }
             } else {
-                actions.append(.ensureStream)
+                actions.append(.ensureStream(desired.stream, exists: false))
             }
             for name in desired.consumers {
+                let wanted = consumerConfig(model, name: name)
                 guard let existing = consumers[name] else {
-                    actions.append(.createConsumer(name))
+                    actions.append(.createConsumer(wanted))
                     continue
                 }
-                let drift = consumerDrift(existing.config, wanted: consumerConfig(model, name: name))
+                let drift = ReplicaConsumer.drift(existing.config, wanted: wanted)
                 if !drift.immutable.isEmpty {
-                    actions.append(.recreateConsumer(name, resumeAfter: existing.ackFloor.streamSeq, fields: drift.immutable))
+                    let resumeAfter = existing.ackFloor.streamSeq
+                    let replacement = consumerConfig(model, name: name, startSequence: resumeAfter > 0 ? resumeAfter + 1 : nil)
+                    actions.append(.recreateConsumer(replacement, resumeAfter: resumeAfter, fields: drift.immutable))
                 } else if !drift.updatable.isEmpty {
-                    actions.append(.updateConsumer(name))
+                    actions.append(.updateConsumer(ReplicaConsumer.repaired(existing.config, wanted: wanted), fields: drift.updatable))
                 }
             }
         }
@@ -107,9 +140,14 @@ public enum Planner {
                 guard let current, current >= model.replicas else { continue }
             }
             if let current = observed.children[role] {
-                if !wanted.isSubset(of: current) { actions.append(.patchChild(role)) }
+                guard !wanted.isSubset(of: current) else { continue }
+                var scale: ReplicaChange?
+                if let from = current[path: ["spec", "replicas"]]?.int, let to = wanted[path: ["spec", "replicas"]]?.int, from != to {
+                    scale = ReplicaChange(from: from, to: to)
+                }
+                actions.append(.patchChild(role, patch: wanted, scale: scale))
             } else {
-                actions.append(.createChild(role))
+                actions.append(.createChild(role, object: wanted))
             }
         }
 

@@ -74,7 +74,7 @@ public final class Reconciler: Sendable {
         if settings.dryRun {
             for action in actions { logger.info("dry run: would \(action)", metadata: ["cluster": "\(namespace)/\(name)"]) }
         } else {
-            outcome = try await apply(actions, model: model, desired: desired, observed: observed)
+            outcome = try await apply(actions, model: model, observed: observed)
         }
         if !problems.isEmpty {
             await events.record(
@@ -158,9 +158,9 @@ public final class Reconciler: Sendable {
 
     // MARK: Apply
 
-    func apply(_ actions: [Action], model: ClusterModel, desired: DesiredChildren?, observed: Observed) async throws
-        -> ApplyOutcome
-    {
+    /// Carries out the plan's actions in order. No decisions here: each action says what to
+    /// write; this only writes it, records its Event, and notes what went wrong.
+    func apply(_ actions: [Action], model: ClusterModel, observed: Observed) async throws -> ApplyOutcome {
         var outcome = ApplyOutcome()
         let cluster = "\(model.namespace)/\(model.name)"
         for role in observed.foreign.sorted(by: { $0.rawValue < $1.rawValue }) {
@@ -171,112 +171,20 @@ public final class Reconciler: Sendable {
         for action in actions {
             do {
                 switch action {
-                case .addFinalizer:
-                    try await addFinalizer(observed.cluster)
-                case .removeFinalizer(let reason):
-                    try await removeFinalizer(observed.cluster)
-                    let expired = reason.contains("unreachable")
-                    await events.record(
-                        expired ? .warning : .normal, reason: expired ? "FinalizerReleased" : "Finalized",
-                        action: "Delete", note: reason, regarding: model)
+                case .addFinalizer: try await addFinalizer(observed.cluster)
+                case .removeFinalizer(let release): try await removeFinalizer(observed.cluster, release, model: model)
                 case .cleanUpJetStream(let consumers, let deleteStream):
-                    let client = try await nats.client(for: model)
-                    for name in consumers { try await client.deleteConsumer(stream: model.streamName, name: name) }
-                    if deleteStream { try await client.deleteStream(model.streamName) }
-                    await events.record(
-                        .normal, reason: "JetStreamReleased", action: "Delete",
-                        note: "deleted \(consumers.count) consumer(s)"
-                            + (deleteStream ? " and stream \(model.streamName)" : "; stream \(model.streamName) retained"),
-                        regarding: model)
-                case .ensureStream:
-                    guard let desired else { continue }
-                    let client = try await nats.client(for: model)
-                    do {
-                        // The plan came from this observation: no need to ask JetStream again.
-                        var existed = false
-                        if case .seen(let stream, _) = observed.jetStream { existed = stream != nil }
-                        try await client.ensureStream(desired.stream)
-                        outcome.changed = true
-                        await events.record(
-                            .normal, reason: existed ? "StreamUpdated" : "StreamCreated", action: "Reconcile",
-                            note: "stream \(model.streamName) (\(desired.stream.subjectPrefix).>, \(desired.stream.replicas) replica(s))",
-                            regarding: model)
-                    } catch let error as JetStreamError {
-                        guard case .configurationMismatch = error.kind else { throw error }
-                        outcome.streamError = error.message
-                        await events.record(
-                            .warning, reason: "StreamConfigRejected", action: "Reconcile", note: error.message,
-                            regarding: model)
-                    }
-                case .createConsumer(let name):
-                    let client = try await nats.client(for: model)
-                    _ = try await client.createConsumer(
-                        stream: model.streamName, config: Planner.consumerConfig(model, name: name))
-                    outcome.changed = true
-                    await events.record(
-                        .normal, reason: "ConsumerCreated", action: "Reconcile", note: "consumer \(name)",
-                        regarding: model)
-                case .updateConsumer(let name):
-                    let client = try await nats.client(for: model)
-                    guard case .seen(_, let consumers) = observed.jetStream, var config = consumers[name]?.config
-                    else { continue }
-                    let wanted = Planner.consumerConfig(model, name: name)
-                    config.maxAckPending = wanted.maxAckPending
-                    config.ackWait = wanted.ackWait
-                    config.maxDeliver = wanted.maxDeliver
-                    _ = try await client.createConsumer(stream: model.streamName, config: config)
-                    outcome.changed = true
-                    await events.record(
-                        .normal, reason: "ConsumerUpdated", action: "Reconcile", note: "consumer \(name) repaired",
-                        regarding: model)
-                case .recreateConsumer(let name, let resumeAfter, let fields):
-                    let client = try await nats.client(for: model)
-                    try await client.deleteConsumer(stream: model.streamName, name: name)
-                    var config = Planner.consumerConfig(model, name: name)
-                    config = ConsumerConfig(
-                        durableName: name, filterSubject: config.filterSubject,
-                        startSequence: resumeAfter > 0 ? resumeAfter + 1 : nil, batch: model.batchSize)
-                    _ = try await client.createConsumer(stream: model.streamName, config: config)
-                    outcome.changed = true
-                    await events.record(
-                        .warning, reason: "ConsumerReset", action: "Reconcile",
-                        note:
-                            "consumer \(name) had \(fields.joined(separator: ", ")) JetStream cannot change; recreated from sequence \(resumeAfter + 1)",
-                        regarding: model)
-                case .deleteConsumer(let name):
-                    let client = try await nats.client(for: model)
-                    try await client.deleteConsumer(stream: model.streamName, name: name)
-                    outcome.changed = true
-                    await events.record(
-                        .normal, reason: "ConsumerDeleted", action: "Scale",
-                        note: "consumer \(name) of a scaled-away replica", regarding: model)
-                case .createChild(let role):
-                    guard let desired else { continue }
-                    _ = try await kubernetes.create(
-                        role.resourceType, namespace: model.namespace, body: try role.desired(desired),
-                        fieldManager: settings.fieldManager, as: DynamicObject.self)
-                    outcome.changed = true
-                    await events.record(
-                        .normal, reason: "Created", action: "Create",
-                        note: "\(role.resourceType.kind) \(role.name(model))", regarding: model)
-                case .patchChild(let role):
-                    guard let desired else { continue }
-                    let wanted = try role.desired(desired)
-                    _ = try await kubernetes.patch(
-                        role.resourceType, namespace: model.namespace, name: role.name(model), patch: .merge(wanted),
-                        fieldManager: settings.fieldManager, as: DynamicObject.self)
-                    outcome.changed = true
-                    let before = observed.children[role]?[path: ["spec", "replicas"]]?.int
-                    let after = wanted[path: ["spec", "replicas"]]?.int
-                    if role == .statefulSet, let before, let after, before != after {
-                        await events.record(
-                            .normal, reason: "Scaled", action: "Scale",
-                            note: "index replicas \(before) -> \(after)", regarding: model)
-                    } else {
-                        await events.record(
-                            .normal, reason: "Updated", action: "Update",
-                            note: "\(role.resourceType.kind) \(role.name(model))", regarding: model)
-                    }
+                    try await cleanUpJetStream(consumers: consumers, deleteStream: deleteStream, model: model)
+                case .ensureStream(let settings, let exists):
+                    try await ensureStream(settings, exists: exists, model: model, outcome: &outcome)
+                case .createConsumer(let config): try await createConsumer(config, model: model, outcome: &outcome)
+                case .updateConsumer(let config, _): try await updateConsumer(config, model: model, outcome: &outcome)
+                case .recreateConsumer(let config, let resumeAfter, let fields):
+                    try await recreateConsumer(config, resumeAfter: resumeAfter, fields: fields, model: model, outcome: &outcome)
+                case .deleteConsumer(let name): try await deleteConsumer(name, model: model, outcome: &outcome)
+                case .createChild(let role, let object): try await createChild(role, object, model: model, outcome: &outcome)
+                case .patchChild(let role, let patch, let scale):
+                    try await patchChild(role, patch, scale: scale, model: model, outcome: &outcome)
                 }
             } catch let error as KubernetesError where error.reason == .conflict {
                 throw error  // Someone else wrote first: re-read and decide again.
@@ -297,6 +205,95 @@ public final class Reconciler: Sendable {
         return outcome
     }
 
+    func cleanUpJetStream(consumers: [String], deleteStream: Bool, model: ClusterModel) async throws {
+        let client = try await nats.client(for: model)
+        for name in consumers { try await client.deleteConsumer(stream: model.streamName, name: name) }
+        if deleteStream { try await client.deleteStream(model.streamName) }
+        await events.record(
+            .normal, reason: "JetStreamReleased", action: "Delete",
+            note: "deleted \(consumers.count) consumer(s)"
+                + (deleteStream ? " and stream \(model.streamName)" : "; stream \(model.streamName) retained"),
+            regarding: model)
+    }
+
+    /// A stream whose configuration JetStream refuses to change is reported in the status, not retried.
+    func ensureStream(_ settings: StreamSettings, exists: Bool, model: ClusterModel, outcome: inout ApplyOutcome) async throws {
+        let client = try await nats.client(for: model)
+        do {
+            try await client.ensureStream(settings)
+            outcome.changed = true
+            await events.record(
+                .normal, reason: exists ? "StreamUpdated" : "StreamCreated", action: "Reconcile",
+                note: "stream \(settings.name) (\(settings.subjectPrefix).>, \(settings.replicas) replica(s))", regarding: model)
+        } catch let error as JetStreamError {
+            guard case .configurationMismatch = error.kind else { throw error }
+            outcome.streamError = error.message
+            await events.record(.warning, reason: "StreamConfigRejected", action: "Reconcile", note: error.message, regarding: model)
+        }
+    }
+
+    func createConsumer(_ config: ConsumerConfig, model: ClusterModel, outcome: inout ApplyOutcome) async throws {
+        _ = try await nats.client(for: model).createConsumer(stream: model.streamName, config: config)
+        outcome.changed = true
+        await events.record(
+            .normal, reason: "ConsumerCreated", action: "Reconcile", note: "consumer \(config.durableName)", regarding: model)
+    }
+
+    func updateConsumer(_ config: ConsumerConfig, model: ClusterModel, outcome: inout ApplyOutcome) async throws {
+        _ = try await nats.client(for: model).createConsumer(stream: model.streamName, config: config)
+        outcome.changed = true
+        await events.record(
+            .normal, reason: "ConsumerUpdated", action: "Reconcile", note: "consumer \(config.durableName) repaired",
+            regarding: model)
+    }
+
+    func recreateConsumer(
+        _ config: ConsumerConfig, resumeAfter: UInt64, fields: [String], model: ClusterModel, outcome: inout ApplyOutcome
+    ) async throws {
+        let client = try await nats.client(for: model)
+        try await client.deleteConsumer(stream: model.streamName, name: config.durableName)
+        _ = try await client.createConsumer(stream: model.streamName, config: config)
+        outcome.changed = true
+        await events.record(
+            .warning, reason: "ConsumerReset", action: "Reconcile",
+            note:
+                "consumer \(config.durableName) had \(fields.joined(separator: ", ")) JetStream cannot change; recreated from sequence \(resumeAfter + 1)",
+            regarding: model)
+    }
+
+    func deleteConsumer(_ name: String, model: ClusterModel, outcome: inout ApplyOutcome) async throws {
+        try await nats.client(for: model).deleteConsumer(stream: model.streamName, name: name)
+        outcome.changed = true
+        await events.record(
+            .normal, reason: "ConsumerDeleted", action: "Scale", note: "consumer \(name) of a scaled-away replica", regarding: model)
+    }
+
+    func createChild(_ role: ChildRole, _ object: JSONValue, model: ClusterModel, outcome: inout ApplyOutcome) async throws {
+        _ = try await kubernetes.create(
+            role.resourceType, namespace: model.namespace, body: object, fieldManager: settings.fieldManager,
+            as: DynamicObject.self)
+        outcome.changed = true
+        await events.record(
+            .normal, reason: "Created", action: "Create", note: "\(role.resourceType.kind) \(role.name(model))", regarding: model)
+    }
+
+    func patchChild(_ role: ChildRole, _ patch: JSONValue, scale: ReplicaChange?, model: ClusterModel, outcome: inout ApplyOutcome)
+        async throws
+    {
+        _ = try await kubernetes.patch(
+            role.resourceType, namespace: model.namespace, name: role.name(model), patch: .merge(patch),
+            fieldManager: settings.fieldManager, as: DynamicObject.self)
+        outcome.changed = true
+        if role == .statefulSet, let scale {
+            await events.record(
+                .normal, reason: "Scaled", action: "Scale", note: "index replicas \(scale.from) -> \(scale.to)", regarding: model)
+        } else {
+            await events.record(
+                .normal, reason: "Updated", action: "Update", note: "\(role.resourceType.kind) \(role.name(model))",
+                regarding: model)
+        }
+    }
+
     func addFinalizer(_ cluster: FpindexCluster) async throws {
         guard let name = cluster.metadata.name else { return }
         var operations = [
@@ -310,6 +307,16 @@ public final class Reconciler: Sendable {
         _ = try await kubernetes.patch(
             FpindexCluster.self, namespace: cluster.metadata.namespace, name: name, patch: .json(operations),
             fieldManager: settings.fieldManager)
+    }
+
+    func removeFinalizer(_ cluster: FpindexCluster, _ release: FinalizerRelease, model: ClusterModel) async throws {
+        try await removeFinalizer(cluster)
+        switch release {
+        case .jetStreamReleased:
+            await events.record(.normal, reason: "Finalized", action: "Delete", note: release.note, regarding: model)
+        case .natsUnreachable:
+            await events.record(.warning, reason: "FinalizerReleased", action: "Delete", note: release.note, regarding: model)
+        }
     }
 
     func removeFinalizer(_ cluster: FpindexCluster) async throws {

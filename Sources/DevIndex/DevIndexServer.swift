@@ -46,7 +46,7 @@ public func buildDevIndexApplication(
     )
 }
 
-/// Answers every route of fpindex-api.md from an `IndexStore`.
+/// Answers every route of docs/fpindex-api.md from an `IndexStore`.
 struct DevIndexResponder: HTTPResponder {
     typealias Context = BasicRequestContext
 

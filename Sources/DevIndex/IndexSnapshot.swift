@@ -60,7 +60,7 @@ struct IndexSnapshot: Sendable {
         return IndexStats(minDocId: minId, maxDocId: maxId, numSegments: UInt64(max(segments.count, 1)), numDocs: UInt32(clamping: segmentDocCount))
     }
 
-    /// Scores fingerprints against a query, following fpindex-api.md's search rules.
+    /// Scores fingerprints against a query, following docs/fpindex-api.md's search rules.
     ///
     /// - Parameter deadline: the instant after which the search fails with `SearchTimeout`.
     func search(_ request: SearchRequest, deadline: ContinuousClock.Instant?) throws(FpindexError) -> [SearchResult] {

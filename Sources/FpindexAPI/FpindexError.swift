@@ -3,7 +3,7 @@
 /// Every layer throws these; only the HTTP edge turns them into a reply body
 /// (`{"error":"Name"}` or `{"e":"Name"}`). `detail` is for logs and never sent to clients.
 public struct FpindexError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// The error names of `fpindex-api.md`, plus the ones this project adds in the same shape.
+    /// The error names of `docs/fpindex-api.md`, plus the ones this project adds in the same shape.
     public enum Name: String, Sendable, CaseIterable {
         case badRequest = "BadRequest"
         case invalidFingerprintId = "InvalidFingerprintId"
@@ -49,10 +49,20 @@ public struct FpindexError: Error, Sendable, Equatable, CustomStringConvertible 
     public var name: Name
     /// Why, for logs. Never part of a reply.
     public var detail: String
+    /// The methods the route takes, for a `MethodNotAllowed` reply's `Allow` header.
+    public var allowedMethods: [String]
 
     public init(_ name: Name, _ detail: String = "") {
         self.name = name
         self.detail = detail
+        self.allowedMethods = []
+    }
+
+    /// `MethodNotAllowed` for a route that takes `allowed`.
+    public static func methodNotAllowed(_ method: String, allowed: [String]) -> FpindexError {
+        var error = FpindexError(.methodNotAllowed, "\(method) not allowed; allowed: \(allowed.joined(separator: ", "))")
+        error.allowedMethods = allowed
+        return error
     }
 
     public var status: Int { name.status }

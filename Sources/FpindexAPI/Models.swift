@@ -1,4 +1,4 @@
-// The request and reply bodies of fpindex-api.md. Each type decodes and encodes itself
+// The request and reply bodies of docs/fpindex-api.md. Each type decodes and encodes itself
 // once, generically, for both JSON and MessagePack.
 
 /// `POST /:index/_search` request.

@@ -1,4 +1,4 @@
-/// The JetStream subject scheme of design.md section 3.
+/// The JetStream subject scheme of docs/design.md (section 4).
 ///
 /// | Subject | Record |
 /// |---|---|
@@ -323,7 +323,7 @@ public struct MetadataRecord: Sendable, Equatable, WireCodable {
 /// Metadata keys the cluster keeps for itself; clients cannot write them.
 public enum ReservedMetadata {
     public static let prefix = "fpindex-cluster."
-    /// The last stream sequence applied to an index (design.md section 4).
+    /// The last stream sequence applied to an index (docs/design.md, section 5).
     public static let sequenceKey = "fpindex-cluster.seq"
     /// The identity of the stream the index was fed from (name + creation time).
     public static let streamKey = "fpindex-cluster.stream"

@@ -33,7 +33,7 @@ public enum FpindexNames {
     }
 }
 
-/// Content negotiation of `fpindex-api.md`.
+/// Content negotiation of `docs/fpindex-api.md`.
 public enum ContentNegotiation {
     /// The format of a request body.
     ///

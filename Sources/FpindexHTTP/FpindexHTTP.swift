@@ -95,8 +95,8 @@ public enum FpindexHTTP {
         let replyFormat: WireFormat = error.name == .unsupportedMediaType ? .json : format
         var response = response(
             ErrorResponse(error), format: replyFormat, status: HTTPResponse.Status(code: error.status), head: head)
-        if error.name == .methodNotAllowed, !error.detail.isEmpty {
-            response.headers[.allow] = error.detail
+        if error.name == .methodNotAllowed, !error.allowedMethods.isEmpty {
+            response.headers[.allow] = error.allowedMethods.joined(separator: ", ")
         }
         return response
     }
@@ -119,13 +119,13 @@ public enum FpindexHTTP {
     }
 
     /// Resolves the route of a request, or throws `NotFound` / `MethodNotAllowed`
-    /// (with the allowed methods as the error's detail, for the `Allow` header).
+    /// (with the methods the route takes, for the `Allow` header).
     public static func route(_ request: Request) throws(FpindexError) -> FpindexRoute {
         guard let route = FpindexRoute.match(path: request.uri.path) else {
             throw FpindexError(.notFound, "no route for \(request.uri.path.prefix(200))")
         }
         guard route.allowedMethods.contains(request.method) else {
-            throw FpindexError(.methodNotAllowed, route.allowedMethods.map(\.rawValue).joined(separator: ", "))
+            throw FpindexError.methodNotAllowed(request.method.rawValue, allowed: route.allowedMethods.map(\.rawValue))
         }
         return route
     }

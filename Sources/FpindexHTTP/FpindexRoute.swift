@@ -1,7 +1,7 @@
 import FpindexAPI
 import HTTPTypes
 
-/// The routes of fpindex-api.md, matched from a request path, with the methods each allows.
+/// The routes of docs/fpindex-api.md, matched from a request path, with the methods each allows.
 public enum FpindexRoute: Sendable, Equatable {
     case health
     case metrics

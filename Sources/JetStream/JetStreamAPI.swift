@@ -85,7 +85,7 @@ public struct StreamConfig: Codable, Sendable, Equatable {
         description = try c.decodeIfPresent(String.self, forKey: .description)
     }
 
-    /// The configuration design.md section 3 asks for.
+    /// The configuration docs/design.md (section 4) describes.
     public init(_ settings: StreamSettings) {
         name = settings.name
         subjects = ["\(settings.subjectPrefix).>"]

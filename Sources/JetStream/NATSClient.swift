@@ -316,12 +316,16 @@ public final class NATSClient: @unchecked Sendable {
     }
 
     /// Publishes on core NATS (not stored by JetStream), e.g. progress notices.
-    public func publishCore(subject: String, payload: [UInt8]) throws {
-        let status = payload.withUnsafeBytes { bytes in
-            natsConnection_Publish(connection, subject, bytes.baseAddress, Int32(bytes.count))
-        }
-        guard status == NATS_OK else {
-            throw JetStreamError(.unavailable, statusText(status), subject: subject)
+    public func publishCore(subject: String, payload: [UInt8]) async throws {
+        // On the thread pool like every other cnats call: a publish can block while cnats
+        // flushes a full buffer to a slow or stalled server, and must not hold a cooperative thread.
+        try await threadPool.runIfActive { [self] in
+            let status = payload.withUnsafeBytes { bytes in
+                natsConnection_Publish(connection, subject, bytes.baseAddress, Int32(bytes.count))
+            }
+            guard status == NATS_OK else {
+                throw JetStreamError(.unavailable, statusText(status), subject: subject)
+            }
         }
     }
 }

@@ -71,7 +71,7 @@ public struct NATSConfiguration: Sendable {
     }
 }
 
-/// The stream of design.md section 3, as this project wants it.
+/// The stream of docs/design.md (section 4), as this project wants it.
 public struct StreamSettings: Sendable, Equatable {
     /// Stream name (default `fpindex`).
     public var name: String

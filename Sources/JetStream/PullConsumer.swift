@@ -12,7 +12,7 @@ import Synchronization
     import Foundation
 #endif
 
-/// A durable pull consumer's configuration, as this project creates it (explicit, never defaults).
+/// A durable pull consumer's configuration, every field explicit (no server defaults).
 public struct ConsumerConfig: Codable, Sendable, Equatable {
     public var durableName: String
     public var description: String?
@@ -23,8 +23,7 @@ public struct ConsumerConfig: Codable, Sendable, Equatable {
     public var ackPolicy: String
     /// Nanoseconds a delivered message may stay unacknowledged before redelivery.
     public var ackWait: Int64
-    /// Room for the batches a replica has delivered but not yet acknowledged, or fetches come
-    /// back short (the server default is 1000).
+    /// Messages delivered and not yet acknowledged before deliveries pause.
     public var maxAckPending: Int
     public var maxDeliver: Int
     public var filterSubject: String?
@@ -46,18 +45,21 @@ public struct ConsumerConfig: Codable, Sendable, Equatable {
         case maxBatch = "max_batch"
     }
 
-    /// A durable pull consumer delivering from `startSequence` (from the start when nil), acked in batches.
-    public init(durableName: String, filterSubject: String?, startSequence: UInt64? = nil, batch: Int, ackWait: Duration = .seconds(60)) {
+    /// A durable pull consumer delivering from `startSequence` (from the start when nil), with
+    /// instant replay. Every other setting is the caller's: this wrapper knows nothing of how
+    /// the consumer is used (a replica's shape is `ReplicaConsumer`'s).
+    public init(
+        durableName: String, description: String? = nil, filterSubject: String?, startSequence: UInt64? = nil,
+        ackPolicy: String, ackWait: Duration, maxAckPending: Int, maxDeliver: Int = -1
+    ) {
         self.durableName = durableName
-        self.description = "fpindex-cluster replica consumer"
+        self.description = description
         self.deliverPolicy = startSequence == nil ? "all" : "by_start_sequence"
         self.optStartSeq = startSequence
-        self.ackPolicy = "all"
-        self.ackWait = Int64(ackWait.components.seconds) * 1_000_000_000
-        // The updater holds up to three batches unacknowledged (one applied whose ack is on its
-        // way, one being applied, one fetched ahead), plus one of slack.
-        self.maxAckPending = max(batch * 4, 1000)
-        self.maxDeliver = -1
+        self.ackPolicy = ackPolicy
+        self.ackWait = ackWait.components.seconds * 1_000_000_000 + ackWait.components.attoseconds / 1_000_000_000
+        self.maxAckPending = maxAckPending
+        self.maxDeliver = maxDeliver
         self.filterSubject = filterSubject
         self.replayPolicy = "instant"
         self.maxBatch = nil
@@ -244,14 +246,18 @@ public final class PullConsumer: @unchecked Sendable {
 /// are freed at once and only their reply subjects kept, enough to hand a message back or
 /// mark it in progress. A cnats message holds its subject, reply and payload again: keeping
 /// them all doubled a batch's memory.
-public final class FetchedBatch: @unchecked Sendable {
+///
+/// Sendable by construction: everything is immutable but the acknowledgement, which sits behind
+/// a lock and is taken out at most once (`detachAcknowledgement`), so two tasks can never both
+/// send or free it.
+public final class FetchedBatch: Sendable {
     public let messages: [DeliveredMessage]
     /// Every message's reply (ack) subject, NUL-terminated, one after the other.
     private let replySubjects: [CChar]
     /// Where each message's reply subject starts in `replySubjects`.
     private let replyStarts: [Int]
-    /// The last message, until its acknowledgement is sent or detached.
-    private var lastMessage: OpaquePointer?
+    /// The acknowledgement (the last message), until it is detached.
+    private let acknowledgement: Mutex<BatchAcknowledgement?>
 
     init(list: natsMsgList) {
         var list = list
@@ -281,18 +287,16 @@ public final class FetchedBatch: @unchecked Sendable {
             messages.append(
                 DeliveredMessage(subject: String(cString: natsMsg_GetSubject(message)), streamSequence: sequence, payload: payload))
         }
-        if list.Count > 0 {
-            lastMessage = list.Msgs[Int(list.Count) - 1]
+        var acknowledgement: BatchAcknowledgement?
+        if list.Count > 0, let last = list.Msgs[Int(list.Count) - 1] {
+            acknowledgement = BatchAcknowledgement(message: last)
             list.Msgs[Int(list.Count) - 1] = nil
         }
         natsMsgList_Destroy(&list)
+        self.acknowledgement = Mutex(acknowledgement)
         self.messages = messages
         self.replySubjects = replySubjects
         self.replyStarts = replyStarts
-    }
-
-    deinit {
-        if let lastMessage { natsMsg_Destroy(lastMessage) }
     }
 
     /// The stream sequence in a JetStream ack subject, read in place (cnats's metadata parser
@@ -339,14 +343,8 @@ public final class FetchedBatch: @unchecked Sendable {
     /// Acknowledges the whole batch (ack policy `all`: the last message covers the earlier ones)
     /// and waits for the server to confirm, so it is a checkpoint.
     public func acknowledgeAll(using client: NATSClient) async throws {
-        guard lastMessage != nil else { return }
-        try await client.threadPool.runIfActive { [self] in
-            var errorCode = jsErrCode(0)
-            let status = natsMsg_AckSync(lastMessage, nil, &errorCode)
-            guard status == NATS_OK else {
-                throw JetStreamError(.unavailable, "ack failed: \(statusText(status)) (\(errorCode.rawValue))")
-            }
-        }
+        guard let acknowledgement = acknowledgement.withLock({ $0 }) else { return }
+        try await acknowledgement.send(using: client)
     }
 
     /// Hands the batch back: the server redelivers it at once instead of after the ack wait.
@@ -358,9 +356,7 @@ public final class FetchedBatch: @unchecked Sendable {
     /// all), so the rest of the batch can be freed before the acknowledgement is sent. The batch
     /// can then no longer be acknowledged.
     public func detachAcknowledgement() -> BatchAcknowledgement? {
-        guard let last = lastMessage else { return nil }
-        lastMessage = nil
-        return BatchAcknowledgement(message: last)
+        acknowledgement.withLock { $0.take() }
     }
 
     /// Tells the server the batch is still being worked on, so it is not redelivered yet.
@@ -384,7 +380,8 @@ public final class FetchedBatch: @unchecked Sendable {
 }
 
 /// The acknowledgement of an applied batch (ack policy `all`: its last message), owning that
-/// message until it is sent.
+/// message until it is freed. Immutable: the message is only read (by cnats, on the thread
+/// pool) and freed once, when the last reference goes.
 public final class BatchAcknowledgement: @unchecked Sendable {
     private let message: OpaquePointer
 

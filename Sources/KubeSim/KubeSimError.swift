@@ -104,3 +104,12 @@ public struct KubeSimError: Error, Sendable, CustomStringConvertible {
         KubeSimError(code: 404, reason: "NotFound", message: "the server could not find the requested resource")
     }
 }
+
+/// kubesim cannot start as configured (an unreadable image map, a missing host tool): an
+/// operator's mistake reported at start-up, never an API answer.
+public struct KubeSimSetupError: Error, CustomStringConvertible, Equatable {
+    public var message: String
+    public var description: String { message }
+
+    init(_ message: String) { self.message = message }
+}

@@ -96,7 +96,7 @@ public final class KubeSimEmulator: Sendable {
             configuration.workloadControllers
             ? WorkloadControllers(store: store, readiness: configuration.podReadiness, volumeRoot: volumeRoot, logger: logger) : nil
         if let nodeConfiguration = configuration.node {
-            if let problem = nodeConfiguration.problem { throw KubeSimError.badRequest(problem) }
+            if let problem = nodeConfiguration.problem { throw KubeSimSetupError(problem) }
             let logs = PodLogs()
             let tools = try NodeTools.locate()
             let context = NodeContext(

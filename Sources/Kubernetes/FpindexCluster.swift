@@ -1,4 +1,4 @@
-/// The `FpindexCluster` custom resource (`fpindex.acoustid.org/v1alpha1`), see design.md
+/// The `FpindexCluster` custom resource (`fpindex.acoustid.org/v1alpha1`), see docs/design.md (section 7)
 /// section 6 and `crds/fpindexclusters.yaml` (the schema, defaults and descriptions).
 public struct FpindexCluster: KubernetesObject, Equatable {
     public static let resourceType = ResourceType.fpindexClusters

@@ -3,8 +3,10 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 
-/// Builds the proxy's HTTP application and the services it runs with, in dependency order:
-/// the NATS connection first (so it stops last, after in-flight writes got their acks).
+/// Builds the proxy's HTTP application and the services it runs with, in dependency order.
+/// ServiceGroup stops services in reverse order, so the HTTP server stops first (answering
+/// the requests in flight), then the read backend's connection pool closes, and the NATS
+/// connection closes last, after in-flight writes got their acks.
 public func buildProxyServices(
     configuration: ProxyConfiguration, registry: PrometheusCollectorRegistry, logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -20,10 +22,11 @@ public func buildProxyServices(
         logger: logger
     )
     let connection = NATSConnectionService(configuration: configuration, runtime: runtime, logger: logger)
-    return ([connection, app, ForwarderShutdown(forwarder: forwarder)], runtime)
+    return ([connection, ForwarderShutdown(forwarder: forwarder), app], runtime)
 }
 
-/// Closes the read backend's connection pool once the server has stopped.
+/// Closes the read backend's connection pool when told to stop, which is after the HTTP
+/// server has stopped (it is listed before the server).
 struct ForwarderShutdown: Service, CustomStringConvertible {
     var description: String { "ForwarderShutdown" }
 

@@ -42,7 +42,7 @@ struct ProxyResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         await FpindexHTTP.serve(request, logger: context.logger, metrics: httpMetrics, mapError: Self.fpindexError) { exchange in
-            if request.uri.path == "/_ready" {
+            if request.uri.path == ProbePath.ready {
                 exchange.routeLabel = "ready"
                 return runtime.isReady
                     ? FpindexHTTP.text("OK\n", head: exchange.head)

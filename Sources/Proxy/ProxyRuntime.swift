@@ -101,11 +101,13 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
 
     /// Listens to the applied sequences the updaters announce, for `replica` consistency.
     private func followReplicaProgress(_ client: NATSClient) async throws -> Subscription {
-        let prefix = "\(configuration.stream.subjectPrefix)-applied."
+        let subjects = StreamSubjects(prefix: configuration.stream.subjectPrefix)
         let progress = runtime.progress
-        return try await client.subscribe(subject: prefix + "*") { subject, payload in
-            guard subject.hasPrefix(prefix), let applied = UInt64(String(decoding: payload, as: UTF8.self)) else { return }
-            progress.observe(replica: String(subject.dropFirst(prefix.count)), applied: applied)
+        return try await client.subscribe(subject: subjects.allApplied) { subject, payload in
+            guard let replica = subjects.appliedConsumer(in: subject),
+                let applied = UInt64(String(decoding: payload, as: UTF8.self))
+            else { return }
+            progress.observe(replica: replica, applied: applied)
         }
     }
 

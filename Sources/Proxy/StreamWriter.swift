@@ -8,7 +8,7 @@ struct OutgoingMessage: Sendable, Equatable {
     var payload: [UInt8]
 }
 
-/// Turns fpindex writes into stream messages (design.md section 3) and publishes them.
+/// Turns fpindex writes into stream messages (docs/design.md, section 4) and publishes them.
 struct StreamWriter: Sendable {
     static let maxMetadataKeyBytes = 1024
 

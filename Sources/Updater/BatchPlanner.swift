@@ -33,7 +33,7 @@ struct PoisonMessage: Equatable, Sendable {
     var reason: String
 }
 
-/// Turns a fetched batch into fpindex operations (design.md section 4). Pure: the replicator
+/// Turns a fetched batch into fpindex operations (docs/design.md, section 5). Pure: the replicator
 /// does the I/O.
 struct BatchPlan: Equatable, Sendable {
     var operations: [ReplicaOperation] = []

@@ -2,10 +2,11 @@ import FpindexAPI
 import JetStream
 import Logging
 import Metrics
+import ReplicaConsumer
 import NIOCore
 import ServiceLifecycle
 
-/// Feeds one fpindex from the stream, exactly once and without gaps (design.md section 4).
+/// Feeds one fpindex from the stream, exactly once and without gaps (docs/design.md, section 5).
 ///
 /// The index holds its own checkpoint (`fpindex-cluster.seq` and `fpindex-cluster.stream`,
 /// written in the same `_update` as the data), so after any crash the checkpoint matches the
@@ -120,7 +121,7 @@ public struct Replicator: Service, CustomStringConvertible {
             }
             applied = batch.messages.last!.streamSequence
             // Searchable now: readers waiting for this write (read-your-writes) need not wait for the ack.
-            try? client.publishCore(subject: configuration.appliedSubject, payload: Array(String(applied).utf8))
+            try? await client.publishCore(subject: configuration.appliedSubject, payload: Array(String(applied).utf8))
             status.appliedMessages.increment(by: batch.messages.count)
             status.appliedBatches.increment()
             status.batchDuration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
@@ -231,7 +232,8 @@ public struct Replicator: Service, CustomStringConvertible {
 
     /// Reads the stream and the index checkpoints, repairs what does not match, and makes sure
     /// the consumer delivers from the resume point. Nil while the consumer does not exist yet
-    /// (the controller creates it) or foreign data is refused.
+    /// (the controller creates it) or foreign data is refused. The decisions are
+    /// `SyncDecision`'s; this reads what they need and carries them out.
     func synchronize(_ client: NATSClient) async throws -> (indexes: [String: ReplicaIndex], identity: String, consumer: ConsumerInfo)? {
         guard let info = try await client.streamInfo(streamName, subjectsFilter: subjects.allLifecycle) else {
             status.update { $0.lastError = "stream \(streamName) does not exist yet" }
@@ -242,108 +244,95 @@ public struct Replicator: Service, CustomStringConvertible {
             state.streamIdentity = identity
             state.streamLastSeq = info.state.lastSeq
         }
-        // 1. The indexes the stream knows, from their lifecycle records.
-        var indexes: [String: ReplicaIndex] = [:]
+        // 1. The indexes the stream knows, from their lifecycle records, and what fpindex holds of them.
+        var known: [String: ReplicaIndex] = [:]
         for subject in (info.state.subjects ?? [:]).keys.sorted() {
             guard case .lifecycle(let index)? = subjects.parse(subject),
                 let message = try await client.lastMessage(stream: streamName, subject: subject),
                 let record = try? BatchPlan.decode(LifecycleRecord.self, message.payload)
             else { continue }
-            indexes[index] = ReplicaIndex(
+            known[index] = ReplicaIndex(
                 exists: record.op == .create, generation: record.op == .create ? message.sequence : nil, checkpoint: 0)
         }
-        // 2. Each index's checkpoint, as fpindex holds it; foreign or stale data is rebuilt.
-        for (index, known) in indexes.sorted(by: { $0.key < $1.key }) {
-            guard known.exists else {
-                try await fpindex.deleteIndex(index)
-                indexes[index]?.checkpoint = 0
-                continue
-            }
-            guard let held = try await fpindex.indexInfo(index) else { continue }
-            let checkpoint = UInt64(held.metadata[ReservedMetadata.sequenceKey] ?? "") ?? 0
-            let heldStream = held.metadata[ReservedMetadata.streamKey] ?? ""
-            let generation = try await heldGeneration(index, held)
-            var reason: String?
-            if !heldStream.isEmpty, heldStream != identity {
-                reason = "it was fed from another stream (\(heldStream))"
-            } else if checkpoint > info.state.lastSeq {
-                reason = "its checkpoint \(checkpoint) is ahead of the stream (last sequence \(info.state.lastSeq))"
-            } else if let generation, let wanted = known.generation, generation != wanted {
-                reason = "it is generation \(generation), the stream's is \(wanted)"
-            }
-            if let reason {
-                guard configuration.rebuildForeignData || heldStream == identity else {
-                    logger.critical(
-                        "index holds foreign data; refusing to go on", metadata: ["index.name": "\(index)", "reason": "\(reason)"])
-                    status.set(phase: .refusingForeignData)
-                    await sleepUnlessShuttingDown(.seconds(30))
-                    return nil
-                }
-                logger.error("rebuilding index from the stream", metadata: ["index.name": "\(index)", "reason": "\(reason)"])
-                status.rebuilds.increment()
-                try await fpindex.deleteIndex(index)
-                indexes[index]?.checkpoint = 0
-            } else {
-                indexes[index]?.checkpoint = checkpoint
-            }
+        var held: [String: HeldIndex] = [:]
+        for (index, entry) in known where entry.exists {
+            guard let info = try await fpindex.indexInfo(index) else { continue }
+            held[index] = HeldIndex(
+                checkpoint: UInt64(info.metadata[ReservedMetadata.sequenceKey] ?? "") ?? 0,
+                stream: info.metadata[ReservedMetadata.streamKey] ?? "", generation: try await heldGeneration(index, info))
         }
-        // 3. The resume point: the oldest checkpoint of an existing index, plus one.
-        let existing = indexes.values.filter(\.exists)
-        let resume = max(existing.map { $0.checkpoint + 1 }.min() ?? info.state.lastSeq + 1, max(info.state.firstSeq, 1))
+        // 2. Indexes to drop or rebuild, and the resume point.
+        let decision = SyncDecision.indexes(
+            known: known, held: held, identity: identity, firstSeq: info.state.firstSeq, lastSeq: info.state.lastSeq,
+            rebuildForeignData: configuration.rebuildForeignData)
+        if let refused = decision.refused {
+            logger.critical(
+                "index holds foreign data; refusing to go on", metadata: ["index.name": "\(refused.index)", "reason": "\(refused.reason)"])
+            status.set(phase: .refusingForeignData)
+            await sleepUnlessShuttingDown(.seconds(30))
+            return nil
+        }
+        for index in decision.drop { try await fpindex.deleteIndex(index) }
+        for (index, reason) in decision.rebuild.sorted(by: { $0.key < $1.key }) {
+            logger.error("rebuilding index from the stream", metadata: ["index.name": "\(index)", "reason": "\(reason)"])
+            status.rebuilds.increment()
+            try await fpindex.deleteIndex(index)
+        }
+        let resume = decision.resume
 
-        // 4. The consumer must not be ahead of the resume point.
+        // 3. The consumer must not be ahead of the resume point.
         var consumer = try await client.consumerInfo(stream: streamName, name: configuration.consumerName)
-        if consumer == nil {
-            guard configuration.createConsumer else {
-                status.set(phase: .waitingForConsumer)
-                logger.notice("waiting for consumer \(configuration.consumerName) to be created")
-                await sleepUnlessShuttingDown(.seconds(2))
-                return nil
+        let (delivered, ackFloor) = (consumer?.delivered.streamSeq, consumer?.ackFloor.streamSeq)
+        let firstMessage =
+            SyncDecision.needsFirstMessage(delivered: delivered, ackFloor: ackFloor, resume: resume)
+            ? try await client.firstMessage(stream: streamName, filter: subjects.all, atOrAfter: resume)?.sequence : nil
+        let step = SyncDecision.consumer(
+            delivered: delivered, ackFloor: ackFloor, resume: resume, mayCreate: configuration.createConsumer,
+            firstMessageAtOrAfterResume: firstMessage)
+        var logMetadata: Logger.Metadata = [
+            "consumer.name": "\(configuration.consumerName)", "consumer.ack_floor": "\(ackFloor.map(String.init) ?? "none")",
+            "consumer.delivered": "\(delivered.map(String.init) ?? "none")", "stream.seq": "\(resume)",
+        ]
+        switch step {
+        case .use:
+            break
+        case .waitForController:
+            status.set(phase: .waitingForConsumer)
+            logger.notice("waiting for consumer \(configuration.consumerName) to be created")
+            await sleepUnlessShuttingDown(.seconds(2))
+            return nil
+        case .create(let from):
+            consumer = try await createConsumer(client, from: from)
+            logger.notice("created the consumer", metadata: logMetadata)
+        case .recreate(let from, let reason):
+            switch reason {
+            case .unacknowledgedDeliveries:
+                logger.notice(
+                    "the consumer has unacknowledged deliveries from a previous run; recreating it from the resume point",
+                    metadata: logMetadata)
+            case .aheadOfTheIndex:
+                logMetadata["reason"] = "a wiped or replaced index"
+                logger.warning("the consumer is ahead of what the index holds; recreating it", metadata: logMetadata)
             }
-            consumer = try await createConsumer(client, from: resume)
-            logger.notice("created the consumer", metadata: ["consumer.name": "\(configuration.consumerName)", "stream.seq": "\(resume)"])
-        } else if let current = consumer, current.delivered.streamSeq > current.ackFloor.streamSeq {
-            // Deliveries of a previous run that were never acknowledged (it stopped mid-batch)
-            // would come back only after the ack wait, behind newer messages whose ack-all would
-            // cover them: start over from the resume point instead.
-            logger.notice(
-                "the consumer has unacknowledged deliveries from a previous run; recreating it from the resume point",
-                metadata: [
-                    "consumer.name": "\(configuration.consumerName)", "consumer.ack_floor": "\(current.ackFloor.streamSeq)",
-                    "consumer.delivered": "\(current.delivered.streamSeq)", "stream.seq": "\(resume)",
-                ])
             status.consumerResets.increment()
             try await client.deleteConsumer(stream: streamName, name: configuration.consumerName)
-            consumer = try await createConsumer(client, from: resume)
-        } else if let current = consumer, current.ackFloor.streamSeq >= resume,
-            let skipped = try await client.firstMessage(stream: streamName, filter: subjects.all, atOrAfter: resume),
-            skipped.sequence <= current.ackFloor.streamSeq
-        {
-            logger.warning(
-                "the consumer is ahead of what the index holds (a wiped or replaced index); recreating it",
-                metadata: [
-                    "consumer.name": "\(configuration.consumerName)", "consumer.ack_floor": "\(current.ackFloor.streamSeq)",
-                    "stream.seq": "\(resume)",
-                ])
-            status.consumerResets.increment()
-            try await client.deleteConsumer(stream: streamName, name: configuration.consumerName)
-            consumer = try await createConsumer(client, from: resume)
+            consumer = try await createConsumer(client, from: from)
         }
         guard let consumer else { return nil }
         logger.info(
             "synchronised",
             metadata: [
                 "stream.identity": "\(identity)", "stream.last_seq": "\(info.state.lastSeq)", "resume.seq": "\(resume)",
-                "index.count": "\(existing.count)", "consumer.pending": "\(consumer.numPending)",
+                "index.count": "\(decision.indexes.values.filter(\.exists).count)", "consumer.pending": "\(consumer.numPending)",
             ])
-        return (indexes, identity, consumer)
+        return (decision.indexes, identity, consumer)
     }
 
     func createConsumer(_ client: NATSClient, from sequence: UInt64) async throws -> ConsumerInfo {
         try await client.createConsumer(
             stream: streamName,
-            config: ConsumerConfig(
-                durableName: configuration.consumerName, filterSubject: subjects.all, startSequence: sequence, batch: configuration.batch))
+            config: ReplicaConsumer.config(
+                name: configuration.consumerName, subjectPrefix: subjects.prefix, batch: configuration.batch, startSequence: sequence))
     }
 
     // MARK: Applying
@@ -374,10 +363,10 @@ public struct Replicator: Service, CustomStringConvertible {
             // this very stream (a redelivered create); an older generation, or one fed from a
             // stream that was since recreated (whose sequences start again at 1), is replaced.
             if let info = try await fpindex.indexInfo(index) {
-                let heldStream = info.metadata[ReservedMetadata.streamKey] ?? ""
-                let held = try await heldGeneration(index, info)
-                let sameGeneration = generation == nil || held == generation
-                guard !sameGeneration || (!heldStream.isEmpty && heldStream != identity) else { return }
+                let held = HeldIndex(
+                    checkpoint: 0, stream: info.metadata[ReservedMetadata.streamKey] ?? "",
+                    generation: try await heldGeneration(index, info))
+                guard SyncDecision.replacementReason(held, identity: identity, generation: generation) != nil else { return }
                 status.rebuilds.increment()
                 try await fpindex.deleteIndex(index)
             }

@@ -1,3 +1,4 @@
+import FpindexAPI
 import Hummingbird
 import Logging
 import Metrics
@@ -13,19 +14,21 @@ public func buildUpdaterServices(
     let factory = PrometheusMetricsFactory(registry: registry)
     let status = UpdaterStatus(maxLag: configuration.maxLag, factory: factory)
     let router = Router()
-    router.get("/_health") { _, _ in "OK\n" }
-    router.get("/ready") { _, _ -> Response in
+    router.get(RouterPath(ProbePath.health)) { _, _ in "OK\n" }
+    let readiness: @Sendable (Request, BasicRequestContext) async throws -> Response = { _, _ in
         let ready = status.isReady
         return Response(
             status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "text/plain; charset=UTF-8"],
             body: .init(byteBuffer: ByteBuffer(string: ready ? "OK\n" : "NOT READY (\(status.phase.rawValue))\n")))
     }
+    router.get(RouterPath(ProbePath.ready), use: readiness)
+    router.get(RouterPath(ProbePath.legacyReady), use: readiness)
     router.get("/status") { _, _ -> Response in
         Response(
             status: .ok, headers: [.contentType: "application/json; charset=UTF-8"],
             body: .init(byteBuffer: ByteBuffer(bytes: status.json())))
     }
-    router.get("/_metrics") { _, _ -> Response in
+    router.get(RouterPath(ProbePath.metrics)) { _, _ -> Response in
         var bytes: [UInt8] = []
         registry.emit(into: &bytes)
         return Response(

@@ -1,3 +1,4 @@
+import FpindexAPI
 import JetStream
 
 /// Settings of an fpindex-updater.
@@ -50,7 +51,7 @@ public struct UpdaterConfiguration: Sendable {
     }
 
     /// The core NATS subject the applied sequence is announced on after each batch.
-    public var appliedSubject: String { "\(stream.subjectPrefix)-applied.\(consumerName)" }
+    public var appliedSubject: String { StreamSubjects(prefix: stream.subjectPrefix).applied(consumer: consumerName) }
 }
 
 extension UpdaterConfiguration: CustomStringConvertible {

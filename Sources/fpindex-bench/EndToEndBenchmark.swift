@@ -41,7 +41,7 @@ struct EndToEndBenchmark: AsyncParsableCommand {
         let client = try await connectNATS(natsURL)
         let proxy = try ChildServer.start(
             executable: binaries + "/fpindex-proxy", arguments: ["--listen", "127.0.0.1:0", "--log-level", "warning"],
-            environment: ["NATS_URL": natsURL, "FPINDEX_URL": "http://127.0.0.1:9"], readyMarker: "listening on ",
+            environment: [ComponentEnvironment.natsURL: natsURL, ComponentEnvironment.fpindexURL: "http://127.0.0.1:9"], readyMarker: "listening on ",
             logFile: work + "/proxy.log")
         servers.append(proxy)
         for n in 1...replicas {
@@ -57,10 +57,10 @@ struct EndToEndBenchmark: AsyncParsableCommand {
                         "--batch-wait", "50",
                         "--log-level", "warning",
                     ],
-                    environment: ["NATS_URL": natsURL], readyMarker: "listening on ", logFile: work + "/updater\(n).log"))
+                    environment: [ComponentEnvironment.natsURL: natsURL], readyMarker: "listening on ", logFile: work + "/updater\(n).log"))
         }
         let visibility = Visibility(replicas: replicas)
-        let subscription = try await client.subscribe(subject: "fpindex-applied.*") { subject, payload in
+        let subscription = try await client.subscribe(subject: StreamSubjects(prefix: "fpindex").allApplied) { subject, payload in
             guard let applied = UInt64(String(decoding: payload, as: UTF8.self)) else { return }
             visibility.observe(replica: subject, applied: applied)
         }
@@ -69,7 +69,7 @@ struct EndToEndBenchmark: AsyncParsableCommand {
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { _ = http.shutdown() }
         let base = proxy.url!
-        try await waitFor(http, base + "/_ready")
+        try await waitFor(http, base + ProbePath.ready)
         _ = try await send(http, .PUT, base + "/e2e", body: nil)
 
         // Fixed schedule: one request every `interval`, each in its own task so a slow reply does not delay the next.

@@ -50,7 +50,7 @@ struct ProxyBenchmark: AsyncParsableCommand {
         }
         let proxy = try ChildServer.start(
             executable: proxyBinary, arguments: ["--listen", "127.0.0.1:0", "--log-level", "warning"],
-            environment: ["NATS_URL": natsURL, "FPINDEX_URL": "http://127.0.0.1:9"], readyMarker: "listening on ",
+            environment: [ComponentEnvironment.natsURL: natsURL, ComponentEnvironment.fpindexURL: "http://127.0.0.1:9"], readyMarker: "listening on ",
             logFile: work + "/proxy.log")
         defer { proxy.stop() }
         let base = proxy.url!

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import ProcessSpawning
+import ReplicaConsumer
 import Synchronization
 
 /// `fpindex-bench replay`: how fast a new replica replays the whole stream, against raw cnats.
@@ -152,7 +153,7 @@ struct ReplayBenchmark: AsyncParsableCommand {
         -> RawResult
     {
         _ = try await client.createConsumer(
-            stream: stream, config: ConsumerConfig(durableName: name, filterSubject: StreamSubjects().all, batch: batch))
+            stream: stream, config: ReplicaConsumer.config(name: name, subjectPrefix: StreamSubjects().prefix, batch: batch))
         let consumer = try await client.bindPullConsumer(stream: stream, name: name)
         defer { consumer.close() }
         let start = ContinuousClock.now
@@ -186,7 +187,7 @@ struct ReplayBenchmark: AsyncParsableCommand {
                 "--consumer", name, "--fpindex-url", dev.url!, "--listen", "127.0.0.1:0", "--create-consumer", "--batch", String(batch),
                 "--log-level", "warning",
             ],
-            environment: ["NATS_URL": natsURL], readyMarker: "listening on ", logFile: work + "/updater-\(name).log")
+            environment: [ComponentEnvironment.natsURL: natsURL], readyMarker: "listening on ", logFile: work + "/updater-\(name).log")
         defer { updater.stop() }
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { _ = http.shutdown() }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CommandSupport
+import FpindexAPI
 import JetStream
 import Logging
 import Metrics
@@ -46,7 +47,7 @@ struct FpindexProxy: AsyncParsableCommand {
     var logLevel: String?
 
     func writeConsistency() throws -> WriteConsistency {
-        let text = consistency ?? Settings.environment("CONSISTENCY") ?? "stream"
+        let text = consistency ?? Settings.environment(ComponentEnvironment.consistency) ?? "stream"
         guard let value = WriteConsistency(rawValue: text) else {
             throw SettingsError("--consistency / CONSISTENCY: '\(text)' must be stream or replica")
         }
@@ -55,15 +56,15 @@ struct FpindexProxy: AsyncParsableCommand {
 
     func run() async throws {
         let listenAddress = try Settings.hostAndPort(
-            listen ?? Settings.environment("LISTEN_ADDR") ?? "0.0.0.0:8080", flag: "--listen / LISTEN_ADDR")
-        let readURL = self.readURL ?? Settings.environment("FPINDEX_URL") ?? "http://127.0.0.1:6081"
+            listen ?? Settings.environment(ComponentEnvironment.listenAddress) ?? "0.0.0.0:8080", flag: "--listen / LISTEN_ADDR")
+        let readURL = self.readURL ?? Settings.environment(ComponentEnvironment.fpindexURL) ?? "http://127.0.0.1:6081"
         guard readURL.hasPrefix("http://") || readURL.hasPrefix("https://") else {
             throw SettingsError("--read-url / FPINDEX_URL: '\(readURL)' is not an http(s) URL")
         }
         let configuration = ProxyConfiguration(
             host: listenAddress.host, port: listenAddress.port, nats: try nats.configuration(name: "fpindex-proxy"),
             stream: try stream.settings(), readURL: readURL,
-            authToken: try authToken ?? Settings.secret(file: authTokenFile, environment: "AUTH_TOKEN"),
+            authToken: try authToken ?? Settings.secret(file: authTokenFile, environment: ComponentEnvironment.authToken),
             manageStream: !noManageStream, consistency: try writeConsistency(), minReplicas: max(minReplicas, 1),
             replicaTimeout: .milliseconds(max(replicaTimeout, 1)))
         _ = try Settings.bootstrapLogging(level: logLevel)
@@ -82,8 +83,8 @@ struct FpindexProxy: AsyncParsableCommand {
             ])
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        // Below a pod's default 30 s termination grace period.
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(25)
+        // Within the pod's grace period after its preStop wait (ShutdownBudget).
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(ShutdownBudget.gracefulShutdownSeconds)
         try await ServiceGroup(configuration: groupConfiguration).run()
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CMallocTuning
 import CommandSupport
+import FpindexAPI
 import JetStream
 import Logging
 import Metrics
@@ -52,39 +53,49 @@ struct FpindexUpdater: AsyncParsableCommand {
     @Option(help: "Log level (env LOG_LEVEL; default info).")
     var logLevel: String?
 
-    func run() async throws {
-        // Batch buffers (messages, request bodies) are megabytes, allocated and freed per batch:
-        // kept for the next batch rather than returned to the kernel, they cost no page faults.
-        fpindex_keep_freed_memory(8 << 20, 16 << 20)
-        guard let consumerName = consumer ?? Settings.environment("CONSUMER_NAME"), !consumerName.isEmpty else {
+    /// The settings of this run: flags, then environment, then defaults, each checked.
+    func settings() throws -> UpdaterConfiguration {
+        guard let consumerName = consumer ?? Settings.environment(ComponentEnvironment.consumerName), !consumerName.isEmpty else {
             throw SettingsError("--consumer / CONSUMER_NAME is required (the durable consumer of this replica)")
         }
         guard consumerName.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }), consumerName.utf8.count <= 255 else {
             throw SettingsError("--consumer / CONSUMER_NAME: '\(consumerName)' must be letters, digits, - and _")
         }
         let address = try Settings.hostAndPort(
-            listen ?? Settings.environment("LISTEN_ADDR") ?? "0.0.0.0:8081", flag: "--listen / LISTEN_ADDR")
-        let batchText = batch.map(String.init) ?? Settings.environment("BATCH") ?? "4000"
+            listen ?? Settings.environment(ComponentEnvironment.listenAddress) ?? "0.0.0.0:8081", flag: "--listen / LISTEN_ADDR")
+        let batchText = batch.map(String.init) ?? Settings.environment(ComponentEnvironment.batch) ?? "4000"
         guard let batchSize = Int(batchText), (1...100_000).contains(batchSize) else {
             throw SettingsError("--batch / BATCH: '\(batchText)' must be 1-100000")
         }
-        let lagText = maxLag.map(String.init) ?? Settings.environment("MAX_LAG") ?? "1000"
+        let lagText = maxLag.map(String.init) ?? Settings.environment(ComponentEnvironment.maxLag) ?? "1000"
         guard let lag = UInt64(lagText) else { throw SettingsError("--max-lag / MAX_LAG: '\(lagText)' is not a number") }
         guard ["rebuild", "refuse"].contains(onForeignData) else { throw SettingsError("--on-foreign-data: rebuild or refuse") }
-        let fpindexURL = self.fpindexURL ?? Settings.environment("FPINDEX_URL") ?? "http://127.0.0.1:8080"
-        let configuration = UpdaterConfiguration(
+        guard batchBytes > 0 else { throw SettingsError("--batch-bytes: '\(batchBytes)' must be positive") }
+        guard batchWait > 0 else { throw SettingsError("--batch-wait: '\(batchWait)' must be a positive number of milliseconds") }
+        guard idleCheck > 0 else { throw SettingsError("--idle-check: '\(idleCheck)' must be a positive number of milliseconds") }
+        return UpdaterConfiguration(
             nats: try nats.configuration(name: "fpindex-updater/\(consumerName)"), stream: try stream.settings(),
             consumerName: consumerName,
-            fpindexURL: fpindexURL, host: address.host, port: address.port, batch: batchSize, batchBytes: batchBytes,
-            batchWait: .milliseconds(batchWait), maxLag: lag, createConsumer: createConsumer, rebuildForeignData: onForeignData == "rebuild"
-        )
+            fpindexURL: fpindexURL ?? Settings.environment(ComponentEnvironment.fpindexURL) ?? "http://127.0.0.1:8080",
+            host: address.host, port: address.port, batch: batchSize, batchBytes: batchBytes,
+            batchWait: .milliseconds(batchWait), maxLag: lag, createConsumer: createConsumer,
+            rebuildForeignData: onForeignData == "rebuild", idleCheckpointInterval: .milliseconds(idleCheck))
+    }
+
+    func run() async throws {
+        // Batch buffers (messages, request bodies) are megabytes, allocated and freed per batch:
+        // kept for the next batch rather than returned to the kernel, they cost no page faults.
+        fpindex_keep_freed_memory(8 << 20, 16 << 20)
+        let configuration = try settings()
+        let consumerName = configuration.consumerName
+        let host = configuration.host
         _ = try Settings.bootstrapLogging(level: logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var logger = Logger(label: "fpindex-updater")
         logger[metadataKey: "consumer.name"] = "\(consumerName)"
         let (services, _) = buildUpdaterServices(configuration: configuration, registry: registry, logger: logger) { port in
-            print("fpindex-updater listening on http://\(address.host):\(port)")
+            print("fpindex-updater listening on http://\(host):\(port)")
             flushStandardOutput()
         }
         // Linking CMallocTuning limits malloc to one arena: a sidecar should stay small.
@@ -92,7 +103,7 @@ struct FpindexUpdater: AsyncParsableCommand {
             "starting", metadata: ["configuration": "\(configuration)", "malloc.arena_limit": "\(fpindex_malloc_arena_limit())"])
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(25)
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(ShutdownBudget.gracefulShutdownSeconds)
         try await ServiceGroup(configuration: groupConfiguration).run()
     }
 }

@@ -34,9 +34,10 @@ struct ProcessSpawningTests {
     @Test func nothingIsBlockedIgnoredOrInherited() async throws {
         let process = try SpawnedProcess.spawn("/bin/sleep", arguments: ["30"], environment: [:])
         defer { process.signal(SIGKILL) }
-        // After exec (before it, the child is still a copy of us).
-        try await eventually("sleep runs") {
-            (try? String(contentsOfFile: "/proc/\(process.pid)/cmdline", encoding: .utf8))?.hasPrefix("/bin/sleep") == true ? true : nil
+        // Once sleep sleeps: after exec (before it, the child is still a copy of us), and after
+        // its start-up, which opens files of its own for a moment (the locale archive).
+        try await eventually("sleep sleeps") {
+            (try? String(contentsOfFile: "/proc/\(process.pid)/wchan", encoding: .utf8))?.contains("nanosleep") == true ? true : nil
         }
         let state = try Self.signalState(process.pid)
         #expect(state.blocked == "0000000000000000", "blocked: \(state.blocked)")

@@ -90,7 +90,8 @@ extension ControllerIntegrationTests {
             // Probes and metrics.
             let http = TestHTTPClient(baseURL: metricsURL)
             #expect(try await http.request(.GET, "/_health").status == 200)
-            #expect(try await http.request(.GET, "/ready").status == 200)
+            #expect(try await http.request(.GET, "/_ready").status == 200)
+            #expect(try await http.request(.GET, "/ready").status == 200, "the name before 0.3 still answers")
             let metrics = try await http.request(.GET, "/_metrics").text
             #expect(metrics.contains(#"fpindex_controller_reconciles_total{result="success"}"#))
             #expect(metrics.contains(#"fpindex_controller_cluster_max_lag{namespace="fp",name="main"}"#))

@@ -8,11 +8,17 @@ import Testing
 /// fpindex-updater for each index pod with the environment the StatefulSet gives its updater,
 /// an fpindex-proxy with the proxy Deployment's, creates the Pod objects and keeps their Ready
 /// condition equal to the updater's readiness probe.
+///
+/// It reads the controller's objects as plain JSON by the field names of the Kubernetes API,
+/// not through the controller's Codable models: a field the models misname would otherwise be
+/// written and read back under the same wrong name, and pass.
 final class Kubelet: Sendable {
     struct PodProcesses: Sendable {
         let dev: ChildProcess
         let updater: ChildProcess
         let probeURL: String
+        /// The updater's readiness probe path, as the pod template gives it.
+        let readinessPath: String
         let devURL: String
     }
 
@@ -23,24 +29,38 @@ final class Kubelet: Sendable {
     init(harness: ControllerHarness) { self.harness = harness }
 
     /// The container's environment as Kubernetes would give it to pod `podName`.
-    static func environment(_ container: Container, podName: String) -> [String: String] {
+    static func environment(_ container: JSONValue, podName: String) -> [String: String] {
         var env: [String: String] = [:]
-        for variable in container.env ?? [] {
-            if let value = variable.value {
-                env[variable.name] = value
-            } else if variable.valueFrom?.fieldRef?.fieldPath == "metadata.name" {
-                env[variable.name] = podName
+        for variable in container["env"]?.array ?? [] {
+            guard let name = variable["name"]?.string else { continue }
+            if let value = variable["value"]?.string {
+                env[name] = value
+            } else if variable[path: ["valueFrom", "fieldRef", "fieldPath"]]?.string == "metadata.name" {
+                env[name] = podName
             }
         }
         return env
     }
 
+    /// The pod template of a workload, as the API server stores it.
+    func template(_ type: ResourceType, name: String) async throws -> JSONValue {
+        let object = try await harness.client.get(type, namespace: "fp", name: name, as: JSONValue.self)
+        return try #require(object[path: ["spec", "template"]], "\(name) has no spec.template")
+    }
+
+    static func container(_ template: JSONValue, named name: String) throws -> JSONValue {
+        let containers = template[path: ["spec", "containers"]]?.array ?? []
+        return try #require(containers.first { $0["name"]?.string == name }, "no container \(name) in \(template)")
+    }
+
     /// Starts the processes of index pod `ordinal` and creates its Pod object (not ready).
     func startIndexPod(_ ordinal: Int, cluster: String = "main") async throws {
-        let set = try await harness.client.get(StatefulSet.self, namespace: "fp", name: "\(cluster)-index")
-        let podName = "\(cluster)-index-\(ordinal)"
-        let template = try #require(set.spec?.template)
-        let updaterContainer = try #require(template.spec?.containers.first { $0.name == "updater" })
+        let setName = "\(cluster)-index"
+        let set = try await harness.client.get(ResourceType.statefulSets, namespace: "fp", name: setName, as: JSONValue.self)
+        let podName = "\(setName)-\(ordinal)"
+        let template = try await self.template(.statefulSets, name: setName)
+        let updaterContainer = try Self.container(template, named: "updater")
+        let readinessPath = try #require(updaterContainer[path: ["readinessProbe", "httpGet", "path"]]?.string)
         let devPort = try FreePort.find()
         let dev = try ChildProcess(
             name: "\(podName)-fpindex", executable: try Locations.executable("fpindex-dev"),
@@ -55,19 +75,24 @@ final class Kubelet: Sendable {
             arguments: ["--batch-wait", "100", "--idle-check", "300"], environment: env)
         let probeURL = String(try await updater.waitForLine(containing: "listening on ").split(separator: " ").last!)
         pods.withLock {
-            $0[podName] = PodProcesses(dev: dev, updater: updater, probeURL: probeURL, devURL: "http://127.0.0.1:\(devPort)")
+            $0[podName] = PodProcesses(
+                dev: dev, updater: updater, probeURL: probeURL, readinessPath: readinessPath, devURL: "http://127.0.0.1:\(devPort)")
         }
 
-        var pod = Pod()
-        pod.metadata = ObjectMeta(
-            name: podName, namespace: "fp", labels: template.metadata?.labels,
-            ownerReferences: [
-                OwnerReference(
-                    apiVersion: "apps/v1", kind: "StatefulSet", name: set.metadata.name ?? "",
-                    uid: set.metadata.uid ?? "", controller: true, blockOwnerDeletion: true)
-            ])
-        pod.spec = template.spec
-        _ = try await harness.client.create(pod)
+        let pod: JSONValue = [
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": [
+                "name": .string(podName), "namespace": "fp", "labels": template[path: ["metadata", "labels"]] ?? [:],
+                "ownerReferences": [
+                    [
+                        "apiVersion": "apps/v1", "kind": "StatefulSet", "name": .string(setName),
+                        "uid": set[path: ["metadata", "uid"]] ?? "", "controller": true, "blockOwnerDeletion": true,
+                    ]
+                ],
+            ],
+            "spec": template["spec"] ?? [:],
+        ]
+        _ = try await harness.client.create(ResourceType.pods, namespace: "fp", body: pod, as: JSONValue.self)
         try await setReady(podName, false)
     }
 
@@ -83,18 +108,18 @@ final class Kubelet: Sendable {
     /// Starts the proxy with the Deployment's environment; marks the Deployment available
     /// once the proxy is ready.
     func startProxy(cluster: String = "main") async throws -> String {
-        let deployment = try await harness.client.get(Deployment.self, namespace: "fp", name: "\(cluster)-proxy")
-        let container = try #require(deployment.spec?.template?.spec?.containers.first)
+        let container = try Self.container(try await template(.deployments, name: "\(cluster)-proxy"), named: "proxy")
+        let readinessPath = try #require(container[path: ["readinessProbe", "httpGet", "path"]]?.string)
         var env = Self.environment(container, podName: "\(cluster)-proxy-0")
         env["LISTEN_ADDR"] = "127.0.0.1:0"
         if let first = pods.withLock({ $0.values.first }) { env["FPINDEX_URL"] = first.devURL }
         let process = try ChildProcess(
             name: "\(cluster)-proxy", executable: try Locations.executable("fpindex-proxy"),
-            arguments: container.args ?? [], environment: env)
+            arguments: (container["args"]?.array ?? []).compactMap(\.string), environment: env)
         let url = String(try await process.waitForLine(containing: "listening on ").split(separator: " ").last!)
         proxy.withLock { $0 = (process, url) }
         try await eventually("the proxy is ready") {
-            try await TestHTTPClient(baseURL: url).request(.GET, "/_ready").status == 200 ? true : nil
+            try await TestHTTPClient(baseURL: url).request(.GET, readinessPath).status == 200 ? true : nil
         }
         _ = try await harness.client.patch(
             Deployment.self, namespace: "fp", name: "\(cluster)-proxy",
@@ -120,7 +145,7 @@ final class Kubelet: Sendable {
         var last: [String: Bool] = [:]
         while !Task.isCancelled {
             for (name, processes) in pods.withLock({ $0 }) {
-                let ready = (try? await TestHTTPClient(baseURL: processes.probeURL).request(.GET, "/ready").status) == 200
+                let ready = (try? await TestHTTPClient(baseURL: processes.probeURL).request(.GET, processes.readinessPath).status) == 200
                 if last[name] != ready, (try? await setReady(name, ready)) != nil { last[name] = ready }
             }
             try? await Task.sleep(for: .milliseconds(200))

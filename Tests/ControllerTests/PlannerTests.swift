@@ -1,7 +1,9 @@
 import Controller
 import Foundation
+import FpindexAPI
 import JetStream
 import Kubernetes
+import ReplicaConsumer
 import Testing
 
 @Suite("Desired children")
@@ -35,7 +37,7 @@ struct DesiredChildrenTests {
         #expect(env["NATS_URL"]?.value == "nats://nats:4222")
         #expect(env["NATS_CREDS"]?.value == "/etc/fpindex/nats-creds/user.creds")
         #expect(env["MAX_LAG"]?.value == "100")
-        #expect(updater.readinessProbe?.httpGet?.path == "/ready")
+        #expect(updater.readinessProbe?.httpGet?.path == "/_ready")
         #expect(updater.readinessProbe?.failureThreshold == 1)
         #expect(updater.readinessProbe?.timeoutSeconds == 2)
         #expect(updater.livenessProbe?.httpGet?.path == "/_health")
@@ -91,6 +93,22 @@ struct DesiredChildrenTests {
         #expect(desired.stream.name == "fpindex")
         #expect(desired.stream.subjectPrefix == "fpindex")
     }
+
+    /// A pod's grace period covers each container's preStop wait plus the process's own
+    /// shutdown limit, with a margin: otherwise the kubelet's SIGKILL can cut a shutdown that
+    /// is still within its allowance (the proxy's was exactly 5 s + 25 s = 30 s).
+    @Test func gracePeriodsLeaveAMarginAfterPreStopAndShutdown() throws {
+        let desired = DesiredChildren(Fixtures.cluster())
+        for pod in [desired.statefulSet.spec?.template?.spec, desired.proxyDeployment.spec?.template?.spec] {
+            let pod = try #require(pod)
+            let grace = try #require(pod.terminationGracePeriodSeconds)
+            for container in pod.containers {
+                let preStop = container.lifecycle?[path: ["preStop", "exec", "command"]]?.array?.last?.string.flatMap { Int($0) } ?? 0
+                let needed = preStop + ShutdownBudget.gracefulShutdownSeconds + ShutdownBudget.marginSeconds
+                #expect(grace >= Int64(needed), "\(container.name): grace \(grace) s < preStop \(preStop) s + shutdown + margin")
+            }
+        }
+    }
 }
 
 @Suite("Planner")
@@ -119,12 +137,20 @@ struct PlannerTests {
     @Test func newClusterGetsEverythingStreamAndConsumersFirst() {
         let cluster = Fixtures.cluster(finalizer: false)
         let actions = plan(cluster, observed(cluster, children: [:], stream: nil))
-        #expect(actions.first == .addFinalizer)
-        let stream = actions.firstIndex(of: .ensureStream)!
-        let consumer = actions.firstIndex(of: .createConsumer("main-index-1"))!
-        let set = actions.firstIndex(of: .createChild(.statefulSet))!
+        let labels = actions.map(\.description)
+        #expect(labels.first == "addFinalizer")
+        let stream = labels.firstIndex(of: "createStream(fpindex)")!
+        let consumer = labels.firstIndex(of: "createConsumer(main-index-1)")!
+        let set = labels.firstIndex(of: "createChild(statefulSet)")!
         #expect(stream < consumer && consumer < set)
         #expect(actions.filter { if case .createChild = $0 { true } else { false } }.count == ChildRole.allCases.count)
+        // Each action carries what apply writes: the stream's settings, the replica's consumer,
+        // the child's encoded object.
+        #expect(actions[stream] == .ensureStream(DesiredChildren(cluster).stream, exists: false))
+        #expect(
+            actions[consumer]
+                == .createConsumer(ReplicaConsumer.config(name: "main-index-1", subjectPrefix: "fpindex", batch: ClusterModel(cluster).batchSize)))
+        #expect(actions[set] == .createChild(.statefulSet, object: try! JSONValue(encoding: DesiredChildren(cluster).statefulSet)))
     }
 
     /// Scale 2 -> 3 -> 1: the new consumer exists before the StatefulSet grows; consumers of
@@ -134,7 +160,7 @@ struct PlannerTests {
         let three = Fixtures.cluster(replicas: 3)
         let consumers2 = [Fixtures.consumer("main-index-0", pending: 0), Fixtures.consumer("main-index-1", pending: 0)]
         let up = plan(three, observed(three, children: Fixtures.children(of: two), consumers: consumers2))
-        #expect(up == [.createConsumer("main-index-2"), .patchChild(.statefulSet)])
+        #expect(up.map(\.description) == ["createConsumer(main-index-2)", "patchChild(statefulSet, replicas 2 -> 3)"])
 
         let one = Fixtures.cluster(replicas: 1)
         let consumers3 = consumers2 + [Fixtures.consumer("main-index-2", pending: 0)]
@@ -143,7 +169,7 @@ struct PlannerTests {
             observed(
                 one, children: Fixtures.children(of: three), pods: ["main-index-0", "main-index-1", "main-index-2"],
                 consumers: consumers3))
-        #expect(shrinking == [.patchChild(.statefulSet)])
+        #expect(shrinking.map(\.description) == ["patchChild(statefulSet, replicas 3 -> 1)"])
         let podsGone = plan(one, observed(one, pods: ["main-index-0", "main-index-1"], consumers: consumers3))
         #expect(podsGone == [.deleteConsumer("main-index-2")])
     }
@@ -163,11 +189,22 @@ struct PlannerTests {
         let actions = plan(
             cluster, observed(cluster, children: children, stream: Fixtures.streamInfo(replicas: 3), consumers: consumers))
         #expect(
-            actions == [
-                .ensureStream, .updateConsumer("main-index-0"),
-                .recreateConsumer("main-index-1", resumeAfter: 40, fields: ["filter_subject"]),
-                .patchChild(.proxyDeployment),
+            actions.map(\.description) == [
+                "updateStream(fpindex)", "updateConsumer(main-index-0, max_ack_pending)",
+                "recreateConsumer(main-index-1, after: 40, filter_subject)", "patchChild(proxyDeployment, replicas 0 -> 2)",
             ])
+        let wanted = { (name: String, start: UInt64?) in
+            ReplicaConsumer.config(name: name, subjectPrefix: "fpindex", batch: ClusterModel(cluster).batchSize, startSequence: start)
+        }
+        // The repaired consumer keeps what it had and takes the wanted updatable fields; the
+        // recreated one delivers from just after the old ack floor.
+        if case .updateConsumer(let config, _) = actions[1] {
+            #expect(config.maxAckPending == wanted("main-index-0", nil).maxAckPending)
+            #expect(config.filterSubject == consumers[0].config.filterSubject)
+        } else {
+            Issue.record("expected an in-place update, got \(actions[1])")
+        }
+        #expect(actions[2] == .recreateConsumer(wanted("main-index-1", 41), resumeAfter: 40, fields: ["filter_subject"]))
     }
 
     @Test(arguments: [(nil as String?, false), ("Delete", true)])
@@ -178,7 +215,7 @@ struct PlannerTests {
         #expect(
             actions == [
                 .cleanUpJetStream(consumers: ["main-index-0"], deleteStream: deletesStream),
-                .removeFinalizer(reason: "JetStream resources released"),
+                .removeFinalizer(.jetStreamReleased),
             ])
     }
 
@@ -187,12 +224,7 @@ struct PlannerTests {
         let down = Observed(cluster: cluster, children: [:], pods: [], jetStream: .unavailable("connection refused"))
         #expect(plan(cluster, down).isEmpty)
         let released = plan(cluster, down, expired: true)
-        #expect(released.count == 1)
-        if case .removeFinalizer(let reason) = released.first {
-            #expect(reason.contains("unreachable"))
-        } else {
-            Issue.record("expected the finalizer to be released, got \(released)")
-        }
+        #expect(released == [.removeFinalizer(.natsUnreachable)])
     }
 
     /// Consumers come before pods: with NATS unreachable the StatefulSet is neither created
@@ -205,11 +237,11 @@ struct PlannerTests {
         #expect(plan(three, down).isEmpty)
         let fresh = Observed(cluster: two, children: [:], pods: [], jetStream: .unavailable("refused"))
         let actions = plan(two, fresh)
-        #expect(!actions.contains(.createChild(.statefulSet)))
-        #expect(actions.contains(.createChild(.proxyDeployment)))
+        #expect(!actions.map(\.description).contains("createChild(statefulSet)"))
+        #expect(actions.map(\.description).contains("createChild(proxyDeployment)"))
         let one = Fixtures.cluster(replicas: 1)
         let shrink = Observed(cluster: one, children: Fixtures.children(of: two), pods: [], jetStream: .unavailable("x"))
-        #expect(plan(one, shrink) == [.patchChild(.statefulSet)])
+        #expect(plan(one, shrink).map(\.description) == ["patchChild(statefulSet, replicas 2 -> 1)"])
     }
 
     @Test func pausedChangesNothing() {

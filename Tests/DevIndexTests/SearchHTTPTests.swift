@@ -4,7 +4,7 @@ import Testing
 
 @Suite("fpindex-dev search scoring", .timeLimit(.minutes(2)))
 struct SearchHTTPTests {
-    /// fpindex-api.md: a 40-hash query matching fingerprints with scores 40, 4, 3, 2.
+    /// docs/fpindex-api.md: a 40-hash query matching fingerprints with scores 40, 4, 3, 2.
     func loadWorkedExample(_ dev: DevIndexProcess) async throws -> [UInt32] {
         let query = (1...40).map { UInt32($0) * 1000 }
         _ = try await dev.http.json(.PUT, "/ex")

@@ -20,7 +20,7 @@ func jsonText(_ value: some WireEncodable) -> String {
 
 @Suite("MessagePack and JSON codecs")
 struct CodecTests {
-    /// The byte-exact example of fpindex-api.md.
+    /// The byte-exact example of docs/fpindex-api.md.
     static let exampleHex =
         "83 a1 63 92 81 a1 69 82 a1 69 01 a1 68 93 65 cc c9 cd 01 2d 81 a1 64 81 a1 69 02 a1 6d 81 aa 73 74 72 65 61 6d 5f 73 65 71 a1 37 a1 65 00"
     static let example = UpdateRequest(

@@ -1,3 +1,4 @@
+import Foundation
 import FpindexAPI
 import JetStream
 import Logging
@@ -173,7 +174,7 @@ struct PullConsumerTests {
     @Test func fetchesBatchesAndAcknowledgesThemAtOnce() async throws {
         try await withNATSServer { server in
             let (client, subjects) = try await Self.streamOfTenFingerprints(server)
-            let config = ConsumerConfig(durableName: "replica-0", filterSubject: "fp.>", batch: 4)
+            let config = ConsumerConfig.batched("replica-0", batch: 4)
             let created = try await client.createConsumer(stream: "fp", config: config)
             #expect(created.config.maxAckPending >= 4)
             #expect(created.config.ackPolicy == "all")
@@ -202,7 +203,7 @@ struct PullConsumerTests {
             #expect(try await client.deleteConsumer(stream: "fp", name: "replica-0"))
             #expect(try await client.consumerInfo(stream: "fp", name: "replica-0") == nil)
             let replay = try await client.createConsumer(
-                stream: "fp", config: ConsumerConfig(durableName: "replica-0", filterSubject: "fp.>", startSequence: 8, batch: 4))
+                stream: "fp", config: ConsumerConfig.batched("replica-0", startSequence: 8, batch: 4))
             #expect(replay.numPending == 3)
             await client.close()
         }
@@ -215,7 +216,7 @@ struct PullConsumerTests {
     @Test func aBatchHandedBackComesAgainAndADetachedAckCoversItsBatch() async throws {
         try await withNATSServer { server in
             let (client, _) = try await Self.streamOfTenFingerprints(server)
-            _ = try await client.createConsumer(stream: "fp", config: ConsumerConfig(durableName: "r", filterSubject: "fp.>", batch: 4))
+            _ = try await client.createConsumer(stream: "fp", config: ConsumerConfig.batched("r", batch: 4))
             let consumer = try await client.bindPullConsumer(stream: "fp", name: "r")
             let first = try await consumer.fetch(batch: 4, timeout: .seconds(2))
             #expect(first.messages.map(\.streamSequence) == [1, 2, 3, 4])
@@ -251,5 +252,93 @@ struct PullConsumerTests {
             consumer.close()
             await client.close()
         }
+    }
+
+    /// A batch's acknowledgement is handed out once however many tasks ask at the same time
+    /// (it owns a cnats message: handing it out twice would free it twice).
+    @Test func concurrentDetachesHandTheAcknowledgementOutOnce() async throws {
+        try await withNATSServer { server in
+            let (client, _) = try await Self.streamOfTenFingerprints(server)
+            _ = try await client.createConsumer(stream: "fp", config: ConsumerConfig.batched("d", batch: 1))
+            let consumer = try await client.bindPullConsumer(stream: "fp", name: "d")
+            for _ in 0..<10 {
+                let batch = try await consumer.fetch(batch: 1, timeout: .seconds(2))
+                #expect(batch.messages.count == 1)
+                let handedOut = await withTaskGroup(of: BatchAcknowledgement?.self) { group in
+                    for _ in 0..<16 { group.addTask { batch.detachAcknowledgement() } }
+                    return await group.reduce(into: [BatchAcknowledgement]()) { if let ack = $1 { $0.append(ack) } }
+                }
+                #expect(handedOut.count == 1)
+                try await batch.acknowledgeAll(using: client)  // detached: nothing left to send
+                try await handedOut.first?.send(using: client)
+            }
+            try await eventually("every batch acknowledged once") {
+                let info = try await client.consumerInfo(stream: "fp", name: "d")
+                return info?.ackFloor.streamSeq == 10 && info?.numAckPending == 0 ? true : nil
+            }
+            consumer.close()
+            await client.close()
+        }
+    }
+}
+
+@Suite("Core publishes", .timeLimit(.minutes(2)))
+struct CorePublishTests {
+    /// A core publish to a stalled server blocks inside cnats once its buffers are full; it
+    /// must block a thread of the NIO thread pool, not one of the few cooperative threads
+    /// every task of the process shares. A watchdog thread waits until the publishers are stuck,
+    /// starts a probe task, and resumes the server once the probe has run or after 20 s: the
+    /// probe must have run while the server was stalled.
+    @Test func corePublishesToAStalledServerLeaveTheCooperativePoolFree() async throws {
+        try await withNATSServer { server in
+            let client = try await NATSClient.connect(NATSConfiguration(servers: [server.url]), logger: Logger(label: "core"))
+            let serverProcess = server.process
+            let state = StallProbe()
+            serverProcess.signal(SIGSTOP)
+            let watchdog = Thread {
+                // Stuck: no publish finished for half a second.
+                var last = -1
+                while state.published.load(ordering: .acquiring) != last {
+                    last = state.published.load(ordering: .acquiring)
+                    usleep(500_000)
+                }
+                Task { state.probeRan.store(true, ordering: .releasing) }
+                let deadline = ContinuousClock.now + .seconds(20)
+                while !state.probeRan.load(ordering: .acquiring), ContinuousClock.now < deadline { usleep(10_000) }
+                state.probeRanWhileStalled.store(state.probeRan.load(ordering: .acquiring), ordering: .releasing)
+                serverProcess.signal(SIGCONT)
+            }
+            let payload = [UInt8](repeating: 0x61, count: 512 << 10)
+            let publishers = (0..<8).map { _ in
+                Task {
+                    for _ in 0..<32 {
+                        try? await client.publishCore(subject: "stall.test", payload: payload)
+                        state.published.add(1, ordering: .releasing)
+                    }
+                }
+            }
+            watchdog.start()
+            for publisher in publishers { await publisher.value }
+            let published = state.published.load(ordering: .acquiring)
+            let probeRanWhileStalled = state.probeRanWhileStalled.load(ordering: .acquiring)
+            #expect(published == 8 * 32)
+            #expect(probeRanWhileStalled, "the cooperative pool was blocked by publishes")
+            await client.close()
+        }
+    }
+}
+
+private final class StallProbe: Sendable {
+    let published = Atomic<Int>(0)
+    let probeRan = Atomic<Bool>(false)
+    let probeRanWhileStalled = Atomic<Bool>(false)
+}
+
+extension ConsumerConfig {
+    /// A consumer over the test stream acknowledged in batches, as replicas use them.
+    static func batched(_ name: String, startSequence: UInt64? = nil, batch: Int) -> ConsumerConfig {
+        ConsumerConfig(
+            durableName: name, filterSubject: "fp.>", startSequence: startSequence, ackPolicy: "all", ackWait: .seconds(60),
+            maxAckPending: max(batch * 4, 1000))
     }
 }

@@ -156,7 +156,7 @@ import Testing
         let path = directory + "/images.json"
         try #"{"images": [{"repository": "ghcr.io/acoustid/acoustid-index", "cmd": ["fpindex"], "programs": {"fpindex": "bin/fpindex"}}]}"#
             .write(toFile: path, atomically: true, encoding: .utf8)
-        let error = #expect(throws: KubeSimError.self) { try ImageMap.load(path: path) }
+        let error = #expect(throws: KubeSimSetupError.self) { try ImageMap.load(path: path) }
         #expect(error?.message.contains("ghcr.io/acoustid/acoustid-index") == true)
         #expect(error?.message.contains(directory + "/bin/fpindex") == true)
     }

@@ -134,4 +134,28 @@ struct ProxyShutdownTests {
             await p.stop()
         }
     }
+
+    /// The HTTP server stops before the read backend's connection pool closes: a search in
+    /// flight when SIGTERM arrives still gets its answer. (The services were listed so that
+    /// the pool closed first, and such a search got 503.)
+    @Test func aSearchInFlightAtSigtermGetsItsAnswer() async throws {
+        try await withNATSServer { nats in
+            let backend = try await HeldBackend.start()
+            let p = try await ProxyHarness.start(nats: nats, readURL: backend.url)
+            let search = Task { try await p.http.json(.POST, "/r/_search", #"{"query":[1,2,3]}"#) }
+            var arrivals = backend.arrived.makeAsyncIterator()
+            _ = await arrivals.next()
+            p.proxy.signal(SIGTERM)
+            // The HTTP server is the first service told to stop; until it has stopped, the
+            // connection pool stays open.
+            _ = try await p.proxy.waitForLogLine(containing: "Triggering graceful shutdown for service", "Application")
+            await backend.release()
+            let reply = try await search.value
+            #expect(reply.status == 200, "\(reply.text)\n\(p.proxy.output)")
+            #expect(reply.text == #"{"results":[]}"#)
+            #expect(await p.proxy.waitForExit(timeout: .seconds(30)) == 0, "\(p.proxy.output)")
+            await p.stop()
+            await backend.stop()
+        }
+    }
 }

@@ -1,54 +1,77 @@
 import FpindexAPI
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Prometheus
 import TestSupport
 import Testing
 
-@Suite("fpindex-proxy refuses bad writes and publishes nothing", .timeLimit(.minutes(3)))
+@testable import Proxy
+
+/// The proxy's validation as a table against its HTTP responder in this process (Hummingbird's
+/// router test client: no socket, no NATS, no read backend). The catalog knows index `i`; there
+/// is no NATS connection, so a request that got past validation would be answered 503, never
+/// with the error its row expects: a bad write cannot reach a publish.
+@Suite("fpindex-proxy refuses bad writes before publishing")
 struct ProxyValidationTests {
     @Test func badRequestsGetFpindexErrors() async throws {
-        try await withProxy { p in
-            _ = try await p.http.json(.PUT, "/i")
-            let before = try await p.lastSequence()
-            let cases: [(HTTPMethod, String, String?, [(String, String)], Int, String)] = [
-                (.POST, "/i/_update", #"{"changes":[{"insert":{"id":0,"hashes":[1]}}]}"#, [], 400, "InvalidFingerprintId"),
-                (.POST, "/i/_update", #"{"changes":[{"insert":{"id":4294967296,"hashes":[1]}}]}"#, [], 400, "BadRequest"),
-                (.POST, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":["x"]}}]}"#, [], 400, "BadRequest"),
-                (.POST, "/i/_update", #"{"changes":[],"unknown":1}"#, [], 400, "BadRequest"),
-                (
-                    .POST, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}],"metadata":{"fpindex-cluster.seq":"9"}}"#, [], 400,
-                    "BadRequest"
-                ),
-                (
-                    .POST, "/i/_update", #"{"changes":[{"set_metadata":{"entries":[{"key":"fpindex-cluster.x","value":"1"}]}}]}"#, [], 400,
-                    "BadRequest"
-                ),
-                (
-                    .POST, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}]}"#, [("Content-Type", "text/plain")], 415,
-                    "UnsupportedMediaType"
-                ),
-                (.PUT, "/i/0", #"{"hashes":[1]}"#, [], 400, "InvalidFingerprintId"),
-                (.PUT, "/i/4294967296", #"{"hashes":[1]}"#, [], 400, "BadRequest"),
-                (.PUT, "/i/12", #"{"hashes":[-1]}"#, [], 400, "BadRequest"),
-                (.PUT, "/bad.name", nil, [], 400, "InvalidIndexName"),
-                (.PUT, "/bad.name/1", #"{"hashes":[1]}"#, [], 404, "IndexNotFound"),
-                (.POST, "/missing/_update", #"{"changes":[]}"#, [], 404, "IndexNotFound"),
-                (.GET, "/i/_update", nil, [], 405, "MethodNotAllowed"),
-                (.GET, "/a/b/c", nil, [], 404, "NotFound"),
-            ]
+        let runtime = ProxyRuntime()
+        runtime.catalog.apply(index: "i", operation: .create, sequence: 1)
+        runtime.catalog.markSynced()
+        let configuration = ProxyConfiguration(readURL: "http://127.0.0.1:9")
+        let forwarder = ReadForwarder(baseURL: configuration.readURL, timeout: .seconds(1))
+        let responder = ProxyResponder(
+            configuration: configuration, runtime: runtime, forwarder: forwarder, registry: PrometheusCollectorRegistry())
+        let json: HTTPFields = [.contentType: "application/json"]
+        let cases: [(HTTPRequest.Method, String, String?, HTTPFields, Int, String)] = [
+            (.post, "/i/_update", #"{"changes":[{"insert":{"id":0,"hashes":[1]}}]}"#, json, 400, "InvalidFingerprintId"),
+            (.post, "/i/_update", #"{"changes":[{"insert":{"id":4294967296,"hashes":[1]}}]}"#, json, 400, "BadRequest"),
+            (.post, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":["x"]}}]}"#, json, 400, "BadRequest"),
+            (.post, "/i/_update", #"{"changes":[],"unknown":1}"#, json, 400, "BadRequest"),
+            (
+                .post, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}],"metadata":{"fpindex-cluster.seq":"9"}}"#, json, 400,
+                "BadRequest"
+            ),
+            (
+                .post, "/i/_update", #"{"changes":[{"set_metadata":{"entries":[{"key":"fpindex-cluster.x","value":"1"}]}}]}"#, json, 400,
+                "BadRequest"
+            ),
+            (
+                .post, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}]}"#, [.contentType: "text/plain"], 415,
+                "UnsupportedMediaType"
+            ),
+            (.put, "/i/0", #"{"hashes":[1]}"#, json, 400, "InvalidFingerprintId"),
+            (.put, "/i/4294967296", #"{"hashes":[1]}"#, json, 400, "BadRequest"),
+            (.put, "/i/12", #"{"hashes":[-1]}"#, json, 400, "BadRequest"),
+            (.put, "/bad.name", nil, [:], 400, "InvalidIndexName"),
+            (.put, "/bad.name/1", #"{"hashes":[1]}"#, json, 404, "IndexNotFound"),
+            (.post, "/missing/_update", #"{"changes":[]}"#, json, 404, "IndexNotFound"),
+            (.get, "/i/_update", nil, [:], 405, "MethodNotAllowed"),
+            (.get, "/a/b/c", nil, [:], 404, "NotFound"),
+            (
+                .post, "/i/_update", String(repeating: " ", count: FpindexNames.maxBodyBytes + 1), json, 413, "BodyTooBig"
+            ),
+            // Valid: past validation, and refused only because there is no NATS to publish to.
+            (.post, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}]}"#, json, 503, "ServiceUnavailable"),
+        ]
+        try await Application(responder: responder).test(.router) { client in
             for (method, path, body, headers, status, name) in cases {
-                let reply = try await p.http.request(
-                    method, path, body: body.map { Array($0.utf8) },
-                    headers: headers.isEmpty && body != nil ? [("Content-Type", "application/json")] : headers)
-                #expect(reply.status == status, "\(method) \(path) \(body ?? "")")
-                #expect(reply.errorName == name, "\(method) \(path) \(body ?? "")")
+                let reply = try await client.execute(
+                    uri: path, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+                let label = "\(method) \(path) \((body ?? "").prefix(100))"
+                #expect(reply.status.code == status, "\(label)")
+                #expect((try? ErrorResponse.decode(from: Array(buffer: reply.body), format: .json))?.error == name, "\(label)")
             }
-            let big = [UInt8](repeating: 0x20, count: FpindexNames.maxBodyBytes + 1)
-            let tooBig = try await p.http.request(.POST, "/i/_update", body: big, headers: [("Content-Type", "application/json")])
-            #expect(tooBig.status == 413)
-            #expect(tooBig.errorName == "BodyTooBig")
-            #expect(try await p.lastSequence() == before)
+            let wrongMethod = try await client.execute(uri: "/i/_update", method: .get)
+            #expect(wrongMethod.headers[.allow] == "POST")
         }
+        await forwarder.shutdown()
     }
+}
 
+/// The proxy's parsers under random input, through the real process.
+@Suite("fpindex-proxy under fuzzed bodies", .timeLimit(.minutes(3)))
+struct ProxyFuzzTests {
     @Test func fuzzedBodiesNeverCrashOrFail() async throws {
         try await withProxy { p in
             _ = try await p.http.json(.PUT, "/f")

@@ -58,6 +58,19 @@ public final class ChildProcess: Sendable {
         }
     }
 
+    /// Waits until the log (standard error) has a line containing every one of `markers` and
+    /// returns that line; a process that exits first fails the wait at once.
+    public func waitForLogLine(containing markers: String..., timeout: Duration = .seconds(30)) async throws -> String {
+        try await eventually(timeout: timeout, "\(name) to log a line with \(markers)\n\(output)") {
+            let line = self.stderr.split(separator: "\n").first { line in markers.allSatisfy { line.contains($0) } }
+            if let line { return String(line) }
+            guard self.process.isRunning else {
+                throw TestFailure("\(self.name) exited (\(self.process.exitStatus.map { "\($0)" } ?? "?"))\n\(self.output)")
+            }
+            return nil
+        }
+    }
+
     deinit {
         process.signal(SIGKILL)
     }

@@ -228,7 +228,8 @@ struct ReadinessTests {
                     return ready && lag == 0 ? true : nil
                 }
                 #expect(sawNotReadyWhileLagging)
-                #expect(try await replica.updaterHTTP.request(.GET, "/ready").status == 200)
+                #expect(try await replica.updaterHTTP.request(.GET, "/_ready").status == 200)
+                #expect(try await replica.updaterHTTP.request(.GET, "/ready").status == 200, "the name before 0.3 still answers")
                 let info = try #require(try await cluster.inspector.consumerInfo(stream: "fpindex", name: "late"))
                 #expect(info.lag == 0)
                 let metrics = try await replica.updaterHTTP.request(.GET, "/_metrics").text

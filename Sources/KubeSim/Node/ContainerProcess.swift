@@ -66,7 +66,7 @@ struct NodeTools: Sendable {
     var setpriv: String
     var nsenter: String
 
-    static func locate() throws(KubeSimError) -> NodeTools {
+    static func locate() throws(KubeSimSetupError) -> NodeTools {
         var missing: [String] = []
         func find(_ name: String, _ package: String) -> String {
             if let path = HostCommand.locate(name) { return path }
@@ -74,7 +74,7 @@ struct NodeTools: Sendable {
             return name
         }
         let tools = NodeTools(ip: find("ip", "iproute2"), setpriv: find("setpriv", "util-linux"), nsenter: find("nsenter", "util-linux"))
-        if !missing.isEmpty { throw .badRequest("the pod runner needs \(missing.joined(separator: ", "))") }
+        if !missing.isEmpty { throw KubeSimSetupError("the pod runner needs \(missing.joined(separator: ", "))") }
         return tools
     }
 }

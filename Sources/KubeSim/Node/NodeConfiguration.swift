@@ -112,12 +112,12 @@ public struct ImageMap: Sendable {
 
     /// Reads and checks the file: every program it names must exist (the message names the
     /// image and the path), so a wrong map fails before any pod starts.
-    public static func load(path: String) throws(KubeSimError) -> ImageMap {
+    public static func load(path: String) throws(KubeSimSetupError) -> ImageMap {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw .badRequest("cannot read the image map \(path)")
+            throw KubeSimSetupError("cannot read the image map \(path)")
         }
         let root: JSONValue
-        do { root = try JSONValue.parse(Array(data)) } catch { throw .badRequest("image map \(path): \(error)") }
+        do { root = try JSONValue.parse(Array(data)) } catch { throw KubeSimSetupError("image map \(path): \(error)") }
         let base = URL(fileURLWithPath: path).deletingLastPathComponent()
         func resolve(_ item: String) -> String {
             item.hasPrefix("/") || !item.contains("/") ? item : base.appendingPathComponent(item).standardizedFileURL.path
@@ -125,11 +125,11 @@ public struct ImageMap: Sendable {
         func absolute(_ item: String) -> String {
             item.hasPrefix("/") ? item : base.appendingPathComponent(item).standardizedFileURL.path
         }
-        guard let items = root["images"]?.arrayValue else { throw .badRequest("image map \(path): no \"images\" list") }
+        guard let items = root["images"]?.arrayValue else { throw KubeSimSetupError("image map \(path): no \"images\" list") }
         var entries: [Entry] = []
         for (index, item) in items.enumerated() {
             guard let repository = item["repository"]?.stringValue, !repository.isEmpty else {
-                throw .badRequest("image map \(path): images[\(index)] has no \"repository\"")
+                throw KubeSimSetupError("image map \(path): images[\(index)] has no \"repository\"")
             }
             let folders: [String]
             if let one = item["path"]?.stringValue {
@@ -151,13 +151,13 @@ public struct ImageMap: Sendable {
                 programs: programs, user: item["user"]?.intValue.map { Int($0) }, workingDir: item["workingDir"]?.stringValue)
             for (name, program) in programs.sorted(by: { $0.key < $1.key })
             where !FileManager.default.isExecutableFile(atPath: program) {
-                throw .badRequest(
+                throw KubeSimSetupError(
                     "image map \(path): image \(repository): program \"\(name)\" is \(program), which is not an executable file")
             }
             if let program = (entry.entrypoint.first ?? entry.cmd.first), program.hasPrefix("/"),
                 !FileManager.default.isExecutableFile(atPath: program)
             {
-                throw .badRequest("image map \(path): image \(repository): \(program) is not an executable file")
+                throw KubeSimSetupError("image map \(path): image \(repository): \(program) is not an executable file")
             }
             entries.append(entry)
         }
