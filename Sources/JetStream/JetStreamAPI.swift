@@ -126,6 +126,10 @@ public struct StreamConfig: Codable, Sendable, Equatable {
         return fields
     }
 
+    /// How the stream is kept rather than what it keeps: the choice of whoever manages it (the
+    /// controller, from the cluster's spec). A process that only verifies the stream ignores them.
+    public static let placementFields: Set<String> = ["num_replicas", "storage", "duplicate_window"]
+
     /// Fields JetStream cannot change on an existing stream.
     public static let immutableFields: Set<String> = ["name", "storage", "retention"]
 }

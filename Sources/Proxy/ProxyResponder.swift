@@ -114,9 +114,10 @@ struct ProxyResponder: HTTPResponder {
             (body, negotiation) = try await FpindexHTTP.readBody(request)
             let update = try FpindexHTTP.decode(UpdateRequest.self, from: body, format: negotiation.request)
             try StreamWriter.validate(update)
+            let consistency = try writeConsistency(request)
             try requireIndex(name)
             let version = try await publishUpdate(update, index: name)
-            try await awaitReplicas(version, request: request)
+            try await awaitReplicas(version, consistency)
             return FpindexHTTP.response(VersionResponse(version: version), format: negotiation.response)
 
         case .fingerprint(let name, let idText):
@@ -128,22 +129,28 @@ struct ProxyResponder: HTTPResponder {
                 let body: ByteBuffer
                 (body, negotiation) = try await FpindexHTTP.readBody(request)
                 let put = try FpindexHTTP.decode(PutFingerprintRequest.self, from: body, format: negotiation.request)
+                let consistency = try writeConsistency(request)
                 try requireIndex(name)
                 let sequence = try await publishUpdate(UpdateRequest(changes: [.insert(id: id, hashes: put.hashes)]), index: name)
-                try await awaitReplicas(sequence, request: request)
+                try await awaitReplicas(sequence, consistency)
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
             case .delete:
                 try authorize(request)
                 (_, negotiation) = try await FpindexHTTP.readBody(request)
+                let consistency = try writeConsistency(request)
                 try requireIndex(name)
                 let sequence = try await publishUpdate(UpdateRequest(changes: [.delete(id: id)]), index: name)
-                try await awaitReplicas(sequence, request: request)
+                try await awaitReplicas(sequence, consistency)
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
             default:
                 try requireIndex(name)
+                let generation = runtime.catalog.generation(name) ?? 0
                 let client = try runtime.connectedClient()
-                // Answered from the stream, so it reflects the latest acknowledged write.
+                // Answered from the stream, so it reflects the latest acknowledged write. A
+                // message older than the index's create record belonged to an earlier generation
+                // (a write that raced with a delete): replicas skip it, and so does this.
                 guard let message = try await client.lastMessage(stream: streamName, subject: subjects.fingerprint(name, id: id)),
+                    message.sequence > generation,
                     let record = try? message.payload.withUnsafeBytes({ buffer throws(FpindexError) in
                         try FingerprintRecord.decode(payload: buffer)
                     }),
@@ -154,16 +161,19 @@ struct ProxyResponder: HTTPResponder {
         }
     }
 
-    /// Under `replica` consistency (configured, or asked for with `Fpindex-Consistency: replica`),
-    /// waits until enough replicas applied `sequence`: a search right after the reply sees the write.
-    func awaitReplicas(_ sequence: UInt64, request: Request) async throws {
-        var consistency = configuration.consistency
-        if let asked = request.headers[Self.consistencyHeader] {
-            guard let parsed = WriteConsistency(rawValue: asked.lowercased()) else {
-                throw FpindexError.badRequest("Fpindex-Consistency must be stream or replica")
-            }
-            consistency = parsed
+    /// The consistency a write asks for (`Fpindex-Consistency`), else the configured one; read
+    /// before anything is published, so a bad header refuses the write instead of following it.
+    func writeConsistency(_ request: Request) throws(FpindexError) -> WriteConsistency {
+        guard let asked = request.headers[Self.consistencyHeader] else { return configuration.consistency }
+        guard let parsed = WriteConsistency(rawValue: asked.lowercased()) else {
+            throw FpindexError.badRequest("Fpindex-Consistency must be stream or replica")
         }
+        return parsed
+    }
+
+    /// Under `replica` consistency, waits until enough replicas applied `sequence`: a search
+    /// right after the reply sees the write.
+    func awaitReplicas(_ sequence: UInt64, _ consistency: WriteConsistency) async throws {
         guard consistency == .replica, sequence > 0 else { return }
         try await runtime.progress.wait(for: sequence, replicas: configuration.minReplicas, timeout: configuration.replicaTimeout)
     }
@@ -212,31 +222,71 @@ struct ProxyResponder: HTTPResponder {
         return max(first.sequence, rest)
     }
 
+    /// Lifecycle records are published on condition that the index's lifecycle subject is as
+    /// this proxy knows it (`Nats-Expected-Last-Subject-Sequence`): two proxies, or two requests,
+    /// creating the same index at once publish one create record, not two. A second one would
+    /// start a new generation, and every replica would drop the writes made in between.
+    /// When the condition fails, the record that won is read and the request decided again.
+    static let lifecycleAttempts = 3
+
     func createIndex(_ name: String, _ request: CreateIndexRequest) async throws -> CreateIndexResponse {
         try requireCatalog()
-        if let generation = runtime.catalog.generation(name) {
-            if request.expectDoesNotExist == true { throw FpindexError(.indexAlreadyExists, "index \(name) exists") }
-            return CreateIndexResponse(version: generation, ready: true, generation: generation)
+        for _ in 0..<Self.lifecycleAttempts {
+            let known = runtime.catalog.entry(name)
+            if let known, known.exists {
+                if request.expectDoesNotExist == true { throw FpindexError(.indexAlreadyExists, "index \(name) exists") }
+                return CreateIndexResponse(version: known.sequence, ready: true, generation: known.sequence)
+            }
+            let client = try runtime.connectedClient()
+            guard let ack = try await publishLifecycle(.create, index: name, after: known?.sequence ?? 0, client) else { continue }
+            return CreateIndexResponse(version: ack.sequence, ready: true, generation: ack.sequence)
         }
-        let client = try runtime.connectedClient()
-        let ack = try await client.publish(subject: subjects.lifecycle(name), payload: LifecycleRecord(.create).payload)
-        runtime.catalog.apply(index: name, operation: .create, sequence: ack.sequence)
-        return CreateIndexResponse(version: ack.sequence, ready: true, generation: ack.sequence)
+        throw FpindexError(.serviceUnavailable, "index \(name) keeps changing under this request")
     }
 
     /// Publishes the delete record, then purges the index's subjects below it: writes that
     /// race with the delete, or go to an index re-created right after, survive.
     func deleteIndex(_ name: String, _ request: DeleteIndexRequest) async throws -> DeleteIndexResponse {
         try requireCatalog()
-        guard FpindexNames.isValidIndexName(name), runtime.catalog.generation(name) != nil else {
+        guard FpindexNames.isValidIndexName(name) else {
             if request.expectExists == true { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
             return DeleteIndexResponse(deleted: false)
         }
-        let client = try runtime.connectedClient()
-        let ack = try await client.publish(subject: subjects.lifecycle(name), payload: LifecycleRecord(.delete).payload)
-        runtime.catalog.apply(index: name, operation: .delete, sequence: ack.sequence)
-        try await client.purge(stream: streamName, filter: subjects.indexContents(name), upTo: ack.sequence)
-        return DeleteIndexResponse(deleted: true)
+        for _ in 0..<Self.lifecycleAttempts {
+            guard let known = runtime.catalog.entry(name), known.exists else {
+                if request.expectExists == true { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
+                return DeleteIndexResponse(deleted: false)
+            }
+            let client = try runtime.connectedClient()
+            guard let ack = try await publishLifecycle(.delete, index: name, after: known.sequence, client) else { continue }
+            try await client.purge(stream: streamName, filter: subjects.indexContents(name), upTo: ack.sequence)
+            return DeleteIndexResponse(deleted: true)
+        }
+        throw FpindexError(.serviceUnavailable, "index \(name) keeps changing under this request")
+    }
+
+    /// Publishes a lifecycle record if the index's last one is still at `sequence` (0: none),
+    /// and records it in the catalog. Nil when another record came first: the catalog then
+    /// holds that one.
+    func publishLifecycle(_ operation: LifecycleRecord.Operation, index: String, after sequence: UInt64, _ client: NATSClient)
+        async throws -> PublishAck?
+    {
+        let subject = subjects.lifecycle(index)
+        do {
+            let ack = try await client.publish(
+                subject: subject, payload: LifecycleRecord(operation).payload,
+                options: PublishOptions(expectedLastSubjectSequence: sequence))
+            runtime.catalog.apply(index: index, operation: operation, sequence: ack.sequence)
+            return ack
+        } catch let error as JetStreamError {
+            guard case .publishRejected(let code) = error.kind, code == JetStreamError.wrongLastSequenceCode else { throw error }
+        }
+        if let last = try await client.lastMessage(stream: streamName, subject: subject),
+            let record = try? last.payload.withUnsafeBytes({ buffer throws(FpindexError) in try LifecycleRecord.decode(payload: buffer) })
+        {
+            runtime.catalog.apply(index: index, operation: record.op, sequence: last.sequence)
+        }
+        return nil
     }
 }
 

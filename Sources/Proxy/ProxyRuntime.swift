@@ -92,8 +92,10 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
         guard let info = try await client.streamInfo(configuration.stream.name) else {
             throw JetStreamError(.configuration, "stream \(configuration.stream.name) does not exist")
         }
+        // Replicas and storage are the manager's to choose (the controller sets them from the
+        // cluster's spec); what writes and reads rely on must be as this proxy expects.
         let desired = StreamConfig(configuration.stream)
-        if let field = desired.differences(from: info.config).first {
+        if let field = desired.differences(from: info.config).first(where: { !StreamConfig.placementFields.contains($0) }) {
             throw JetStreamError(.configurationMismatch(field: field), "stream \(configuration.stream.name) differs in \(field)")
         }
         return info

@@ -40,7 +40,8 @@ struct BatchPlan: Equatable, Sendable {
     var poison: [PoisonMessage] = []
     /// Messages at or below their index's checkpoint (redelivered after a crash).
     var alreadyApplied = 0
-    /// Data for an index whose last lifecycle record is a delete (writes that raced with it).
+    /// Data for an index whose last lifecycle record is a delete, or older than the index's
+    /// create record (writes that raced with a delete).
     var orphaned = 0
     /// The index states after the batch.
     var indexes: [String: ReplicaIndex]
@@ -127,7 +128,7 @@ struct BatchPlan: Equatable, Sendable {
                     self.indexes[index] = ReplicaIndex(exists: false, generation: nil, checkpoint: message.streamSequence)
                 }
             case .fingerprint(_, let id):
-                guard let hashes = packedHashes(message), prepare(index) else { continue }
+                guard let hashes = packedHashes(message), prepare(index, sequence: message.streamSequence) else { continue }
                 touch(index)
                 run = (index, self.indexes[index]!.checkpoint, [hashes.map { .insert(id: id, hashes: $0) } ?? .delete(id: id)])
             case .metadata(_, let key):
@@ -140,7 +141,7 @@ struct BatchPlan: Equatable, Sendable {
                         PoisonMessage(sequence: message.streamSequence, subject: message.subject, reason: "reserved metadata key"))
                     continue
                 }
-                guard prepare(index) else { continue }
+                guard prepare(index, sequence: message.streamSequence) else { continue }
                 touch(index)
                 pending[index]!.metadata[key] = record.value
             }
@@ -152,10 +153,12 @@ struct BatchPlan: Equatable, Sendable {
         }
     }
 
-    /// Data for an index: skipped when the index was deleted; an index never seen is created first.
-    private mutating func prepare(_ index: String) -> Bool {
+    /// Data for an index at stream sequence `sequence`: skipped when the index was deleted or
+    /// the data is older than the index's generation (it belonged to an earlier one); an index
+    /// never seen is created first.
+    private mutating func prepare(_ index: String, sequence: UInt64) -> Bool {
         switch indexes[index] {
-        case .some(let known) where !known.exists:
+        case .some(let known) where !known.exists || sequence < known.generation ?? 0:
             orphaned += 1
             return false
         case .some:

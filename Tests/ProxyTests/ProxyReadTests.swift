@@ -1,6 +1,7 @@
 import Foundation
 import FpindexAPI
 import JetStream
+import Logging
 import NIOCore
 import TestSupport
 import Testing
@@ -40,6 +41,30 @@ struct ProxyReadTests {
             #expect(reply.errorName == "ServiceUnavailable")
             // Writes do not depend on the backend.
             #expect(try await p.http.json(.PUT, "/w").status == 200)
+        }
+    }
+}
+
+@Suite("fpindex-proxy on a stream it does not manage", .timeLimit(.minutes(2)))
+struct ProxyVerifyOnlyTests {
+    /// The controller creates the stream from the cluster's spec (replicas, storage) and runs
+    /// proxies with --no-manage-stream: they verify what they rely on, not how it is kept.
+    /// (A proxy refused a memory or a replicated stream and never became ready.)
+    @Test func aStreamKeptDifferentlyIsAccepted() async throws {
+        try await withNATSServer { nats in
+            let manager = try await NATSClient.connect(NATSConfiguration(servers: [nats.url]), logger: Logger(label: "manager"))
+            try await manager.ensureStream(StreamSettings(duplicateWindow: .seconds(30), memoryStorage: true))
+            let p = try await ProxyHarness.start(nats: nats, arguments: ["--no-manage-stream"])
+            #expect(try await p.http.json(.PUT, "/m").status == 200)
+            await p.stop()
+            // What the proxy relies on still counts: another subject prefix is refused.
+            let other = try ChildProcess(
+                name: "fpindex-proxy", executable: try Locations.executable("fpindex-proxy"),
+                arguments: ["--listen", "127.0.0.1:0", "--no-manage-stream", "--subject-prefix", "other"],
+                environment: ["NATS_URL": nats.url, "FPINDEX_URL": "http://127.0.0.1:9"])
+            _ = try await other.waitForLogLine(containing: "differs in subjects")
+            await other.stop()
+            await manager.close()
         }
     }
 }

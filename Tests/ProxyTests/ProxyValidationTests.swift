@@ -51,6 +51,9 @@ struct ProxyValidationTests {
             (
                 .post, "/i/_update", String(repeating: " ", count: FpindexNames.maxBodyBytes + 1), json, 413, "BodyTooBig"
             ),
+            // A bad consistency header refuses the write before it is published (it was read
+            // only after the write was in the stream: a 400 for a durable write).
+            (.put, "/i/12", #"{"hashes":[1]}"#, [.contentType: "application/json", ProxyResponder.consistencyHeader: "eventual"], 400, "BadRequest"),
             // Valid: past validation, and refused only because there is no NATS to publish to.
             (.post, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}]}"#, json, 503, "ServiceUnavailable"),
         ]

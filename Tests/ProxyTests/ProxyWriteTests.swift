@@ -1,7 +1,14 @@
 import FpindexAPI
+import Hummingbird
+import HummingbirdTesting
 import JetStream
+import Logging
+import NIOCore
+import Prometheus
 import TestSupport
 import Testing
+
+@testable import Proxy
 
 @Suite("fpindex-proxy writes into the stream", .timeLimit(.minutes(3)))
 struct ProxyWriteTests {
@@ -128,6 +135,71 @@ struct ProxyWriteTests {
             #expect(try await p.http.json(.PUT, "/a/1", #"{"hashes":[1]}"#).status == 401)
             #expect(try await p.http.json(.POST, "/a/_search", #"{"query":[1]}"#).status != 401)
             #expect(!p.proxy.stderr.contains("s3cret"))
+        }
+    }
+}
+
+/// Lifecycle records and index generations when writers race, made deterministic: the proxy's
+/// responder runs in this process with a catalog that has not heard of what another proxy
+/// (played by the test) just published.
+@Suite("fpindex-proxy lifecycle races", .timeLimit(.minutes(2)))
+struct ProxyLifecycleRaceTests {
+    static func responder(_ nats: NATSServer) async throws -> (ProxyResponder, ProxyRuntime, NATSClient, ReadForwarder) {
+        let client = try await NATSClient.connect(NATSConfiguration(servers: [nats.url]), logger: Logger(label: "proxy"))
+        try await client.ensureStream(StreamSettings())
+        let runtime = ProxyRuntime()
+        runtime.attach(client)
+        runtime.catalog.markSynced()
+        let configuration = ProxyConfiguration(readURL: "http://127.0.0.1:9")
+        let forwarder = ReadForwarder(baseURL: configuration.readURL, timeout: .seconds(1))
+        let responder = ProxyResponder(
+            configuration: configuration, runtime: runtime, forwarder: forwarder, registry: PrometheusCollectorRegistry())
+        return (responder, runtime, client, forwarder)
+    }
+
+    /// Another proxy created the index a moment ago: this one must not publish a second create
+    /// record (a new generation, which replicas would start afresh, dropping the writes between).
+    @Test func aCreateThatLostTheRaceAnswersTheWinnersGeneration() async throws {
+        try await withNATSServer { nats in
+            let (responder, _, client, forwarder) = try await Self.responder(nats)
+            let subjects = StreamSubjects()
+            let winner = try await client.publish(subject: subjects.lifecycle("r"), payload: LifecycleRecord(.create).payload)
+            _ = try await client.publish(subject: subjects.fingerprint("r", id: 1), payload: FingerprintRecord(hashes: [1]).payload)
+            try await Application(responder: responder).test(.router) { http in
+                let reply = try await http.execute(uri: "/r", method: .put)
+                #expect(reply.status == .ok)
+                let created = try CreateIndexResponse.decode(from: Array(buffer: reply.body), format: .json)
+                #expect(created.generation == winner.sequence)
+                let strict = try await http.execute(
+                    uri: "/r", method: .put, headers: [.contentType: "application/json"],
+                    body: ByteBuffer(string: #"{"expect_does_not_exist":true}"#))
+                #expect(strict.status == .conflict)
+            }
+            let lifecycle = try await client.lastMessage(stream: "fpindex", subject: subjects.lifecycle("r"))
+            #expect(lifecycle?.sequence == winner.sequence, "a second create record was published")
+            await forwarder.shutdown()
+            await client.close()
+        }
+    }
+
+    /// A write that raced with a delete sits after the delete record; once the index is
+    /// created again it is not part of the new generation, and the proxy does not report it.
+    @Test func dataOfAnEarlierGenerationIsNotReported() async throws {
+        try await withNATSServer { nats in
+            let (responder, _, client, forwarder) = try await Self.responder(nats)
+            let subjects = StreamSubjects()
+            try await Application(responder: responder).test(.router) { http in
+                #expect(try await http.execute(uri: "/g", method: .put).status == .ok)
+                #expect(try await http.execute(uri: "/g", method: .delete).status == .ok)
+                // The racing write, published by a proxy that still believed the index existed.
+                _ = try await client.publish(subject: subjects.fingerprint("g", id: 5), payload: FingerprintRecord(hashes: [5]).payload)
+                #expect(try await http.execute(uri: "/g", method: .put).status == .ok)
+                let reply = try await http.execute(uri: "/g/5", method: .get)
+                #expect(reply.status == .notFound)
+                #expect((try? ErrorResponse.decode(from: Array(buffer: reply.body), format: .json))?.error == "FingerprintNotFound")
+            }
+            await forwarder.shutdown()
+            await client.close()
         }
     }
 }

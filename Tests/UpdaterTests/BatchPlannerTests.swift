@@ -97,3 +97,24 @@ struct BatchPlannerTests {
         #expect(plan.operations.isEmpty)
     }
 }
+
+extension BatchPlannerTests {
+    /// A write that raced with a delete is in the stream after the delete record and before the
+    /// next create record (the delete's purge only reaches below itself). A replica that
+    /// replays, knowing only the index's latest create, must skip it as an earlier generation's:
+    /// applied, it went to an index fpindex did not have yet, the 404 re-synchronised, and the
+    /// replica met the same batch again, forever.
+    @Test func dataOlderThanItsIndexGenerationIsSkipped() {
+        let plan = BatchPlan(
+            messages: [insert(21, "a", 1, [1]), message(22, subjects.lifecycle("a"), LifecycleRecord(.create).payload), insert(23, "a", 2, [2])],
+            indexes: ["a": ReplicaIndex(exists: true, generation: 22, checkpoint: 0)],
+            subjects: subjects)
+        #expect(plan.orphaned == 1)
+        #expect(
+            plan.operations == [
+                .createIndex("a", generation: 22),
+                .update("a", changes: [.insert(id: 2, hashes: PackedHashes([2]))], metadata: [:], checkpoint: 23),
+            ])
+        #expect(plan.indexes["a"] == ReplicaIndex(exists: true, generation: 22, checkpoint: 23))
+    }
+}
