@@ -22,6 +22,121 @@ struct ResourcePath {
     var subresource: String?
 }
 
+/// A resource request, parsed once: what it addresses and the options its verb reads.
+struct ResourceRequest {
+    let target: ResourcePath
+    /// The type at the requested version, and the type it is stored as (Events of both groups share one store).
+    let type: ResourceType
+    let storageType: ResourceType
+    var version: String { target.version }
+    var namespace: String { target.namespace ?? "" }
+    /// `finalize` writes the object itself (a namespace's spec.finalizers).
+    var subresource: String? { target.subresource == "finalize" ? nil : target.subresource }
+    let query: Query
+    /// `fieldManager`, else the client's user agent up to its first '/'.
+    let manager: String
+    let dryRun: Bool
+    /// `fieldValidation=Strict`: unknown fields are a 400.
+    let strict: Bool
+    /// The server default (`Warn`): unknown fields are dropped with a Warning header each.
+    let warn: Bool
+    let wantsTable: Bool
+    let wantsMetadata: Bool
+    let labels: LabelSelector?
+    let fields: FieldSelector?
+
+    init(_ request: Request, target: ResourcePath, registry: ResourceRegistry) throws(KubeSimError) {
+        self.target = target
+        let query = Query(request.uri)
+        self.query = query
+        type = target.type.at(version: target.version)
+        storageType = type.storedAs.flatMap { registry.type(forKey: $0) } ?? type
+        let accept = request.headers[.accept] ?? ""
+        wantsTable = accept.contains("as=Table")
+        wantsMetadata = accept.contains("as=PartialObjectMetadata")
+        manager =
+            query["fieldManager"]
+            ?? (request.headers[.userAgent].map { String($0.split(separator: "/").first ?? "unknown") } ?? "unknown")
+        dryRun = query["dryRun"] == "All"
+        strict = query["fieldValidation"] == "Strict"
+        warn = query["fieldValidation"].map { $0 == "Warn" } ?? true
+        labels = try query["labelSelector"].map { s throws(KubeSimError) in try LabelSelector(parsing: s) }
+        fields = try query["fieldSelector"].map { s throws(KubeSimError) in try FieldSelector(parsing: s) }
+    }
+}
+
+/// A PATCH body, checked as the real server checks it before touching the object.
+struct PatchRequest {
+    static let types = [
+        "application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+    ]
+    let contentType: String
+    let patch: JSONValue
+    let bytes: [UInt8]
+    var isApply: Bool { contentType == "application/apply-patch+yaml" }
+
+    init(contentType header: String, bytes: [UInt8], _ r: ResourceRequest) throws(KubeSimError) {
+        let contentType = header.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        self.contentType = contentType
+        self.bytes = bytes
+        let type = r.type
+        let patch: JSONValue
+        do {
+            patch = try JSONValue.parse(bytes)
+        } catch {
+            if contentType == "application/apply-patch+yaml" {
+                throw KubeSimError(code: 415, reason: "UnsupportedMediaType", message: "kubesim accepts server-side apply bodies in JSON only")
+            }
+            throw KubeSimError.badRequest("error decoding patch: \(error)")
+        }
+        self.patch = patch
+        if contentType == "application/strategic-merge-patch+json", type.isCustom {
+            throw KubeSimError(
+                code: 415, reason: "UnsupportedMediaType",
+                message:
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+            )
+        }
+        guard Self.types.contains(contentType) else {
+            throw KubeSimError(code: 415, reason: "UnsupportedMediaType", message: "unsupported patch type \(contentType)")
+        }
+        // A body of the wrong shape fails decoding on the real server (Go's words).
+        if contentType == "application/json-patch+json", patch.arrayValue == nil, !patch.isNull {
+            throw KubeSimError.badRequest(
+                "error decoding patch: json: cannot unmarshal \(Self.goType(patch)) into Go value of type []handlers.jsonPatchOp")
+        }
+        if contentType == "application/merge-patch+json" || contentType == "application/strategic-merge-patch+json",
+            patch.objectValue == nil, !patch.isNull
+        {
+            throw KubeSimError.badRequest(
+                "error decoding patch: json: cannot unmarshal \(Self.goType(patch)) into Go value of type map[string]interface {}")
+        }
+        // The real server names no manager for an apply itself (updates take the client's).
+        if contentType == "application/apply-patch+yaml", (r.query["fieldManager"] ?? "").isEmpty {
+            throw KubeSimError(
+                code: 422, reason: "Invalid",
+                message: #"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#,
+                name: "", group: "meta.k8s.io", kind: "PatchOptions",
+                causes: [.init(reason: "FieldValueRequired", message: "Required value: is required for apply patch", field: "fieldManager")])
+        }
+        if contentType == "application/apply-patch+yaml", let kind = patch["kind"]?.stringValue, kind != type.kind {
+            throw KubeSimError.badRequest("the kind of the applied object (\(kind)) does not match \(type.kind)")
+        }
+    }
+
+    static func goType(_ value: JSONValue) -> String {
+        switch value {
+        case .object: "object"
+        case .array: "array"
+        case .string: "string"
+        case .bool: "bool"
+        case .null: "null"
+        default: "number"
+        }
+    }
+}
+
 /// Answers every request: auth, faults, discovery, OpenAPI, the admin endpoint and resources.
 struct KubeSimResponder: HTTPResponder {
     typealias Context = KubeSimRequestContext
@@ -238,237 +353,180 @@ struct KubeSimResponder: HTTPResponder {
     func resource(_ request: Request, registry: ResourceRegistry, group: String, version: String, rest: [String]) async throws
         -> Response
     {
-        let target = try parsePath(registry, group: group, version: version, rest: rest)
-        let query = Query(request.uri)
-        let type = target.type.at(version: version)
-        let storageType = type.storedAs.flatMap { registry.type(forKey: $0) } ?? type
-        let namespace = target.namespace ?? ""
-        let accept = request.headers[.accept] ?? ""
-        let wantsTable = accept.contains("as=Table")
-        let wantsMetadata = accept.contains("as=PartialObjectMetadata")
-        let manager =
-            query["fieldManager"]
-            ?? (request.headers[.userAgent].map { String($0.split(separator: "/").first ?? "unknown") } ?? "unknown")
-        let dryRun = query["dryRun"] == "All"
-        let strict = query["fieldValidation"] == "Strict"
-        // The server default is Warn: unknown fields are dropped with a Warning header each.
-        let warn = query["fieldValidation"].map { $0 == "Warn" } ?? true
-
-        guard let name = target.name else {
-            // Collection.
-            let labels = try query["labelSelector"].map { s throws(KubeSimError) in try LabelSelector(parsing: s) }
-            let fields = try query["fieldSelector"].map { s throws(KubeSimError) in try FieldSelector(parsing: s) }
+        let r = try ResourceRequest(
+            request, target: try parsePath(registry, group: group, version: version, rest: rest), registry: registry)
+        guard let name = r.target.name else {
             switch request.method {
             case .get:
-                if query["watch"] == "true" || query["watch"] == "1" {
+                if r.query["watch"] == "true" || r.query["watch"] == "1" {
                     return try await watch(
-                        type: type, storageType: storageType, version: version, namespace: target.namespace, labels: labels,
-                        fields: fields, query: query, table: wantsTable)
+                        type: r.type, storageType: r.storageType, version: r.version, namespace: r.target.namespace, labels: r.labels,
+                        fields: r.fields, query: r.query, table: r.wantsTable)
                 }
-                let page = try await store.list(
-                    storageType, namespace: target.namespace, labels: labels, fields: fields, limit: query["limit"].flatMap { Int($0) },
-                    continueToken: query["continue"])
-                let items = page.items.map { Self.output(type, version: version, $0) }
-                if wantsTable {
-                    return Self.json(
-                        TableRendering.table(
-                            type, items, resourceVersion: String(page.resourceVersion), continueToken: page.continueToken, now: Date(),
-                            includeObject: query["includeObject"] ?? "Metadata"),
-                        contentType: "application/json;as=Table;v=v1;g=meta.k8s.io")
-                }
-                var metadata: [String: JSONValue] = ["resourceVersion": .string(String(page.resourceVersion))]
-                if let token = page.continueToken {
-                    metadata["continue"] = .string(token)
-                    metadata["remainingItemCount"] = .int(Int64(page.remaining))
-                }
-                if wantsMetadata {
-                    return Self.json(
-                        [
-                            "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": .object(metadata),
-                            "items": .array(items.map(Self.partialMetadata)),
-                        ], contentType: "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io")
-                }
-                return Self.json([
-                    "kind": .string(type.listKind), "apiVersion": .string(type.apiVersion(version)), "metadata": .object(metadata),
-                    "items": .array(items),
-                ])
-            case .post:
-                let body = try await Self.readJSON(request)
-                var object = Self.input(type, body)
-                if type.storedAs == nil {
-                    object["apiVersion"] = .string(storageType.apiVersion(storageType.preferredVersion))
-                }
-                let created = try await store.create(
-                    storageType, namespace: namespace, object: object, manager: manager, dryRun: dryRun, strict: strict,
-                    version: version)
-                return Self.withWarnings(
-                    Self.json(Self.output(type, version: version, created), status: 201),
-                    warn ? Self.unknownFields(type, version: version, body) : [])
-            case .delete:
-                let options = try await Self.readOptionalJSON(request)
-                let deleted = try await store.deleteCollection(
-                    storageType, namespace: target.namespace, labels: labels, fields: fields,
-                    propagationPolicy: query["propagationPolicy"] ?? options["propagationPolicy"]?.stringValue)
-                return Self.json([
-                    "kind": .string(type.listKind), "apiVersion": .string(type.apiVersion(version)), "metadata": [:],
-                    "items": .array(deleted.map { Self.output(type, version: version, $0) }),
-                ])
-            default:
-                throw KubeSimError.methodNotAllowed("the server does not allow this method on the requested resource")
+                return try await list(r)
+            case .post: return try await create(request, r)
+            case .delete: return try await deleteCollection(request, r)
+            default: throw KubeSimError.methodNotAllowed("the server does not allow this method on the requested resource")
             }
         }
-
-        if target.subresource == "scale" {
+        if r.target.subresource == "scale" {
             return try await scale(
-                request, type: type, version: version, namespace: namespace, name: name, manager: manager, dryRun: dryRun)
+                request, type: r.type, version: r.version, namespace: r.namespace, name: name, manager: r.manager, dryRun: r.dryRun)
         }
-        let subresource = target.subresource == "finalize" ? nil : target.subresource
         switch request.method {
-        case .get:
-            let object = Self.output(type, version: version, try await store.get(storageType, namespace: namespace, name: name))
-            if wantsTable {
-                return Self.json(
-                    TableRendering.table(
-                        type, [object], resourceVersion: object.value(at: ["metadata", "resourceVersion"])?.stringValue ?? "",
-                        continueToken: nil, now: Date(), includeObject: query["includeObject"] ?? "Metadata"),
-                    contentType: "application/json;as=Table;v=v1;g=meta.k8s.io")
-            }
-            if wantsMetadata {
-                return Self.json(
-                    Self.partialMetadata(object), contentType: "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io")
-            }
-            return Self.json(object)
-        case .put:
-            let requestBody = try await Self.readJSON(request)
-            let body = Self.input(type, requestBody)
-            let updated = try await store.update(
-                storageType, namespace: namespace, name: name, object: body, subresource: subresource, manager: manager, dryRun: dryRun,
-                strict: strict, version: version)
-            return Self.withWarnings(
-                Self.json(Self.output(type, version: version, updated)),
-                warn ? Self.unknownFields(type, version: version, requestBody) : [])
-        case .patch:
-            let body = try await request.body.collect(upTo: 16 << 20)
-            let contentType =
-                (request.headers[.contentType] ?? "").split(separator: ";").first.map {
-                    $0.trimmingCharacters(in: .whitespaces)
-                } ?? ""
-            let bytes = Array(body.readableBytesView)
-            let patch: JSONValue
-            do {
-                patch = try JSONValue.parse(bytes)
-            } catch {
-                if contentType == "application/apply-patch+yaml" {
-                    throw KubeSimError(
-                        code: 415, reason: "UnsupportedMediaType", message: "kubesim accepts server-side apply bodies in JSON only")
-                }
-                throw KubeSimError.badRequest("error decoding patch: \(error)")
-            }
-            let force = query["force"] == "true"
-            let apiVersion = type.apiVersion(version)
-            let isApply = contentType == "application/apply-patch+yaml"
-            if contentType == "application/strategic-merge-patch+json", type.isCustom {
-                throw KubeSimError(
-                    code: 415, reason: "UnsupportedMediaType",
-                    message:
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                )
-            }
-            guard
-                [
-                    "application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json",
-                    "application/apply-patch+yaml",
-                ]
-                .contains(contentType)
-            else {
-                throw KubeSimError(code: 415, reason: "UnsupportedMediaType", message: "unsupported patch type \(contentType)")
-            }
-            // A body of the wrong shape fails decoding on the real server (Go's words).
-            func goType(_ value: JSONValue) -> String {
-                switch value {
-                case .object: "object"
-                case .array: "array"
-                case .string: "string"
-                case .bool: "bool"
-                case .null: "null"
-                default: "number"
-                }
-            }
-            if contentType == "application/json-patch+json", patch.arrayValue == nil, !patch.isNull {
-                throw KubeSimError.badRequest(
-                    "error decoding patch: json: cannot unmarshal \(goType(patch)) into Go value of type []handlers.jsonPatchOp")
-            }
-            if contentType == "application/merge-patch+json" || contentType == "application/strategic-merge-patch+json",
-                patch.objectValue == nil, !patch.isNull
-            {
-                throw KubeSimError.badRequest(
-                    "error decoding patch: json: cannot unmarshal \(goType(patch)) into Go value of type map[string]interface {}")
-            }
-            // The real server names no manager for an apply itself (updates take the client's).
-            if isApply, (query["fieldManager"] ?? "").isEmpty {
-                throw KubeSimError(
-                    code: 422, reason: "Invalid",
-                    message: #"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#,
-                    name: "", group: "meta.k8s.io", kind: "PatchOptions",
-                    causes: [.init(reason: "FieldValueRequired", message: "Required value: is required for apply patch", field: "fieldManager")])
-            }
-            if isApply, let kind = patch["kind"]?.stringValue, kind != type.kind {
-                throw KubeSimError.badRequest("the kind of the applied object (\(kind)) does not match \(type.kind)")
-            }
-            let now = Timestamps.format(Date())
-            let created = Mutex(false)
-            let result = try await store.patch(
-                storageType, namespace: namespace, name: name, subresource: subresource, manager: manager, dryRun: dryRun,
-                createIfMissing: isApply && subresource == nil, strict: strict, version: version
-            ) { (current: JSONValue?) throws(KubeSimError) -> PatchOutcome in
-                let view = current.map { Self.output(type, version: version, $0) }
-                created.withLock { $0 = current == nil }
-                var patched: JSONValue
-                var done = false
-                switch contentType {
-                case "application/json-patch+json": patched = try Patch.jsonPatch(view ?? [:], patch, raw: bytes)
-                case "application/merge-patch+json": patched = Patch.merge(view ?? [:], patch)
-                case "application/strategic-merge-patch+json": patched = Patch.strategicMerge(view ?? [:], patch)
-                default:
-                    patched = try FieldManagement.apply(
-                        current: view, config: patch, manager: query["fieldManager"]!, force: force,
-                        apiVersion: apiVersion, subresource: subresource, now: now, type: type, name: name)
-                    done = true
-                }
-                return PatchOutcome(object: Self.input(type, patched), managedFieldsDone: done)
-            }
-            // An apply that creates the object answers 201, as a create does.
-            return Self.withWarnings(
-                Self.json(Self.output(type, version: version, result), status: created.withLock { $0 } ? 201 : 200),
-                warn && contentType != "application/json-patch+json" ? Self.unknownFields(type, version: version, patch) : [])
-        case .delete:
-            let options = try await Self.readOptionalJSON(request)
-            let deleted = try await store.delete(
-                storageType, namespace: namespace, name: name,
-                propagationPolicy: query["propagationPolicy"] ?? options["propagationPolicy"]?.stringValue,
-                preconditionUID: options.value(at: ["preconditions", "uid"])?.stringValue,
-                preconditionResourceVersion: options.value(at: ["preconditions", "resourceVersion"])?.stringValue, dryRun: dryRun,
-                gracePeriodSeconds: (query["gracePeriodSeconds"].flatMap { Int($0) })
-                    ?? options["gracePeriodSeconds"]?.intValue.map { Int($0) })
-            // Like the real registries: custom resources (and anything still pending behind
-            // finalizers) come back as the object; a built-in object deleted at once as a Status.
-            let pending = (try? await store.get(storageType, namespace: namespace, name: name)) != nil
-            // A namespace always goes through Terminating (its controller empties it first), so
-            // the real server answers with the marked namespace even when kubesim removed an
-            // empty one at once.
-            if !type.isCustom, !pending, !dryRun, type.typeKey != "/namespaces" {
-                return Self.json([
-                    "kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Success",
-                    "details": [
-                        "name": .string(name), "group": .string(type.group), "kind": .string(type.resource),
-                        "uid": deleted.value(at: ["metadata", "uid"]) ?? "",
-                    ],
-                ])
-            }
-            return Self.json(Self.output(type, version: version, deleted))
-        default:
-            throw KubeSimError.methodNotAllowed("the server does not allow this method on the requested resource")
+        case .get: return try await get(r, name: name)
+        case .put: return try await replace(request, r, name: name)
+        case .patch: return try await patch(request, r, name: name)
+        case .delete: return try await delete(request, r, name: name)
+        default: throw KubeSimError.methodNotAllowed("the server does not allow this method on the requested resource")
         }
+    }
+
+    func list(_ r: ResourceRequest) async throws -> Response {
+        let (type, version, query) = (r.type, r.version, r.query)
+        let page = try await store.list(
+            r.storageType, namespace: r.target.namespace, labels: r.labels, fields: r.fields, limit: query["limit"].flatMap { Int($0) },
+            continueToken: query["continue"])
+        let items = page.items.map { Self.output(type, version: version, $0) }
+        if r.wantsTable {
+            return Self.json(
+                TableRendering.table(
+                    type, items, resourceVersion: String(page.resourceVersion), continueToken: page.continueToken, now: Date(),
+                    includeObject: query["includeObject"] ?? "Metadata"),
+                contentType: "application/json;as=Table;v=v1;g=meta.k8s.io")
+        }
+        var metadata: [String: JSONValue] = ["resourceVersion": .string(String(page.resourceVersion))]
+        if let token = page.continueToken {
+            metadata["continue"] = .string(token)
+            metadata["remainingItemCount"] = .int(Int64(page.remaining))
+        }
+        if r.wantsMetadata {
+            return Self.json(
+                [
+                    "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": .object(metadata),
+                    "items": .array(items.map(Self.partialMetadata)),
+                ], contentType: "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io")
+        }
+        return Self.json([
+            "kind": .string(type.listKind), "apiVersion": .string(type.apiVersion(version)), "metadata": .object(metadata),
+            "items": .array(items),
+        ])
+    }
+
+    func create(_ request: Request, _ r: ResourceRequest) async throws -> Response {
+        let (type, version) = (r.type, r.version)
+        let body = try await Self.readJSON(request)
+        var object = Self.input(type, body)
+        if type.storedAs == nil {
+            object["apiVersion"] = .string(r.storageType.apiVersion(r.storageType.preferredVersion))
+        }
+        let created = try await store.create(
+            r.storageType, namespace: r.namespace, object: object, manager: r.manager, dryRun: r.dryRun, strict: r.strict,
+            version: version)
+        return Self.withWarnings(
+            Self.json(Self.output(type, version: version, created), status: 201),
+            r.warn ? Self.unknownFields(type, version: version, body) : [])
+    }
+
+    func deleteCollection(_ request: Request, _ r: ResourceRequest) async throws -> Response {
+        let (type, version) = (r.type, r.version)
+        let options = try await Self.readOptionalJSON(request)
+        let deleted = try await store.deleteCollection(
+            r.storageType, namespace: r.target.namespace, labels: r.labels, fields: r.fields,
+            propagationPolicy: r.query["propagationPolicy"] ?? options["propagationPolicy"]?.stringValue)
+        return Self.json([
+            "kind": .string(type.listKind), "apiVersion": .string(type.apiVersion(version)), "metadata": [:],
+            "items": .array(deleted.map { Self.output(type, version: version, $0) }),
+        ])
+    }
+
+    func get(_ r: ResourceRequest, name: String) async throws -> Response {
+        let object = Self.output(r.type, version: r.version, try await store.get(r.storageType, namespace: r.namespace, name: name))
+        if r.wantsTable {
+            return Self.json(
+                TableRendering.table(
+                    r.type, [object], resourceVersion: object.value(at: ["metadata", "resourceVersion"])?.stringValue ?? "",
+                    continueToken: nil, now: Date(), includeObject: r.query["includeObject"] ?? "Metadata"),
+                contentType: "application/json;as=Table;v=v1;g=meta.k8s.io")
+        }
+        if r.wantsMetadata {
+            return Self.json(Self.partialMetadata(object), contentType: "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io")
+        }
+        return Self.json(object)
+    }
+
+    func replace(_ request: Request, _ r: ResourceRequest, name: String) async throws -> Response {
+        let requestBody = try await Self.readJSON(request)
+        let body = Self.input(r.type, requestBody)
+        let updated = try await store.update(
+            r.storageType, namespace: r.namespace, name: name, object: body, subresource: r.subresource, manager: r.manager,
+            dryRun: r.dryRun, strict: r.strict, version: r.version)
+        return Self.withWarnings(
+            Self.json(Self.output(r.type, version: r.version, updated)),
+            r.warn ? Self.unknownFields(r.type, version: r.version, requestBody) : [])
+    }
+
+    func patch(_ request: Request, _ r: ResourceRequest, name: String) async throws -> Response {
+        let (type, version, query, subresource) = (r.type, r.version, r.query, r.subresource)
+        let body = try await request.body.collect(upTo: 16 << 20)
+        let parsed = try PatchRequest(contentType: request.headers[.contentType] ?? "", bytes: Array(body.readableBytesView), r)
+        let (contentType, patch, bytes) = (parsed.contentType, parsed.patch, parsed.bytes)
+        let force = query["force"] == "true"
+        let apiVersion = type.apiVersion(version)
+        let now = Timestamps.format(Date())
+        let created = Mutex(false)
+        let result = try await store.patch(
+            r.storageType, namespace: r.namespace, name: name, subresource: subresource, manager: r.manager, dryRun: r.dryRun,
+            createIfMissing: parsed.isApply && subresource == nil, strict: r.strict, version: version
+        ) { (current: JSONValue?) throws(KubeSimError) -> PatchOutcome in
+            let view = current.map { Self.output(type, version: version, $0) }
+            created.withLock { $0 = current == nil }
+            var patched: JSONValue
+            var done = false
+            switch contentType {
+            case "application/json-patch+json": patched = try Patch.jsonPatch(view ?? [:], patch, raw: bytes)
+            case "application/merge-patch+json": patched = Patch.merge(view ?? [:], patch)
+            case "application/strategic-merge-patch+json": patched = Patch.strategicMerge(view ?? [:], patch)
+            default:
+                patched = try FieldManagement.apply(
+                    current: view, config: patch, manager: query["fieldManager"]!, force: force,
+                    apiVersion: apiVersion, subresource: subresource, now: now, type: type, name: name)
+                done = true
+            }
+            return PatchOutcome(object: Self.input(type, patched), managedFieldsDone: done)
+        }
+        // An apply that creates the object answers 201, as a create does.
+        return Self.withWarnings(
+            Self.json(Self.output(type, version: version, result), status: created.withLock { $0 } ? 201 : 200),
+            r.warn && contentType != "application/json-patch+json" ? Self.unknownFields(type, version: version, patch) : [])
+    }
+
+    func delete(_ request: Request, _ r: ResourceRequest, name: String) async throws -> Response {
+        let (type, version, query) = (r.type, r.version, r.query)
+        let options = try await Self.readOptionalJSON(request)
+        let deleted = try await store.delete(
+            r.storageType, namespace: r.namespace, name: name,
+            propagationPolicy: query["propagationPolicy"] ?? options["propagationPolicy"]?.stringValue,
+            preconditionUID: options.value(at: ["preconditions", "uid"])?.stringValue,
+            preconditionResourceVersion: options.value(at: ["preconditions", "resourceVersion"])?.stringValue, dryRun: r.dryRun,
+            gracePeriodSeconds: (query["gracePeriodSeconds"].flatMap { Int($0) })
+                ?? options["gracePeriodSeconds"]?.intValue.map { Int($0) })
+        // Like the real registries: custom resources (and anything still pending behind
+        // finalizers) come back as the object; a built-in object deleted at once as a Status.
+        let pending = (try? await store.get(r.storageType, namespace: r.namespace, name: name)) != nil
+        // A namespace always goes through Terminating (its controller empties it first), so
+        // the real server answers with the marked namespace even when kubesim removed an
+        // empty one at once.
+        if !type.isCustom, !pending, !r.dryRun, type.typeKey != "/namespaces" {
+            return Self.json([
+                "kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Success",
+                "details": [
+                    "name": .string(name), "group": .string(type.group), "kind": .string(type.resource),
+                    "uid": deleted.value(at: ["metadata", "uid"]) ?? "",
+                ],
+            ])
+        }
+        return Self.json(Self.output(type, version: version, deleted))
     }
 
     /// Fields of a custom-resource body (object or merge/apply patch) that its schema does not declare.

@@ -37,6 +37,11 @@ actor ResourceStore {
     /// storageKey -> "namespace/name" -> object (storage form).
     private var objects: [String: [String: JSONValue]] = [:]
     private var resourceVersion: Int64 = 0
+    /// Owners and dependents by uid, kept current by `store`.
+    private var owners = OwnerIndex()
+    /// Objects the last writes may have given the garbage collector work: each write queues the
+    /// object, its owners, its dependents and its namespace; `collectGarbage` drains the queue.
+    private var collectionQueue: Set<ObjectRef> = []
 
     /// The first two octets of the /16 Service addresses come from (the node's `serviceSubnet`).
     let serviceSubnet: String
@@ -48,7 +53,7 @@ actor ResourceStore {
         let now = Timestamps.format(Date())
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             resourceVersion += 1
-            objects["/namespaces", default: [:]]["/" + name] = [
+            let namespace: JSONValue = [
                 "apiVersion": "v1", "kind": "Namespace",
                 "metadata": [
                     "name": .string(name), "uid": .string(UUID().uuidString.lowercased()),
@@ -57,11 +62,19 @@ actor ResourceStore {
                 ],
                 "spec": ["finalizers": ["kubernetes"]], "status": ["phase": "Active"],
             ]
+            objects["/namespaces", default: [:]]["/" + name] = namespace
+            owners.update(ObjectRef(storageKey: "/namespaces", key: "/" + name), old: nil, new: namespace)
         }
         hub.start(at: resourceVersion)
     }
 
     var currentResourceVersion: Int64 { resourceVersion }
+
+    /// What a kind's strategy may read of the store.
+    private var view: StoreView {
+        let objects = self.objects
+        return StoreView(objects: { Array((objects[$0] ?? [:]).values) }, serviceSubnet: serviceSubnet)
+    }
 
     static func objectKey(_ namespace: String, _ name: String) -> String { namespace + "/" + name }
 
@@ -152,11 +165,15 @@ actor ResourceStore {
         let namespace = object.value(at: ["metadata", "namespace"])?.stringValue ?? ""
         let name = object.value(at: ["metadata", "name"])?.stringValue ?? ""
         let key = Self.objectKey(namespace, name)
+        let ref = ObjectRef(storageKey: type.storageKey, key: key)
+        let previous = objects[type.storageKey]?[key]
         if event == "DELETED" {
             objects[type.storageKey]?[key] = nil
         } else {
             objects[type.storageKey, default: [:]][key] = object
         }
+        owners.update(ref, old: previous, new: event == "DELETED" ? nil : object)
+        queueForCollection(ref, previous: previous, current: object)
         hub.publish(
             WatchEvent(
                 resourceVersion: rv, storageKey: type.storageKey, namespace: namespace, type: event, object: object, old: old))
@@ -219,22 +236,18 @@ actor ResourceStore {
         object.setValue(.string(UUID().uuidString.lowercased()), at: ["metadata", "uid"])
         object.setValue(.string(Timestamps.format(now)), at: ["metadata", "creationTimestamp"])
         object.setValue(1, at: ["metadata", "generation"])
-        object = builtinDefaults(type, object)
+        let strategy = KindStrategies.strategy(for: type)
+        strategy.prepareForCreate(&object, view)
         object = Self.omittingEmptyMetadata(object)
         object = try PodSpecRules.apply(type, object, name: name, strict: strict)
         object = try customResourceChecks(type, object, old: nil, name: name, strict: strict, version: version)
-        var crdType: ResourceType?
-        if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
-            switch ResourceRegistry.customType(from: object) {
-            case .failure(let error): throw error
-            case .success(let served):
-                if let existing = registry.type(forKey: served.typeKey), !existing.isCustom {
-                    throw .invalid(
-                        type, name, [.init(reason: "FieldValueInvalid", message: "a built-in resource", field: "spec.group")])
-                }
-                crdType = served
-                object["status"] = Self.crdStatus(object, now: now)
+        try strategy.validate(object, old: nil, type: type, name: name)
+        let servedType = strategy.servedType(object)
+        if let servedType {
+            if let existing = registry.type(forKey: servedType.typeKey), !existing.isCustom {
+                throw .invalid(type, name, [.init(reason: "FieldValueInvalid", message: "a built-in resource", field: "spec.group")])
             }
+            object["status"] = strategy.servingStatus(object, now: now)
         }
         if !managedFieldsDone {
             object = FieldManagement.recordUpdate(
@@ -246,9 +259,9 @@ actor ResourceStore {
             return object
         }
         let stored = store(type, object, event: "ADDED", old: nil)
-        if let crdType { registry.register(crdType) }
+        if let servedType { registry.register(servedType) }
         // A dependent of owners that do not exist (any more) is collected at once.
-        if stored.value(at: ["metadata", "ownerReferences"]) != nil { collectGarbage() }
+        collectGarbage()
         return stored
     }
 
@@ -328,15 +341,8 @@ actor ResourceStore {
         }
         new["apiVersion"] = old["apiVersion"]
         new["kind"] = old["kind"]
-        // Allocated once, kept by updates that leave them out (as the real registries do).
-        if type.typeKey == "/services", subresource == nil {
-            for key in ["clusterIP", "clusterIPs"] where new.value(at: ["spec", key]) == nil {
-                new.setValue(old.value(at: ["spec", key]), at: ["spec", key])
-            }
-        }
-        if type.typeKey == "/pods", subresource == nil, new.value(at: ["spec", "nodeName"]) == nil {
-            new.setValue(old.value(at: ["spec", "nodeName"]), at: ["spec", "nodeName"])
-        }
+        let strategy = KindStrategies.strategy(for: type)
+        strategy.prepareForUpdate(&new, old: old, subresource: subresource)
         if old.value(at: ["metadata", "deletionTimestamp"]) != nil {
             let before = Set((old.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue))
             let after = (new.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue)
@@ -351,9 +357,7 @@ actor ResourceStore {
                     ])
             }
         }
-        if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions" {
-            if case .failure(let error) = ResourceRegistry.customType(from: new) { throw error }
-        }
+        try strategy.validate(new, old: old, type: type, name: name)
         new = Self.omittingEmptyMetadata(new)
         if subresource == nil { new = try PodSpecRules.apply(type, new, name: name, strict: strict) }
         new = try customResourceChecks(type, new, old: old, name: name, strict: strict, version: version)
@@ -368,10 +372,8 @@ actor ResourceStore {
                 subresource: subresource, now: Timestamps.format(Date()))
         }
         if dryRun { return new }
-        if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions",
-            case .success(let served) = ResourceRegistry.customType(from: new)
-        {
-            new["status"] = Self.crdStatus(new, now: Date())
+        if let served = strategy.servedType(new) {
+            new["status"] = strategy.servingStatus(new, now: Date())
             registry.register(served)
         }
         let stored = store(type, new, event: "MODIFIED", old: old)
@@ -382,16 +384,7 @@ actor ResourceStore {
             collectGarbage()
             return removed
         }
-        // Only changes that can matter to the collector: deletion marks, finalizers, owners.
-        let relevant: (JSONValue) -> [JSONValue?] = {
-            [
-                $0.value(at: ["metadata", "deletionTimestamp"]), $0.value(at: ["metadata", "finalizers"]),
-                $0.value(at: ["metadata", "ownerReferences"]),
-            ]
-        }
-        if relevant(old) != relevant(stored) || stored.value(at: ["metadata", "deletionTimestamp"]) != nil {
-            collectGarbage()
-        }
+        collectGarbage()
         return stored
     }
 
@@ -401,11 +394,7 @@ actor ResourceStore {
         preconditionResourceVersion: String?, dryRun: Bool, gracePeriodSeconds: Int? = nil
     ) throws(KubeSimError) -> JSONValue {
         let object = try get(type, namespace: namespace, name: name)
-        if type.typeKey == "/namespaces", ["default", "kube-system", "kube-public"].contains(name) {
-            throw KubeSimError(
-                code: 403, reason: "Forbidden", message: "namespaces \"\(name)\" is forbidden: this namespace may not be deleted",
-                name: name, kind: "namespaces")
-        }
+        try KindStrategies.strategy(for: type).checkDelete(type: type, name: name)
         if let uid = preconditionUID, uid != object.value(at: ["metadata", "uid"])?.stringValue {
             throw .conflict(
                 type, name,
@@ -429,7 +418,8 @@ actor ResourceStore {
     private func deleteObject(_ type: ResourceType, _ object: JSONValue, policy: String, gracePeriod: Int? = nil) -> JSONValue {
         var updated = object
         var finalizers = Self.finalizers(object)
-        if type.typeKey == "/pods", gracefulPodDeletion {
+        let deletion = KindStrategies.strategy(for: type).deletion
+        if deletion == .gracefulPod, gracefulPodDeletion {
             if let marked = markTerminating(object, gracePeriod: gracePeriod) { return marked }
             if Self.isTerminatingPod(type, object) {
                 // Grace 0 on a marked pod: no longer waiting for the node (finalizers may still hold it).
@@ -438,7 +428,7 @@ actor ResourceStore {
                 return store(type, updated, event: "MODIFIED", old: object)
             }
         }
-        if type.typeKey == "/namespaces" {
+        if deletion == .namespace {
             if object.value(at: ["metadata", "deletionTimestamp"]) == nil {
                 updated.setValue(.string(Timestamps.format(Date())), at: ["metadata", "deletionTimestamp"])
                 updated.setValue(0, at: ["metadata", "deletionGracePeriodSeconds"])
@@ -486,9 +476,8 @@ actor ResourceStore {
 
     private func remove(_ type: ResourceType, _ object: JSONValue) -> JSONValue {
         let removed = store(type, object, event: "DELETED", old: nil)
-        if type.typeKey == "apiextensions.k8s.io/customresourcedefinitions",
-            case .success(let served) = ResourceRegistry.customType(from: object)
-        {
+        // An object that served a type takes the type's objects with it.
+        if let served = KindStrategies.strategy(for: type).servedType(object) {
             for (_, item) in (objects[served.storageKey] ?? [:]).sorted(by: { $0.key < $1.key }) {
                 _ = store(served, item, event: "DELETED", old: nil)
             }
@@ -514,115 +503,100 @@ actor ResourceStore {
     // MARK: Garbage collection
 
     private func hasDependents(_ owner: JSONValue) -> Bool {
-        guard let uid = owner.value(at: ["metadata", "uid"])?.stringValue else { return false }
-        for (_, byName) in objects {
-            for (_, object) in byName where Self.ownerUIDs(object).contains(uid) { return true }
-        }
-        return false
+        OwnerIndex.uid(owner).map(owners.hasDependents) ?? false
     }
 
-    /// Settles owner references, finalizer-free deletions and terminating namespaces until
-    /// nothing changes (the garbage collector and namespace controller, run synchronously).
+    /// What a write to `ref` can give the collector work on: the object itself, the objects
+    /// it names as owners (one waiting for its dependents to go), its dependents (their owner
+    /// changed), and its namespace (one terminating waits for its members).
+    private func queueForCollection(_ ref: ObjectRef, previous: JSONValue?, current: JSONValue) {
+        collectionQueue.insert(ref)
+        for object in [previous, current].compactMap({ $0 }) {
+            for uid in OwnerIndex.ownerUIDs(object) {
+                if let owner = owners.byUID[uid] { collectionQueue.insert(owner) }
+            }
+        }
+        if let uid = OwnerIndex.uid(current) { collectionQueue.formUnion(owners.dependents(of: uid)) }
+        if let namespace = current.value(at: ["metadata", "namespace"])?.stringValue, !namespace.isEmpty {
+            collectionQueue.insert(ObjectRef(storageKey: "/namespaces", key: Self.objectKey("", namespace)))
+        }
+    }
+
+    /// Settles owner references, finalizer-free deletions and terminating namespaces (the
+    /// garbage collector and the namespace controller, run synchronously): each queued object
+    /// gets `GarbageCollector`'s decision, and what carrying it out changes is queued in turn.
     private func collectGarbage() {
-        for _ in 0..<100 {
-            if !collectOnce() { return }
+        var steps = 0
+        while let ref = collectionQueue.min() {
+            collectionQueue.remove(ref)
+            steps += 1
+            if steps > 100_000 {
+                logger.warning("garbage collection did not settle")
+                collectionQueue.removeAll()
+                return
+            }
+            guard let type = registry.type(forKey: ref.storageKey), let object = objects[ref.storageKey]?[ref.key] else { continue }
+            collect(type, object, ref: ref)
         }
-        logger.warning("garbage collection did not settle")
     }
 
-    private func collectOnce() -> Bool {
-        var byUID: [String: JSONValue] = [:]
-        var referenced: Set<String> = []
-        for (_, byName) in objects {
-            for (_, object) in byName {
-                if let uid = object.value(at: ["metadata", "uid"])?.stringValue { byUID[uid] = object }
-                referenced.formUnion(Self.ownerUIDs(object))
-            }
+    private func collect(_ type: ResourceType, _ object: JSONValue, ref: ObjectRef) {
+        let isNamespace = type.typeKey == "/namespaces"
+        var members: (live: ObjectRef?, any: Bool)?
+        if isNamespace, object.value(at: ["metadata", "deletionTimestamp"]) != nil {
+            members = namespaceMembers(object.value(at: ["metadata", "name"])?.stringValue ?? "")
         }
-        for (storageKey, byName) in objects.sorted(by: { $0.key < $1.key }) {
-            guard let type = registry.type(forKey: storageKey) else { continue }
-            for (_, object) in byName.sorted(by: { $0.key < $1.key }) {
-                let deleting = object.value(at: ["metadata", "deletionTimestamp"]) != nil
-                let finalizers = Self.finalizers(object)
-                let uid = object.value(at: ["metadata", "uid"])?.stringValue ?? ""
-                // A dependent-waiting finalizer whose dependents are gone.
-                if deleting, !referenced.contains(uid), finalizers.contains("foregroundDeletion") || finalizers.contains("orphan") {
-                    var updated = object
-                    let left = finalizers.filter { $0 != "foregroundDeletion" && $0 != "orphan" }
-                    updated.setValue(left.isEmpty ? nil : .array(left.map { .string($0) }), at: ["metadata", "finalizers"])
-                    let stored = store(type, updated, event: "MODIFIED", old: object)
-                    if left.isEmpty { _ = remove(type, stored) }
-                    return true
-                }
-                if deleting, finalizers.isEmpty, type.typeKey != "/namespaces", !Self.isTerminatingPod(type, object) {
-                    _ = remove(type, object)
-                    return true
-                }
-                // Owner references.
-                let references = object.value(at: ["metadata", "ownerReferences"])?.arrayValue ?? []
-                if !references.isEmpty {
-                    var kept: [JSONValue] = []
-                    var liveOwner = false
-                    var foregroundOwner = false
-                    for reference in references {
-                        guard let ownerUID = reference["uid"]?.stringValue, let owner = byUID[ownerUID] else { continue }
-                        let ownerFinalizers = Self.finalizers(owner)
-                        let ownerDeleting = owner.value(at: ["metadata", "deletionTimestamp"]) != nil
-                        if ownerDeleting, ownerFinalizers.contains("orphan") { continue }
-                        kept.append(reference)
-                        if ownerDeleting, ownerFinalizers.contains("foregroundDeletion") {
-                            foregroundOwner = true
-                        } else {
-                            liveOwner = true
-                        }
-                    }
-                    if !liveOwner, !foregroundOwner {
-                        if !deleting {
-                            if kept.count != references.count, references.contains(where: { byUID[$0["uid"]?.stringValue ?? ""] != nil }) {
-                                // Orphaned: the owner asked to keep its dependents.
-                                var updated = object
-                                updated.setValue(nil, at: ["metadata", "ownerReferences"])
-                                _ = store(type, updated, event: "MODIFIED", old: object)
-                                return true
-                            }
-                            deleteObject(type, object, policy: "Background")
-                            return true
-                        }
-                    } else if !liveOwner, foregroundOwner, !deleting {
-                        deleteObject(type, object, policy: "Foreground")
-                        return true
-                    } else if kept.count != references.count, liveOwner {
-                        var updated = object
-                        updated.setValue(.array(kept), at: ["metadata", "ownerReferences"])
-                        _ = store(type, updated, event: "MODIFIED", old: object)
-                        return true
-                    }
-                }
-                // Namespace deletion.
-                if type.typeKey == "/namespaces", deleting {
-                    let name = object.value(at: ["metadata", "name"])?.stringValue ?? ""
-                    var empty = true
-                    for (key, members) in objects.sorted(by: { $0.key < $1.key }) {
-                        guard let memberType = registry.type(forKey: key), memberType.namespaced else { continue }
-                        for (_, member) in members.sorted(by: { $0.key < $1.key })
-                        where member.value(at: ["metadata", "namespace"])?.stringValue == name {
-                            empty = false
-                            if member.value(at: ["metadata", "deletionTimestamp"]) == nil {
-                                deleteObject(memberType, member, policy: "Background")
-                                return true
-                            }
-                        }
-                    }
-                    if empty, finalizers.isEmpty {
-                        var updated = object
-                        updated.setValue(nil, at: ["spec", "finalizers"])
-                        _ = remove(type, updated)
-                        return true
-                    }
+        let decision = GarbageCollector.decide(
+            object, isNamespace: isNamespace, isTerminatingPod: Self.isTerminatingPod(type, object),
+            hasDependents: hasDependents(object),
+            owner: { uid in self.owners.byUID[uid].flatMap { self.objects[$0.storageKey]?[$0.key] } }, members: members)
+        switch decision {
+        case .nothing:
+            return
+        case .releaseDependentFinalizers(let left):
+            var updated = object
+            updated.setValue(left.isEmpty ? nil : .array(left.map { .string($0) }), at: ["metadata", "finalizers"])
+            let stored = store(type, updated, event: "MODIFIED", old: object)
+            if left.isEmpty { _ = remove(type, stored) }
+        case .remove:
+            _ = remove(type, object)
+        case .delete(let policy):
+            deleteObject(type, object, policy: policy)
+        case .orphan:
+            var updated = object
+            updated.setValue(nil, at: ["metadata", "ownerReferences"])
+            _ = store(type, updated, event: "MODIFIED", old: object)
+        case .keepOwnerReferences(let kept):
+            var updated = object
+            updated.setValue(.array(kept), at: ["metadata", "ownerReferences"])
+            _ = store(type, updated, event: "MODIFIED", old: object)
+        case .deleteMember(let member):
+            if let memberType = registry.type(forKey: member.storageKey), let memberObject = objects[member.storageKey]?[member.key] {
+                deleteObject(memberType, memberObject, policy: "Background")
+            }
+            collectionQueue.insert(ref)  // on to the next member
+        case .removeNamespace:
+            var updated = object
+            updated.setValue(nil, at: ["spec", "finalizers"])
+            _ = remove(type, updated)
+        }
+    }
+
+    /// A namespace's first member (in storage order) not being deleted yet, and whether it
+    /// has members at all.
+    private func namespaceMembers(_ namespace: String) -> (live: ObjectRef?, any: Bool) {
+        var any = false
+        for (storageKey, members) in objects.sorted(by: { $0.key < $1.key }) {
+            guard let memberType = registry.type(forKey: storageKey), memberType.namespaced else { continue }
+            for (key, member) in members.sorted(by: { $0.key < $1.key })
+            where member.value(at: ["metadata", "namespace"])?.stringValue == namespace {
+                any = true
+                if member.value(at: ["metadata", "deletionTimestamp"]) == nil {
+                    return (ObjectRef(storageKey: storageKey, key: key), true)
                 }
             }
         }
-        return false
+        return (nil, any)
     }
 
     // MARK: Helpers
@@ -649,10 +623,6 @@ actor ResourceStore {
 
     static func finalizers(_ object: JSONValue) -> [String] {
         (object.value(at: ["metadata", "finalizers"])?.arrayValue ?? []).compactMap(\.stringValue)
-    }
-
-    static func ownerUIDs(_ object: JSONValue) -> [String] {
-        (object.value(at: ["metadata", "ownerReferences"])?.arrayValue ?? []).compactMap { $0["uid"]?.stringValue }
     }
 
     /// What `metadata.generation` tracks: everything except metadata and status.
@@ -682,122 +652,6 @@ actor ResourceStore {
                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
         }
         return nil
-    }
-
-    static func crdStatus(_ crd: JSONValue, now: Date) -> JSONValue {
-        let time = JSONValue.string(Timestamps.format(now))
-        let versions = (crd.value(at: ["spec", "versions"])?.arrayValue ?? []).filter { $0["storage"]?.boolValue == true }
-            .compactMap { $0["name"] }
-        return [
-            "acceptedNames": crd.value(at: ["spec", "names"]) ?? [:],
-            "storedVersions": .array(versions),
-            "conditions": [
-                [
-                    "type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                    "message": "no conflicts found", "lastTransitionTime": time,
-                ],
-                [
-                    "type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                    "message": "the initial names have been accepted", "lastTransitionTime": time,
-                ],
-            ],
-        ]
-    }
-
-    /// The first free address of the service range (10.96.0.0/16 by default) from x.y.0.10
-    /// (x.y.0.1 is the `kubernetes` Service's, as on real clusters).
-    private func allocateClusterIP() -> String {
-        let used = Set((objects["/services"] ?? [:]).values.compactMap { $0.value(at: ["spec", "clusterIP"])?.stringValue })
-        for n in 10..<65_000 {
-            let ip = "\(serviceSubnet).\(n / 256).\(n % 256)"
-            if n % 256 != 0, n % 256 != 255, !used.contains(ip) { return ip }
-        }
-        return "\(serviceSubnet).255.254"
-    }
-
-    private func allocatedNodePorts() -> Set<Int> {
-        var used: Set<Int> = []
-        for service in (objects["/services"] ?? [:]).values {
-            for port in service.value(at: ["spec", "ports"])?.arrayValue ?? [] {
-                if let nodePort = port["nodePort"]?.intValue { used.insert(Int(nodePort)) }
-            }
-        }
-        return used
-    }
-
-    /// Defaults the real API server fills in for the built-in kinds, the few clients look at.
-    private func builtinDefaults(_ type: ResourceType, _ object: JSONValue) -> JSONValue {
-        var o = object
-        switch type.typeKey {
-        case "/namespaces":
-            let name = o.value(at: ["metadata", "name"]) ?? ""
-            o.setValue(name, at: ["metadata", "labels", "kubernetes.io/metadata.name"])
-            o.setValue(["kubernetes"], at: ["spec", "finalizers"])
-            o.setValue("Active", at: ["status", "phase"])
-        case "/services":
-            if o.value(at: ["spec", "type"]) == nil { o.setValue("ClusterIP", at: ["spec", "type"]) }
-            let serviceType = o.value(at: ["spec", "type"])?.stringValue ?? "ClusterIP"
-            if o.value(at: ["spec", "clusterIP"]) == nil, serviceType != "ExternalName" {
-                let ip = allocateClusterIP()
-                o.setValue(.string(ip), at: ["spec", "clusterIP"])
-                o.setValue([.string(ip)], at: ["spec", "clusterIPs"])
-            }
-            let needsNodePort = serviceType == "NodePort" || serviceType == "LoadBalancer"
-            var usedNodePorts = needsNodePort ? allocatedNodePorts() : []
-            if let ports = o.value(at: ["spec", "ports"])?.arrayValue {
-                o.setValue(
-                    .array(
-                        ports.map { port in
-                            var p = port
-                            if p["protocol"] == nil { p["protocol"] = "TCP" }
-                            if p["targetPort"] == nil { p["targetPort"] = p["port"] }
-                            if needsNodePort, p["nodePort"]?.intValue == nil,
-                                let free = (30000...32767).first(where: { !usedNodePorts.contains($0) })
-                            {
-                                usedNodePorts.insert(free)
-                                p["nodePort"] = .int(Int64(free))
-                            }
-                            return p
-                        }), at: ["spec", "ports"])
-            }
-        case "/secrets":
-            if (o["type"]?.stringValue ?? "").isEmpty { o["type"] = "Opaque" }
-            // stringData is write-only: merged into data, base64-encoded.
-            if let stringData = o["stringData"]?.objectValue {
-                var data = o["data"]?.objectValue ?? [:]
-                for (key, value) in stringData { data[key] = .string(Data((value.stringValue ?? "").utf8).base64EncodedString()) }
-                o["data"] = .object(data)
-                o["stringData"] = nil
-            }
-        case "/pods":
-            if o.value(at: ["status", "phase"]) == nil { o.setValue("Pending", at: ["status", "phase"]) }
-        case "apps/deployments", "apps/statefulsets", "apps/replicasets":
-            if o.value(at: ["spec", "replicas"]) == nil { o.setValue(1, at: ["spec", "replicas"]) }
-            func setDefault(_ value: JSONValue, _ path: [String]) {
-                if o.value(at: path) == nil { o.setValue(value, at: path) }
-            }
-            if type.resource == "deployments" {
-                setDefault("RollingUpdate", ["spec", "strategy", "type"])
-                if o.value(at: ["spec", "strategy", "type"])?.stringValue == "RollingUpdate" {
-                    setDefault("25%", ["spec", "strategy", "rollingUpdate", "maxSurge"])
-                    setDefault("25%", ["spec", "strategy", "rollingUpdate", "maxUnavailable"])
-                }
-                setDefault(10, ["spec", "revisionHistoryLimit"])
-                setDefault(600, ["spec", "progressDeadlineSeconds"])
-            } else if type.resource == "statefulsets" {
-                setDefault("OrderedReady", ["spec", "podManagementPolicy"])
-                setDefault("RollingUpdate", ["spec", "updateStrategy", "type"])
-                if o.value(at: ["spec", "updateStrategy", "type"])?.stringValue == "RollingUpdate" {
-                    setDefault(0, ["spec", "updateStrategy", "rollingUpdate", "partition"])
-                }
-                setDefault("Retain", ["spec", "persistentVolumeClaimRetentionPolicy", "whenScaled"])
-                setDefault("Retain", ["spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted"])
-                setDefault(10, ["spec", "revisionHistoryLimit"])
-            }
-        default:
-            break
-        }
-        return o
     }
 
     /// Defaults, pruning and validation (shape, then the CEL rules; transition rules against

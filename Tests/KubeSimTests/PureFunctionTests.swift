@@ -135,3 +135,77 @@ import Testing
         #expect(Workloads.ordinal(of: "db-web-1", set: "db") == nil)
     }
 }
+
+/// The garbage collector's decision for one object, given its owners and dependents.
+@Suite struct GarbageCollectorTests {
+    static func object(uid: String = "u", owners: [String] = [], deleting: Bool = false, finalizers: [String] = []) -> JSONValue {
+        var metadata: [String: JSONValue] = ["uid": .string(uid), "name": "x", "namespace": "ns"]
+        if !owners.isEmpty { metadata["ownerReferences"] = .array(owners.map { ["uid": .string($0), "name": "o", "kind": "K"] }) }
+        if deleting { metadata["deletionTimestamp"] = "2026-12-05T00:00:00Z" }
+        if !finalizers.isEmpty { metadata["finalizers"] = .array(finalizers.map { .string($0) }) }
+        return ["metadata": .object(metadata)]
+    }
+
+    static func decide(
+        _ object: JSONValue, owners: [String: JSONValue] = [:], dependents: Bool = false, namespace: Bool = false,
+        members: (live: ObjectRef?, any: Bool)? = nil
+    ) -> GarbageCollector.Decision {
+        GarbageCollector.decide(
+            object, isNamespace: namespace, isTerminatingPod: false, hasDependents: dependents, owner: { owners[$0] },
+            members: members)
+    }
+
+    @Test func ownersDecideTheFateOfTheirDependents() {
+        let live = Self.object(uid: "o")
+        #expect(Self.decide(Self.object(owners: ["o"]), owners: ["o": live]) == .nothing)
+        // Every owner gone: collected in the background.
+        #expect(Self.decide(Self.object(owners: ["o"])) == .delete(policy: "Background"))
+        // One of two gone: the reference to it is dropped.
+        let kept = Self.object(owners: ["o", "gone"])
+        if case .keepOwnerReferences(let references) = Self.decide(kept, owners: ["o": live]) {
+            #expect(references.map { $0["uid"]?.stringValue } == ["o"])
+        } else {
+            Issue.record("expected the live owner's reference kept")
+        }
+        // The owner is deleted in the foreground: its dependents go first, in the foreground too.
+        let foreground = Self.object(uid: "o", deleting: true, finalizers: ["foregroundDeletion"])
+        #expect(Self.decide(Self.object(owners: ["o"]), owners: ["o": foreground]) == .delete(policy: "Foreground"))
+        // The owner asked to orphan its dependents.
+        let orphaning = Self.object(uid: "o", deleting: true, finalizers: ["orphan"])
+        #expect(Self.decide(Self.object(owners: ["o"]), owners: ["o": orphaning]) == .orphan)
+    }
+
+    @Test func deletionsFinishWhenNothingHoldsThem() {
+        #expect(Self.decide(Self.object(deleting: true)) == .remove)
+        #expect(Self.decide(Self.object(deleting: true, finalizers: ["example.com/hold"])) == .nothing)
+        // Waiting for dependents: only once they are gone.
+        let waiting = Self.object(deleting: true, finalizers: ["foregroundDeletion", "example.com/hold"])
+        #expect(Self.decide(waiting, dependents: true) == .nothing)
+        #expect(Self.decide(waiting) == .releaseDependentFinalizers(left: ["example.com/hold"]))
+    }
+
+    @Test func aTerminatingNamespaceIsEmptiedThenRemoved() {
+        let namespace = Self.object(deleting: true)
+        let member = ObjectRef(storageKey: "/pods", key: "ns/p")
+        #expect(Self.decide(namespace, namespace: true, members: (member, true)) == .deleteMember(member))
+        #expect(Self.decide(namespace, namespace: true, members: (nil, true)) == .nothing)  // members still terminating
+        #expect(Self.decide(namespace, namespace: true, members: (nil, false)) == .removeNamespace)
+        #expect(Self.decide(Self.object(), namespace: true) == .nothing)
+    }
+}
+
+/// The owner index follows every write.
+@Suite struct OwnerIndexTests {
+    @Test func dependentsFollowTheirOwnerReferences() {
+        var index = OwnerIndex()
+        let pod = ObjectRef(storageKey: "/pods", key: "ns/p")
+        let owned = GarbageCollectorTests.object(uid: "p", owners: ["rs"])
+        index.update(pod, old: nil, new: owned)
+        #expect(index.dependents(of: "rs") == [pod])
+        #expect(index.byUID["p"] == pod)
+        index.update(pod, old: owned, new: GarbageCollectorTests.object(uid: "p"))
+        #expect(!index.hasDependents("rs"))
+        index.update(pod, old: GarbageCollectorTests.object(uid: "p"), new: nil)
+        #expect(index.byUID["p"] == nil)
+    }
+}
