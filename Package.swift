@@ -360,6 +360,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // fpindex-bench chaos, short: random faults on a real data plane, then an exact comparison.
+        .testTarget(name: "ChaosTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
         // The executables' flags and environment, parsed as the binaries do (no process started).
         .testTarget(
             name: "CommandTests",

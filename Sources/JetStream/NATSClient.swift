@@ -221,6 +221,8 @@ public final class NATSClient: @unchecked Sendable {
         try check(natsOptions_SetMaxReconnect(options, -1), "bad reconnect setting")
         try check(natsOptions_SetReconnectWait(options, reconnectMs), "bad reconnect wait")
         try check(natsOptions_SetReconnectJitter(options, 100, 1000), "bad reconnect jitter")
+        try check(natsOptions_SetPingInterval(options, configuration.pingInterval.cnatsMilliseconds), "bad ping interval")
+        try check(natsOptions_SetMaxPingsOut(options, Int32(max(configuration.maxPingsOut, 1))), "bad ping limit")
         try check(natsOptions_SetRetryOnFailedConnect(options, false, nil, nil), "bad retry setting")
         // Requests fail fast while disconnected instead of waiting out their timeout.
         try check(natsOptions_SetFailRequestsOnDisconnect(options, true), "bad request setting")

@@ -36,13 +36,19 @@ public struct NATSConfiguration: Sendable {
     public var publishWindow: Int
     /// How long a publish may wait for its acknowledgement before it fails.
     public var publishTimeout: Duration
+    /// How often the client pings the server, and how many pings may go unanswered before the
+    /// connection counts as lost and another server is tried: a hung server (stopped, or its
+    /// host frozen) is left within `pingInterval * maxPingsOut` instead of cnats's 4 minutes.
+    public var pingInterval: Duration
+    public var maxPingsOut: Int
 
     public init(
         servers: [String] = ["nats://127.0.0.1:4222"], user: String? = nil, password: String? = nil, token: String? = nil,
         credentialsFile: String? = nil, nkeyPublicKey: String? = nil, nkeySeedFile: String? = nil, tlsCAFile: String? = nil,
         tlsCertificateFile: String? = nil,
         tlsKeyFile: String? = nil, tlsRequired: Bool = false, name: String = "fpindex-cluster", timeout: Duration = .seconds(5),
-        reconnectWait: Duration = .milliseconds(250), publishWindow: Int = 8192, publishTimeout: Duration = .seconds(10)
+        reconnectWait: Duration = .milliseconds(250), publishWindow: Int = 8192, publishTimeout: Duration = .seconds(10),
+        pingInterval: Duration = .seconds(5), maxPingsOut: Int = 3
     ) {
         self.servers = servers
         self.user = user
@@ -60,6 +66,8 @@ public struct NATSConfiguration: Sendable {
         self.reconnectWait = reconnectWait
         self.publishWindow = publishWindow
         self.publishTimeout = publishTimeout
+        self.pingInterval = pingInterval
+        self.maxPingsOut = maxPingsOut
     }
 
     /// The server URLs with any credentials in them masked, for logs.

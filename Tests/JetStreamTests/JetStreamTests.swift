@@ -282,6 +282,27 @@ struct PullConsumerTests {
     }
 }
 
+@Suite("A hung server", .timeLimit(.minutes(2)))
+struct HungServerTests {
+    /// A server that stops answering (SIGSTOP: the connection stays open) is noticed by the
+    /// pings within pingInterval * maxPingsOut, so the client moves on to another server
+    /// instead of waiting cnats's default 4 minutes; it reconnects once the server answers again.
+    @Test func aStoppedServerIsNoticedByThePings() async throws {
+        try await withNATSServer { server in
+            let client = try await NATSClient.connect(
+                NATSConfiguration(servers: [server.url], pingInterval: .seconds(1), maxPingsOut: 2), logger: Logger(label: "ping"))
+            server.process.signal(SIGSTOP)
+            defer { server.process.signal(SIGCONT) }
+            try await eventually(timeout: .seconds(20), "the stopped server to be noticed") {
+                client.state == .connected ? nil : true
+            }
+            server.process.signal(SIGCONT)
+            try await eventually(timeout: .seconds(30), "reconnected") { client.state == .connected ? true : nil }
+            await client.close()
+        }
+    }
+}
+
 @Suite("Core publishes", .timeLimit(.minutes(2)))
 struct CorePublishTests {
     /// A core publish to a stalled server blocks inside cnats once its buffers are full; it
