@@ -32,6 +32,9 @@ public enum ComponentEnvironment {
     // fpindex-proxy.
     public static let authToken = "AUTH_TOKEN"
     public static let consistency = "CONSISTENCY"
+    public static let maxRequestTarget = "MAX_REQUEST_TARGET"
+    public static let maxHeaderBytes = "MAX_HEADER_BYTES"
+    public static let maxHeaders = "MAX_HEADERS"
 }
 
 /// The HTTP paths every long-running component serves, in fpindex's underscore style.

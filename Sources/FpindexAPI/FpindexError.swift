@@ -25,6 +25,11 @@ public struct FpindexError: Error, Sendable, Equatable, CustomStringConvertible 
         case serviceUnavailable = "ServiceUnavailable"
         case notImplemented = "NotImplemented"
         case gatewayTimeout = "GatewayTimeout"
+        /// The request target (path and query) is longer than the proxy forwards (ours: fpindex
+        /// itself aborts or drops the connection on request lines over about 8 KB).
+        case uriTooLong = "URITooLong"
+        /// A header field is too large, or there are too many of them (ours, as `uriTooLong`).
+        case requestHeaderFieldsTooLarge = "RequestHeaderFieldsTooLarge"
         case unauthorized = "Unauthorized"
         case internalError = "InternalError"
 
@@ -42,6 +47,8 @@ public struct FpindexError: Error, Sendable, Equatable, CustomStringConvertible 
             case .notImplemented: 501
             case .searchTimeout, .indexNotReady, .serviceUnavailable: 503
             case .gatewayTimeout: 504
+            case .uriTooLong: 414
+            case .requestHeaderFieldsTooLarge: 431
             }
         }
     }

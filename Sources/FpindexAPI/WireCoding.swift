@@ -3,6 +3,14 @@ public enum WireFormat: String, Sendable, CaseIterable {
     case json
     case msgpack
 
+    /// The media type alone, as a request names it (`Accept`, `Content-Type`).
+    public var mediaType: String {
+        switch self {
+        case .json: "application/json"
+        case .msgpack: "application/vnd.msgpack"
+        }
+    }
+
     /// The exact `Content-Type` of a reply in this format.
     public var contentType: String {
         switch self {

@@ -1,3 +1,4 @@
+import FpindexAPI
 import JetStream
 
 /// Settings of an fpindex-proxy.
@@ -24,13 +25,16 @@ public struct ProxyConfiguration: Sendable {
     public var minReplicas: Int
     /// How long a write waits for replicas before 504 (`--replica-timeout`, default 5 s).
     public var replicaTimeout: Duration
+    /// What a request may be before it is refused at the edge.
+    public var limits: RequestLimits
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, nats: NATSConfiguration = NATSConfiguration(),
         stream: StreamSettings = StreamSettings(),
         readURL: String = "http://127.0.0.1:6081", authToken: String? = nil, readTimeout: Duration = .seconds(10),
         manageStream: Bool = true,
-        consistency: WriteConsistency = .stream, minReplicas: Int = 1, replicaTimeout: Duration = .seconds(5)
+        consistency: WriteConsistency = .stream, minReplicas: Int = 1, replicaTimeout: Duration = .seconds(5),
+        limits: RequestLimits = RequestLimits()
     ) {
         self.host = host
         self.port = port
@@ -43,6 +47,38 @@ public struct ProxyConfiguration: Sendable {
         self.consistency = consistency
         self.minReplicas = minReplicas
         self.replicaTimeout = replicaTimeout
+        self.limits = limits
+    }
+}
+
+/// Bounds on a request, checked before it is routed: the proxy is all that stands between
+/// clients and fpindex, whose HTTP parser cannot take request or header lines over about 8 KB.
+public struct RequestLimits: Sendable, Equatable {
+    /// Longest request target (path and query) in bytes (`--max-request-target`, default 4096): else 414.
+    public var maxTargetBytes: Int
+    /// Largest header field (name and value) in bytes (`--max-header-bytes`, default 8192): else 431.
+    public var maxHeaderBytes: Int
+    /// Most header fields (`--max-headers`, default 100): else 431.
+    public var maxHeaders: Int
+
+    public init(maxTargetBytes: Int = 4096, maxHeaderBytes: Int = 8192, maxHeaders: Int = 100) {
+        self.maxTargetBytes = maxTargetBytes
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaders = maxHeaders
+    }
+
+    /// Why a request is refused before routing, or nil.
+    public func violation(target: Int, headers: [(name: Int, value: Int)]) -> FpindexError? {
+        if target > maxTargetBytes {
+            return FpindexError(.uriTooLong, "request target of \(target) bytes (at most \(maxTargetBytes))")
+        }
+        if headers.count > maxHeaders {
+            return FpindexError(.requestHeaderFieldsTooLarge, "\(headers.count) header fields (at most \(maxHeaders))")
+        }
+        if let largest = headers.map({ $0.name + $0.value + 2 }).max(), largest > maxHeaderBytes {
+            return FpindexError(.requestHeaderFieldsTooLarge, "a header field of \(largest) bytes (at most \(maxHeaderBytes))")
+        }
+        return nil
     }
 }
 

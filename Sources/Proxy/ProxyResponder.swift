@@ -42,6 +42,13 @@ struct ProxyResponder: HTTPResponder {
 
     func respond(to request: Request, context: Context) async throws -> Response {
         await FpindexHTTP.serve(request, logger: context.logger, metrics: httpMetrics, mapError: Self.fpindexError) { exchange in
+            if let violation = configuration.limits.violation(
+                target: request.uri.description.utf8.count,
+                headers: request.headers.map { ($0.name.rawName.utf8.count, $0.value.utf8.count) })
+            {
+                exchange.routeLabel = "refused"
+                throw violation
+            }
             if request.uri.path == ProbePath.ready {
                 exchange.routeLabel = "ready"
                 return runtime.isReady
@@ -98,15 +105,18 @@ struct ProxyResponder: HTTPResponder {
                     DeleteIndexRequest.self, from: body, format: negotiation.request, empty: DeleteIndexRequest())
                 return FpindexHTTP.response(try await deleteIndex(name, delete), format: negotiation.response)
             default:
-                return try await forwarder.forward(request, body: ByteBuffer(), logger: logger)
+                return try await forward(route, request: request, negotiation: negotiation, logger: logger)
             }
 
         case .indexHealth, .status:
-            return try await forwarder.forward(request, body: ByteBuffer(), logger: logger)
+            return try await forward(route, request: request, negotiation: negotiation, logger: logger)
 
-        case .search:
-            let body = try await FpindexHTTP.readBody(request).0
-            return try await forwarder.forward(request, body: body, logger: logger)
+        case .search(let name):
+            // A name no index can have answers as fpindex does, and is never sent to it.
+            guard FpindexNames.isValidIndexName(name) else { throw FpindexError(.indexNotFound, "bad index name") }
+            let body: ByteBuffer
+            (body, negotiation) = try await FpindexHTTP.readBody(request)
+            return try await forwarder.forward(route, method: .post, body: body, negotiation: negotiation, logger: logger)
 
         case .update(let name):
             try authorize(request)
@@ -169,6 +179,21 @@ struct ProxyResponder: HTTPResponder {
             throw FpindexError.badRequest("Fpindex-Consistency must be stream or replica")
         }
         return parsed
+    }
+
+    /// A read fpindex answers, rebuilt from the route: nothing of the request but its method
+    /// and the negotiated formats reaches fpindex.
+    func forward(_ route: FpindexRoute, request: Request, negotiation: Negotiation, logger: Logger) async throws -> Response {
+        guard let name = route.indexName, FpindexNames.isValidIndexName(name) else {
+            throw FpindexError(.indexNotFound, "bad index name")
+        }
+        // A body on a read is not fpindex's business: read (bounded like any other) and dropped.
+        do {
+            _ = try await request.body.collect(upTo: FpindexNames.maxBodyBytes)
+        } catch is NIOTooManyBytesError {
+            throw FpindexError(.bodyTooBig, "request body over \(FpindexNames.maxBodyBytes) bytes")
+        }
+        return try await forwarder.forward(route, method: request.method, body: nil, negotiation: negotiation, logger: logger)
     }
 
     /// Under `replica` consistency, waits until enough replicas applied `sequence`: a search

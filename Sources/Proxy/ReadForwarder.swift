@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FpindexAPI
+import FpindexHTTP
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -27,15 +28,32 @@ final class ReadForwarder: Sendable {
         try? await client.shutdown()
     }
 
-    /// Sends `request` (with `body`) to the backend and returns its reply.
-    /// - Throws: `ServiceUnavailable` when the backend cannot be reached or does not answer in time.
-    func forward(_ request: Request, body: ByteBuffer, logger: Logger) async throws -> Response {
-        var outgoing = HTTPClientRequest(url: baseURL + request.uri.description)
-        outgoing.method = HTTPMethod(rawValue: request.method.rawValue)
-        for name in [HTTPField.Name.contentType, .accept] {
-            if let value = request.headers[name] { outgoing.headers.add(name: name.rawName, value: value) }
+    /// The backend path of a read route: built from the route, never copied from the request
+    /// (no query string, no other segment: fpindex reads none on these routes).
+    static func path(_ route: FpindexRoute) -> String? {
+        switch route {
+        case .index(let name): "/\(name)"
+        case .indexHealth(let name): "/\(name)/_health"
+        case .status(let name): "/\(name)/_status"
+        case .search(let name): "/\(name)/_search"
+        case .health, .metrics, .update, .fingerprint: nil
         }
-        if body.readableBytes > 0 { outgoing.body = .bytes(body) }
+    }
+
+    /// Sends a read to the backend as a request built here from the parsed route, with
+    /// `Content-Type` and `Accept` reduced to the negotiated formats, and returns its reply.
+    /// - Throws: `ServiceUnavailable` when the backend cannot be reached or does not answer in time.
+    func forward(_ route: FpindexRoute, method: HTTPRequest.Method, body: ByteBuffer?, negotiation: Negotiation, logger: Logger)
+        async throws -> Response
+    {
+        guard let path = Self.path(route) else { throw FpindexError(.notFound, "\(route.label) is not forwarded") }
+        var outgoing = HTTPClientRequest(url: baseURL + path)
+        outgoing.method = HTTPMethod(rawValue: method.rawValue)
+        outgoing.headers.add(name: "Accept", value: negotiation.response.mediaType)
+        if let body, body.readableBytes > 0, let format = negotiation.request {
+            outgoing.headers.add(name: "Content-Type", value: format.mediaType)
+            outgoing.body = .bytes(body)
+        }
         let reply: HTTPClientResponse
         let bytes: ByteBuffer
         do {
@@ -48,7 +66,7 @@ final class ReadForwarder: Sendable {
         }
         var headers = HTTPFields()
         if let contentType = reply.headers.first(name: "content-type") { headers[.contentType] = contentType }
-        if request.method == .head {
+        if method == .head {
             if let length = reply.headers.first(name: "content-length") { headers[.contentLength] = length }
             return Response(status: .init(code: Int(reply.status.code)), headers: headers, body: ResponseBody())
         }

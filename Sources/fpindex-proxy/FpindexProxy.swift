@@ -43,8 +43,33 @@ struct FpindexProxy: AsyncParsableCommand {
     @Option(help: "Milliseconds a write waits for replicas before 504 (default 5000).")
     var replicaTimeout: Int = 5000
 
+    @Option(help: "Longest request target (path and query) in bytes, else 414 (env MAX_REQUEST_TARGET; default 4096).")
+    var maxRequestTarget: Int?
+
+    @Option(help: "Largest header field in bytes, else 431 (env MAX_HEADER_BYTES; default 8192).")
+    var maxHeaderBytes: Int?
+
+    @Option(help: "Most header fields, else 431 (env MAX_HEADERS; default 100).")
+    var maxHeaders: Int?
+
     @Option(help: "Log level (env LOG_LEVEL; default info).")
     var logLevel: String?
+
+    /// The request limits: flags, then environment, then defaults. fpindex's own parser cannot
+    /// take lines over about 8 KB, so the bounds may not go above that.
+    func requestLimits() throws -> RequestLimits {
+        func bound(_ flag: Int?, _ variable: String, _ name: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+            let text = flag.map(String.init) ?? Settings.environment(variable) ?? String(value)
+            guard let number = Int(text), range.contains(number) else {
+                throw SettingsError("\(name) / \(variable): '\(text)' must be \(range.lowerBound)-\(range.upperBound)")
+            }
+            return number
+        }
+        return RequestLimits(
+            maxTargetBytes: try bound(maxRequestTarget, ComponentEnvironment.maxRequestTarget, "--max-request-target", default: 4096, range: 256...8000),
+            maxHeaderBytes: try bound(maxHeaderBytes, ComponentEnvironment.maxHeaderBytes, "--max-header-bytes", default: 8192, range: 256...65536),
+            maxHeaders: try bound(maxHeaders, ComponentEnvironment.maxHeaders, "--max-headers", default: 100, range: 8...1000))
+    }
 
     func writeConsistency() throws -> WriteConsistency {
         let text = consistency ?? Settings.environment(ComponentEnvironment.consistency) ?? "stream"
@@ -66,7 +91,7 @@ struct FpindexProxy: AsyncParsableCommand {
             stream: try stream.settings(), readURL: readURL,
             authToken: try authToken ?? Settings.secret(file: authTokenFile, environment: ComponentEnvironment.authToken),
             manageStream: !noManageStream, consistency: try writeConsistency(), minReplicas: max(minReplicas, 1),
-            replicaTimeout: .milliseconds(max(replicaTimeout, 1)))
+            replicaTimeout: .milliseconds(max(replicaTimeout, 1)), limits: try requestLimits())
         _ = try Settings.bootstrapLogging(level: logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))

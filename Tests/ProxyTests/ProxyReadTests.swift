@@ -184,3 +184,67 @@ struct ProxyShutdownTests {
         }
     }
 }
+
+/// The proxy shields fpindex: hostile reads (long targets, long and many headers, bodies on
+/// reads, odd methods, names no index can have) get a 4xx or a normal answer, never a 5xx, and
+/// the fpindex behind the proxy answers its health check after every one. The real fpindex
+/// aborts (safety-checked builds) or drops the connection on request lines over about 8 KB:
+/// nothing a client sends reaches it but a request rebuilt from the route.
+@Suite("fpindex-proxy shields fpindex", .timeLimit(.minutes(3)))
+struct ProxyShieldTests {
+    @Test(arguments: IndexServerKind.all) func hostileReadsNeverReachTheIndexAsTheyCame(server: IndexServerKind) async throws {
+        try await withNATSServer { nats in
+            let port = try FreePort.find()
+            let (index, scratch) = try await server.start(port: port, directory: nil)
+            defer { if let scratch { TemporaryDirectory.remove(scratch) } }
+            let backend = TestHTTPClient(baseURL: "http://127.0.0.1:\(port)")
+            _ = try await backend.json(.PUT, "/h")
+            _ = try await backend.json(.POST, "/h/_update", #"{"changes":[{"insert":{"id":7,"hashes":[1,2,3]}}]}"#)
+            let p = try await ProxyHarness.start(nats: nats, readURL: "http://127.0.0.1:\(port)")
+            let search = Array(#"{"query":[1,2,3]}"#.utf8)
+            let json = [("Content-Type", "application/json")]
+            let longest = String(repeating: "n", count: FpindexNames.maxIndexNameLength)
+            var random = SeededRandom(seed: 22)
+            var cases: [(String, HTTPMethod, String, [UInt8]?, [(String, String)], Set<Int>)] = [
+                ("a 9000-character query string", .POST, "/h/_search?x=" + String(repeating: "q", count: 9000), search, json, [414]),
+                ("a 9000-character Accept", .POST, "/h/_search", search, json + [("Accept", String(repeating: "a", count: 9000))], [431]),
+                (
+                    "a 5000-character Accept, forwarded as JSON", .POST, "/h/_search", search,
+                    json + [("Accept", Array(repeating: "text/html", count: 500).joined(separator: ","))], [200]
+                ),
+                ("a query string on a read", .GET, "/h?" + String(repeating: "x=1&", count: 700), nil, [], [200]),
+                ("150 header fields", .GET, "/h", nil, (0..<150).map { ("X-Pad-\($0)", "v") }, [431]),
+                ("the longest legal index name", .GET, "/\(longest)/_status", nil, [], [404]),
+                ("a name no index can have", .GET, "/" + String(repeating: ".", count: 300), nil, [], [404]),
+                ("a body on a health check", .GET, "/h/_health", Array(repeating: 0x41, count: 5000), [], [200]),
+                ("a foreign Content-Type on a search", .POST, "/h/_search", search, [("Content-Type", "text/plain")], [415]),
+                ("a search by GET", .GET, "/h/_search", nil, [], [405]),
+                ("many segments", .GET, "/" + Array(repeating: "s", count: 400).joined(separator: "/"), nil, [], [404]),
+                ("escaped bytes in a name", .POST, "/%00%ff%2e%2e/_search", search, json, [404]),
+            ]
+            for method in ["OPTIONS", "PATCH", "TRACE", "PROPFIND"] {
+                cases.append(("method \(method)", HTTPMethod(rawValue: method), "/h", nil, [], [405]))
+            }
+            // Thousands of malformed reads (the fpindex's health is checked after each).
+            for n in 0..<2000 {
+                let length = Int.random(in: 1...7000, using: &random)
+                let junk = String((0..<length).map { _ in Array("abc/._-?=&~")[Int.random(in: 0..<11, using: &random)] })
+                cases.append(("junk \(n)", n % 2 == 0 ? .GET : .POST, "/h/" + junk, n % 2 == 0 ? nil : search, json, []))
+            }
+            for (what, method, path, body, headers, expected) in cases {
+                let reply = try await p.http.request(method, path, body: body, headers: headers)
+                if expected.isEmpty {
+                    #expect(reply.status < 500, "\(what): \(reply.status) \(reply.text.prefix(200))")
+                } else {
+                    #expect(expected.contains(reply.status), "\(what): \(reply.status) \(reply.text.prefix(200))")
+                }
+                #expect(try await backend.request(.GET, "/_health").status == 200, "the index after \(what)\n\(index.output)")
+            }
+            // And it still answers a search as before.
+            let found = try await p.http.request(.POST, "/h/_search", body: search, headers: json)
+            #expect(found.status == 200 && found.text.contains("\"id\":7"), "\(found.text)")
+            await p.stop()
+            await index.stop()
+        }
+    }
+}

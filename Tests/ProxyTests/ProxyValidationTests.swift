@@ -54,6 +54,8 @@ struct ProxyValidationTests {
             // A bad consistency header refuses the write before it is published (it was read
             // only after the write was in the stream: a 400 for a durable write).
             (.put, "/i/12", #"{"hashes":[1]}"#, [.contentType: "application/json", ProxyResponder.consistencyHeader: "eventual"], 400, "BadRequest"),
+            // Limits at the edge (fpindex cannot take request lines over about 8 KB).
+            (.post, "/i/_search?x=" + String(repeating: "q", count: 5000), #"{"query":[1]}"#, json, 414, "URITooLong"),
             // Valid: past validation, and refused only because there is no NATS to publish to.
             (.post, "/i/_update", #"{"changes":[{"insert":{"id":1,"hashes":[1]}}]}"#, json, 503, "ServiceUnavailable"),
         ]

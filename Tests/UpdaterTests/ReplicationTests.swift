@@ -118,6 +118,26 @@ struct ReplicationTests {
         }
     }
 
+    /// Every request the updater makes to fpindex is built from a validated name and id, so
+    /// even the longest legal ones stay far below the request-line length fpindex's parser
+    /// takes (about 8 KB): an index of 255 characters with the largest id replicates.
+    @Test(arguments: IndexServerKind.all) func theLongestLegalNameAndIdReplicate(server: IndexServerKind) async throws {
+        try await withCluster(replicas: 1, indexServer: server) { cluster in
+            var model = Model()
+            let name = String(repeating: "L", count: FpindexNames.maxIndexNameLength)
+            #expect("/\(name)/_update".utf8.count < 1024)
+            try await cluster.createIndex(name, &model)
+            let hashes = model.hashes(for: 60)
+            try cluster.expectOK(try await cluster.http.json(.PUT, "/\(name)/\(UInt32.max)", #"{"hashes":[9,8,7]}"#), "the largest id")
+            try cluster.expectOK(try await cluster.http.json(.PUT, "/\(name)/60", #"{"hashes":\#(hashes)}"#), "write 60")
+            model.indexes[name]?[60] = hashes
+            try await cluster.waitConverged()
+            try await cluster.verify(model)
+            let largest = try await cluster.replicas[0].devHTTP.request(.GET, "/\(name)/\(UInt32.max)")
+            #expect(largest.status == 200, "\(largest.text)")
+        }
+    }
+
     @Test(arguments: IndexServerKind.all) func aPersistentIndexResumesWhereItsCheckpointIs(server: IndexServerKind) async throws {
         try await withCluster(persistent: true, indexServer: server) { cluster in
             var model = Model()
