@@ -102,13 +102,13 @@ struct DevIndexResponder: HTTPResponder {
             case .put:
                 guard FpindexNames.isValidIndexName(name) else { throw FpindexError(.invalidIndexName, "bad index name") }
                 let body: ByteBuffer
-                (body, negotiation) = try await FpindexHTTP.readBody(request)
+                (body, negotiation) = try await FpindexHTTP.readBody(request, optionalBody: true)
                 let create = try FpindexHTTP.decodeOptional(
                     CreateIndexRequest.self, from: body, format: negotiation.request, empty: CreateIndexRequest())
                 return FpindexHTTP.response(try await store.createIndex(name, create), format: negotiation.response)
             case .delete:
                 let body: ByteBuffer
-                (body, negotiation) = try await FpindexHTTP.readBody(request)
+                (body, negotiation) = try await FpindexHTTP.readBody(request, optionalBody: true)
                 let delete = try FpindexHTTP.decodeOptional(
                     DeleteIndexRequest.self, from: body, format: negotiation.request, empty: DeleteIndexRequest())
                 let deleted = try await store.deleteIndex(name, delete)
@@ -163,7 +163,7 @@ struct DevIndexResponder: HTTPResponder {
                 indexMetrics.updated(name)
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
             case .delete:
-                (_, negotiation) = try await FpindexHTTP.readBody(request)
+                (_, negotiation) = try await FpindexHTTP.readBody(request, optionalBody: true)
                 _ = try await store.update(name, UpdateRequest(changes: [.delete(id: id)]))
                 indexMetrics.updated(name)
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)

@@ -43,8 +43,11 @@ public struct SearchRequest: Sendable, Equatable, WireCodable {
         var query: [UInt32]?
         var timeout: UInt32?, limit: UInt32?, minScore: UInt32?, scorePct: UInt32?
         try reader.readStruct(Self.fields) { (r, field) throws(FpindexError) in
+            // As the real fpindex: null is a value only for an optional field (min_score); a
+            // field with a default (timeout, limit, score_pct) or a required one refuses it.
             if try r.readNilIfPresent() {
-                if field == 0 { query = nil }
+                guard field == 3 else { throw .badRequest("null is not a value for \(Self.fields.names[field])") }
+                minScore = nil
                 return
             }
             switch field {
@@ -315,11 +318,11 @@ public struct UpdateRequest: Sendable, Equatable, WireCodable {
         var metadata: [String: String]?
         var expectedVersion: UInt64?
         try reader.readStruct(fields) { (r, field) throws(FpindexError) in
+            // As the real fpindex: metadata and expected_version are optional (null is none);
+            // changes is required, null refused.
             if try r.readNilIfPresent() {
-                if field == 0 {
-                    sawChanges = false
-                    startingChanges()
-                }
+                guard field != 0 else { throw .badRequest("null is not a value for changes") }
+                if field == 1 { metadata = nil } else { expectedVersion = nil }
                 return
             }
             switch field {
@@ -575,7 +578,12 @@ public struct CreateIndexRequest: Sendable, Equatable, WireCodable {
     public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
         var expect: Bool?, generation: UInt64?
         try reader.readStruct(Self.fields) { (r, field) throws(FpindexError) in
-            if try r.readNilIfPresent() { return }
+            // generation is optional (null is none); expect_does_not_exist has a default and refuses null.
+            if try r.readNilIfPresent() {
+                guard field == 1 else { throw .badRequest("null is not a value for expect_does_not_exist") }
+                generation = nil
+                return
+            }
             if field == 0 { expect = try r.readBool() } else { generation = try r.readUInt64() }
         }
         self.init(expectDoesNotExist: expect, generation: generation)
@@ -645,7 +653,8 @@ public struct DeleteIndexRequest: Sendable, Equatable, WireCodable {
     public init<R: WireReader>(from reader: inout R) throws(FpindexError) {
         var expect: Bool?
         try reader.readStruct(Self.fields) { (r, _) throws(FpindexError) in
-            if try r.readNilIfPresent() { return }
+            // expect_exists has a default: null is refused, as the real fpindex does.
+            if try r.readNilIfPresent() { throw .badRequest("null is not a value for expect_exists") }
             expect = try r.readBool()
         }
         self.init(expectExists: expect)

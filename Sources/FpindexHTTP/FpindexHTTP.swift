@@ -28,8 +28,11 @@ public struct Negotiation: Sendable {
 /// Reading request bodies and writing replies the way fpindex does.
 public enum FpindexHTTP {
     /// Reads the whole body (up to 16 MiB) and works out both formats.
+    /// - Parameter optionalBody: the route takes no body or an optional one (`PUT`/`DELETE
+    ///   /:index`, `DELETE /:index/:id`): an empty body is fine whatever its `Content-Type` says,
+    ///   as the real fpindex takes it (some HTTP clients label every request).
     /// - Throws: `BodyTooBig` past the limit, `UnsupportedMediaType` for a foreign Content-Type.
-    public static func readBody(_ request: Request) async throws -> (ByteBuffer, Negotiation) {
+    public static func readBody(_ request: Request, optionalBody: Bool = false) async throws -> (ByteBuffer, Negotiation) {
         var body = ByteBuffer()
         // Room for the announced length at once: growing by doubling copies megabyte bodies twice.
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), (1...FpindexNames.maxBodyBytes).contains(length) {
@@ -40,8 +43,9 @@ public enum FpindexHTTP {
         } catch is NIOTooManyBytesError {
             throw FpindexError(.bodyTooBig, "request body over \(FpindexNames.maxBodyBytes) bytes")
         }
-        let format = try ContentNegotiation.requestFormat(
-            contentType: request.headers[.contentType], bodyIsEmpty: body.readableBytes == 0)
+        let format =
+            optionalBody && body.readableBytes == 0
+            ? nil : try ContentNegotiation.requestFormat(contentType: request.headers[.contentType], bodyIsEmpty: body.readableBytes == 0)
         let negotiation = Negotiation(
             request: format,
             response: ContentNegotiation.responseFormat(accept: request.headers[.accept], requestFormat: format))

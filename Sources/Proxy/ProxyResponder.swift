@@ -93,14 +93,14 @@ struct ProxyResponder: HTTPResponder {
                 try authorize(request)
                 guard FpindexNames.isValidIndexName(name) else { throw FpindexError(.invalidIndexName, "bad index name") }
                 let body: ByteBuffer
-                (body, negotiation) = try await FpindexHTTP.readBody(request)
+                (body, negotiation) = try await FpindexHTTP.readBody(request, optionalBody: true)
                 let create = try FpindexHTTP.decodeOptional(
                     CreateIndexRequest.self, from: body, format: negotiation.request, empty: CreateIndexRequest())
                 return FpindexHTTP.response(try await createIndex(name, create), format: negotiation.response)
             case .delete:
                 try authorize(request)
                 let body: ByteBuffer
-                (body, negotiation) = try await FpindexHTTP.readBody(request)
+                (body, negotiation) = try await FpindexHTTP.readBody(request, optionalBody: true)
                 let delete = try FpindexHTTP.decodeOptional(
                     DeleteIndexRequest.self, from: body, format: negotiation.request, empty: DeleteIndexRequest())
                 return FpindexHTTP.response(try await deleteIndex(name, delete), format: negotiation.response)
@@ -146,7 +146,7 @@ struct ProxyResponder: HTTPResponder {
                 return FpindexHTTP.response(EmptyResponse(), format: negotiation.response)
             case .delete:
                 try authorize(request)
-                (_, negotiation) = try await FpindexHTTP.readBody(request)
+                (_, negotiation) = try await FpindexHTTP.readBody(request, optionalBody: true)
                 let consistency = try writeConsistency(request)
                 try requireIndex(name)
                 let sequence = try await publishUpdate(UpdateRequest(changes: [.delete(id: id)]), index: name)
