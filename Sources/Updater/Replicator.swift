@@ -366,7 +366,7 @@ public struct Replicator: Service, CustomStringConvertible {
                 let held = HeldIndex(
                     checkpoint: 0, stream: info.metadata[ReservedMetadata.streamKey] ?? "",
                     generation: try await heldGeneration(index, info))
-                guard SyncDecision.replacementReason(held, identity: identity, generation: generation) != nil else { return }
+                guard SyncDecision.replacement(held, identity: identity, generation: generation) != nil else { return }
                 status.rebuilds.increment()
                 try await fpindex.deleteIndex(index)
             }

@@ -18,23 +18,44 @@ public struct HeldIndex: Sendable, Equatable {
 /// indexes fpindex must drop or rebuild, where replication resumes, and what to do with the
 /// consumer. `Replicator.synchronize` reads the facts, asks these, and carries out the answers.
 public enum SyncDecision {
+    /// Why what fpindex holds under an index name cannot be continued as the stream's index.
+    public enum Replacement: Sendable, Equatable, CustomStringConvertible {
+        /// Fed from another stream (another identity).
+        case foreignStream(String)
+        /// This stream's, but ahead of it: the stream lost what the index holds.
+        case checkpointAhead(checkpoint: UInt64, streamLastSeq: UInt64)
+        /// An earlier (or unknown) generation of the index: it was deleted and created again.
+        case otherGeneration(held: UInt64?, stream: UInt64)
+
+        /// Data only this index may still have: with `--on-foreign-data refuse` it is kept, and
+        /// replication stops, rather than rebuilt from the stream.
+        public var mayHoldDataTheStreamLacks: Bool {
+            switch self {
+            case .foreignStream, .checkpointAhead: true
+            case .otherGeneration: false
+            }
+        }
+
+        public var description: String {
+            switch self {
+            case .foreignStream(let stream): "it was fed from another stream (\(stream))"
+            case .checkpointAhead(let checkpoint, let last): "its checkpoint \(checkpoint) is ahead of the stream (last sequence \(last))"
+            case .otherGeneration(let held, let stream): "it is generation \(held.map(String.init) ?? "unknown"), the stream's is \(stream)"
+            }
+        }
+    }
+
     /// Why what fpindex holds under an index name cannot be continued as the stream's index
     /// (generation `generation`), or nil when it can. This one rule decides both at start-up
     /// and when a create record is applied, so the two can never disagree.
     /// - Parameter streamLastSeq: the stream's last sequence, when a checkpoint ahead of it
     ///   must be caught (at start-up; a create record is applied below it by definition).
-    public static func replacementReason(
+    public static func replacement(
         _ held: HeldIndex, identity: String, generation: UInt64?, streamLastSeq: UInt64? = nil
-    ) -> String? {
-        if !held.stream.isEmpty, held.stream != identity {
-            return "it was fed from another stream (\(held.stream))"
-        }
-        if let last = streamLastSeq, held.checkpoint > last {
-            return "its checkpoint \(held.checkpoint) is ahead of the stream (last sequence \(last))"
-        }
-        if let generation, held.generation != generation {
-            return "it is generation \(held.generation.map(String.init) ?? "unknown"), the stream's is \(generation)"
-        }
+    ) -> Replacement? {
+        if !held.stream.isEmpty, held.stream != identity { return .foreignStream(held.stream) }
+        if let last = streamLastSeq, held.checkpoint > last { return .checkpointAhead(checkpoint: held.checkpoint, streamLastSeq: last) }
+        if let generation, held.generation != generation { return .otherGeneration(held: held.generation, stream: generation) }
         return nil
     }
 
@@ -61,7 +82,8 @@ public enum SyncDecision {
     /// - Parameters:
     ///   - known: the indexes of the stream's lifecycle records (checkpoints 0).
     ///   - held: what fpindex holds of each existing one (absent: fpindex does not have it).
-    ///   - rebuildForeignData: rebuild an index fed from another stream (else refuse to go on).
+    ///   - rebuildForeignData: rebuild an index that may hold data the stream lacks (another
+    ///     stream's, or a checkpoint ahead of the stream); else refuse to go on.
     public static func indexes(
         known: [String: ReplicaIndex], held: [String: HeldIndex], identity: String, firstSeq: UInt64, lastSeq: UInt64,
         rebuildForeignData: Bool
@@ -76,11 +98,11 @@ public enum SyncDecision {
                 continue
             }
             guard let held = held[index] else { continue }
-            if let reason = replacementReason(held, identity: identity, generation: entry.generation, streamLastSeq: lastSeq) {
-                guard rebuildForeignData || held.stream == identity else {
-                    return Indexes(indexes: indexes, drop: drop, rebuild: rebuild, refused: (index, reason), resume: 0)
+            if let replacement = replacement(held, identity: identity, generation: entry.generation, streamLastSeq: lastSeq) {
+                guard rebuildForeignData || !replacement.mayHoldDataTheStreamLacks else {
+                    return Indexes(indexes: indexes, drop: drop, rebuild: rebuild, refused: (index, replacement.description), resume: 0)
                 }
-                rebuild[index] = reason
+                rebuild[index] = replacement.description
             } else {
                 indexes[index]?.checkpoint = held.checkpoint
             }

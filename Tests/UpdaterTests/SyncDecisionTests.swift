@@ -38,8 +38,11 @@ struct SyncDecisionTests {
             name: "checkpoint ahead of the stream: rebuilt", held: held(150, generation: 5),
             rebuildReason: "its checkpoint 150 is ahead of the stream (last sequence 100)"),
         IndexCase(
-            name: "checkpoint ahead, refusing: rebuilt all the same (it is this stream's)", held: held(150, generation: 5),
-            rebuildForeignData: false, rebuildReason: "its checkpoint 150 is ahead of the stream (last sequence 100)"),
+            name: "checkpoint ahead, rebuilding refused: stops (the stream lost what the index holds)", held: held(150, generation: 5),
+            rebuildForeignData: false, rebuildReason: nil, refused: true),
+        IndexCase(
+            name: "an older generation, rebuilding refused: rebuilt all the same (deleted and created again)",
+            held: held(4, generation: 2), rebuildForeignData: false, rebuildReason: "it is generation 2, the stream's is 5"),
         IndexCase(
             name: "an older generation: rebuilt", held: held(4, generation: 2),
             rebuildReason: "it is generation 2, the stream's is 5"),
@@ -95,13 +98,13 @@ struct SyncDecisionTests {
 
     /// Applying a create record uses the same rule, without the stream's last sequence.
     @Test func aRedeliveredCreateKeepsOnlyThisGenerationOfThisStream() {
-        #expect(SyncDecision.replacementReason(Self.held(60, generation: 5), identity: Self.identity, generation: 5) == nil)
-        #expect(SyncDecision.replacementReason(Self.held(60, stream: "", generation: 5), identity: Self.identity, generation: 5) == nil)
-        #expect(SyncDecision.replacementReason(Self.held(60, generation: 3), identity: Self.identity, generation: 5) != nil)
-        #expect(SyncDecision.replacementReason(Self.held(60, stream: "old", generation: 5), identity: Self.identity, generation: 5) != nil)
+        #expect(SyncDecision.replacement(Self.held(60, generation: 5), identity: Self.identity, generation: 5) == nil)
+        #expect(SyncDecision.replacement(Self.held(60, stream: "", generation: 5), identity: Self.identity, generation: 5) == nil)
+        #expect(SyncDecision.replacement(Self.held(60, generation: 3), identity: Self.identity, generation: 5) != nil)
+        #expect(SyncDecision.replacement(Self.held(60, stream: "old", generation: 5), identity: Self.identity, generation: 5) != nil)
         // A create without a generation keeps whatever this stream wrote.
-        #expect(SyncDecision.replacementReason(Self.held(60, generation: 3), identity: Self.identity, generation: nil) == nil)
-        #expect(SyncDecision.replacementReason(Self.held(999, generation: 5), identity: Self.identity, generation: 5) == nil)
+        #expect(SyncDecision.replacement(Self.held(60, generation: 3), identity: Self.identity, generation: nil) == nil)
+        #expect(SyncDecision.replacement(Self.held(999, generation: 5), identity: Self.identity, generation: 5) == nil)
     }
 
     struct ConsumerCase: Sendable, CustomTestStringConvertible {
