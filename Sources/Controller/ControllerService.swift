@@ -1,5 +1,5 @@
-import FpindexAPI
 import Foundation
+import FpindexAPI
 import Hummingbird
 import Kubernetes
 import Logging

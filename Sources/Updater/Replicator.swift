@@ -2,8 +2,8 @@ import FpindexAPI
 import JetStream
 import Logging
 import Metrics
-import ReplicaConsumer
 import NIOCore
+import ReplicaConsumer
 import ServiceLifecycle
 
 /// Feeds one fpindex from the stream, exactly once and without gaps (docs/design.md, section 5).
