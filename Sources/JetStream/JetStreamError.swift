@@ -21,6 +21,9 @@ public struct JetStreamError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// The subject involved, when there is one.
     public var subject: String?
+    /// For a refused expected-sequence check: the sequence the subject's last message has,
+    /// as the server reported it (0: the subject holds no message).
+    public var actualLastSequence: UInt64?
 
     public init(_ kind: Kind, _ message: String, subject: String? = nil) {
         self.kind = kind
@@ -47,4 +50,16 @@ public struct JetStreamError: Error, Sendable, CustomStringConvertible {
     public static let consumerNotFoundCode = 10014
     /// JetStream's error code for "wrong last sequence" (an expected-sequence check failed).
     public static let wrongLastSequenceCode = 10071
+
+    /// True for a publish refused because its expected-sequence check failed.
+    public var isWrongLastSequence: Bool {
+        if case .publishRejected(let code) = kind { return code == Self.wrongLastSequenceCode }
+        return false
+    }
+
+    /// The sequence in the server's "wrong last sequence: N" description, if it has one.
+    static func lastSequence(in description: String) -> UInt64? {
+        guard let colon = description.lastIndex(of: ":") else { return nil }
+        return UInt64(description[description.index(after: colon)...].drop(while: { $0 == " " }))
+    }
 }

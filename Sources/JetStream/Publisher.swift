@@ -34,7 +34,7 @@ final class PublishTracker: Sendable {
     /// Who waits for an acknowledgement: one publish, or a batch (which gives its window place back on acknowledgement).
     enum Waiter {
         case single(CheckedContinuation<PublishAck, any Error>)
-        case batch(PublishBatch)
+        case batch(PublishBatch, index: Int)
     }
 
     private struct State {
@@ -92,9 +92,9 @@ final class PublishTracker: Sendable {
         switch waiter {
         case .single(let continuation):
             continuation.resume(with: result.mapError { $0 })
-        case .batch(let batch):
+        case .batch(let batch, let index):
             release()
-            batch.record(result)
+            batch.record(result, at: index)
         case nil:
             break
         }
@@ -127,7 +127,9 @@ func publishAcknowledged(
             if failure.pointee.Err == NATS_TIMEOUT {
                 error = JetStreamError(.timeout, "no acknowledgement from the stream in time", subject: subject)
             } else if code != 0 {
-                error = JetStreamError(.publishRejected(errorCode: code), "publish refused: \(text)", subject: subject)
+                var refused = JetStreamError(.publishRejected(errorCode: code), "publish refused: \(text)", subject: subject)
+                if code == JetStreamError.wrongLastSequenceCode { refused.actualLastSequence = JetStreamError.lastSequence(in: text) }
+                error = refused
             } else {
                 error = JetStreamError(.unavailable, "publish failed: \(text)", subject: subject)
             }
@@ -199,25 +201,29 @@ extension NATSClient {
 
     /// Publishes many messages and waits once for all their acknowledgements: no task or
     /// continuation per message, so a large `_update` costs little more than cnats itself.
-    /// - Returns: the highest stream sequence among them.
-    /// - Throws: the first failure; messages already acknowledged stay stored.
-    public func publishBatch(_ messages: [(subject: String, payload: [UInt8])]) async throws -> UInt64 {
+    /// - Returns: each message's outcome, in the order given; messages acknowledged stay
+    ///   stored whatever happened to the others.
+    public func publishBatch(_ messages: [BatchMessage]) async -> [Result<PublishAck, JetStreamError>] {
         let batch = PublishBatch(total: messages.count)
         var options = publishOptions()
-        for (subject, payload) in messages {
+        for (index, outgoing) in messages.enumerated() {
             await publishes.acquire(window: configuration.publishWindow)
             let message: OpaquePointer
             do {
-                message = try makeMessage(subject: subject, payload: payload)
+                message = try makeMessage(subject: outgoing.subject, payload: outgoing.payload)
             } catch {
                 publishes.release()
-                batch.record(.failure(error as? JetStreamError ?? JetStreamError(.configuration, "\(error)", subject: subject)))
+                let failure = error as? JetStreamError ?? JetStreamError(.configuration, "\(error)", subject: outgoing.subject)
+                batch.record(.failure(failure), at: index)
                 continue
             }
-            publishes.register(message, .batch(batch))
-            send(message, subject: subject, options: &options)
+            if let sequence = outgoing.expectedLastSubjectSequence {
+                natsMsgHeader_Set(message, "Nats-Expected-Last-Subject-Sequence", String(sequence))
+            }
+            publishes.register(message, .batch(batch, index: index))
+            send(message, subject: outgoing.subject, options: &options)
         }
-        return try await batch.wait()
+        return await batch.wait()
     }
 
     /// Publishes currently waiting for their acknowledgement.
@@ -254,43 +260,57 @@ extension NATSClient {
     }
 }
 
+/// One message of a `publishBatch`.
+public struct BatchMessage: Sendable {
+    public var subject: String
+    public var payload: [UInt8]
+    /// Refuse this message unless its subject's last message has this sequence (0: none).
+    public var expectedLastSubjectSequence: UInt64?
+
+    public init(subject: String, payload: [UInt8], expectedLastSubjectSequence: UInt64? = nil) {
+        self.subject = subject
+        self.payload = payload
+        self.expectedLastSubjectSequence = expectedLastSubjectSequence
+    }
+}
+
 /// The acknowledgements of one batch, awaited together.
 final class PublishBatch: Sendable {
     private struct State {
         var remaining: Int
-        var highest: UInt64 = 0
-        var failure: JetStreamError?
-        var continuation: CheckedContinuation<UInt64, any Error>?
+        var results: [Result<PublishAck, JetStreamError>?]
+        var continuation: CheckedContinuation<[Result<PublishAck, JetStreamError>], Never>?
     }
 
     private let state: Mutex<State>
 
     init(total: Int) {
-        state = Mutex(State(remaining: total))
+        state = Mutex(State(remaining: total, results: Array(repeating: nil, count: total)))
     }
 
-    func record(_ result: Result<PublishAck, JetStreamError>) {
-        let finished = state.withLock { state -> (CheckedContinuation<UInt64, any Error>, Result<UInt64, any Error>)? in
+    func record(_ result: Result<PublishAck, JetStreamError>, at index: Int) {
+        let finished = state.withLock { state -> (CheckedContinuation<[Result<PublishAck, JetStreamError>], Never>, [Result<PublishAck, JetStreamError>])? in
             state.remaining -= 1
-            switch result {
-            case .success(let ack): state.highest = max(state.highest, ack.sequence)
-            case .failure(let error): state.failure = state.failure ?? error
-            }
+            state.results[index] = result
             guard state.remaining == 0, let continuation = state.continuation else { return nil }
             state.continuation = nil
-            return (continuation, state.failure.map { .failure($0) } ?? .success(state.highest))
+            return (continuation, Self.complete(state.results))
         }
-        if let (continuation, result) = finished { continuation.resume(with: result) }
+        if let (continuation, results) = finished { continuation.resume(returning: results) }
     }
 
-    func wait() async throws -> UInt64 {
-        try await withCheckedThrowingContinuation { continuation in
-            let done = state.withLock { state -> Result<UInt64, any Error>? in
-                guard state.remaining > 0 else { return state.failure.map { .failure($0) } ?? .success(state.highest) }
+    func wait() async -> [Result<PublishAck, JetStreamError>] {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> [Result<PublishAck, JetStreamError>]? in
+                guard state.remaining > 0 else { return Self.complete(state.results) }
                 state.continuation = continuation
                 return nil
             }
-            if let done { continuation.resume(with: done) }
+            if let done { continuation.resume(returning: done) }
         }
+    }
+
+    private static func complete(_ results: [Result<PublishAck, JetStreamError>?]) -> [Result<PublishAck, JetStreamError>] {
+        results.map { $0 ?? .failure(JetStreamError(.unavailable, "publish outcome missing")) }
     }
 }

@@ -19,6 +19,7 @@ struct ProxyResponder: HTTPResponder {
     let writer: StreamWriter
     let httpMetrics: HTTPMetrics
     let publishMetrics: PublishMetrics
+    let lastSequenceHints = LastSequenceHints()
     let inFlightGauge: Metrics.Gauge
     let connectedGauge: Metrics.Gauge
     let indexesGauge: Metrics.Gauge
@@ -235,7 +236,7 @@ struct ProxyResponder: HTTPResponder {
             return try await client.streamInfo(streamName)?.state.lastSeq ?? 0
         }
         guard let expected = update.expectedVersion else {
-            return try await client.publishAll(messages, metrics: publishMetrics)
+            return try await publishFenced(messages, client)
         }
         // Compare-and-swap on the index's subjects: the first message carries the check, so a
         // mismatch publishes nothing; the rest follow once it is stored.
@@ -243,8 +244,13 @@ struct ProxyResponder: HTTPResponder {
             subject: messages[0].subject, payload: messages[0].payload,
             options: PublishOptions(
                 expectedLastSubjectSequence: expected, expectedLastSubjectSequenceSubject: subjects.indexContents(index)))
-        let rest = try await client.publishAll(Array(messages.dropFirst()), metrics: publishMetrics)
+        lastSequenceHints.record(messages[0].subject, first.sequence)
+        let rest = try await publishFenced(Array(messages.dropFirst()), client)
         return max(first.sequence, rest)
+    }
+
+    func publishFenced(_ messages: [OutgoingMessage], _ client: NATSClient) async throws -> UInt64 {
+        try await FencedPublish.publish(messages, stream: streamName, hints: lastSequenceHints, metrics: publishMetrics, client: client)
     }
 
     /// Lifecycle records are published on condition that the index's lifecycle subject is as

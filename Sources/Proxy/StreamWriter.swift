@@ -67,31 +67,14 @@ final class PublishMetrics: Sendable {
     let bytes: Counter
     let messages: Counter
     let failures: Counter
+    let fenceRetries: Counter
 
     init(factory: any MetricsFactory) {
         latency = Metrics.Timer(label: "fpindex_proxy_publish_batch_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
         bytes = Counter(label: "fpindex_proxy_published_bytes_total", factory: factory)
         messages = Counter(label: "fpindex_proxy_published_messages_total", factory: factory)
         failures = Counter(label: "fpindex_proxy_publish_failures_total", factory: factory)
-    }
-}
-
-extension NATSClient {
-    /// Publishes all messages (many in flight at once) and waits for every acknowledgement.
-    /// - Returns: the highest stream sequence among them.
-    func publishAll(_ messages: [OutgoingMessage], metrics: PublishMetrics) async throws -> UInt64 {
-        guard !messages.isEmpty else { return 0 }
-        let start = ContinuousClock.now
-        do {
-            let sequence = try await publishBatch(messages.map { ($0.subject, $0.payload) })
-            metrics.latency.recordInterval(since: start)
-            metrics.messages.increment(by: messages.count)
-            metrics.bytes.increment(by: messages.reduce(0) { $0 + $1.payload.count })
-            return sequence
-        } catch {
-            metrics.failures.increment()
-            throw error
-        }
+        fenceRetries = Counter(label: "fpindex_proxy_publish_fence_retries_total", factory: factory)
     }
 }
 

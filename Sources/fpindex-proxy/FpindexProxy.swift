@@ -43,6 +43,9 @@ struct FpindexProxy: AsyncParsableCommand {
     @Option(help: "Milliseconds a write waits for replicas before 504 (default 5000).")
     var replicaTimeout: Int = 5000
 
+    @Option(help: "Milliseconds a write waits for the stream's acknowledgement before 503 (default 10000).")
+    var publishTimeout: Int = 10000
+
     @Option(help: "Longest request target (path and query) in bytes, else 414 (env MAX_REQUEST_TARGET; default 4096).")
     var maxRequestTarget: Int?
 
@@ -86,8 +89,10 @@ struct FpindexProxy: AsyncParsableCommand {
         guard readURL.hasPrefix("http://") || readURL.hasPrefix("https://") else {
             throw SettingsError("--read-url / FPINDEX_URL: '\(readURL)' is not an http(s) URL")
         }
+        var natsConfiguration = try nats.configuration(name: "fpindex-proxy")
+        natsConfiguration.publishTimeout = .milliseconds(max(publishTimeout, 1))
         let configuration = ProxyConfiguration(
-            host: listenAddress.host, port: listenAddress.port, nats: try nats.configuration(name: "fpindex-proxy"),
+            host: listenAddress.host, port: listenAddress.port, nats: natsConfiguration,
             stream: try stream.settings(), readURL: readURL,
             authToken: try authToken ?? Settings.secret(file: authTokenFile, environment: ComponentEnvironment.authToken),
             manageStream: !noManageStream, consistency: try writeConsistency(), minReplicas: max(minReplicas, 1),

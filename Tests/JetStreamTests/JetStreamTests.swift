@@ -102,6 +102,36 @@ struct JetStreamTests {
         }
     }
 
+    @Test func aBatchReportsEachOutcomeAndWhereARefusedSubjectIs() async throws {
+        try await withNATSServer { server in
+            let client = try await connect(server)
+            try await client.ensureStream(StreamSettings(name: "fp", subjectPrefix: "fp"))
+            let subjects = StreamSubjects(prefix: "fp")
+            let (one, two, three) = (subjects.fingerprint("a", id: 1), subjects.fingerprint("a", id: 2), subjects.fingerprint("a", id: 3))
+            let first = try await client.publish(subject: one, payload: [0x80])
+            let results = await client.publishBatch([
+                BatchMessage(subject: one, payload: [0x80], expectedLastSubjectSequence: first.sequence),  // as it is: stored
+                BatchMessage(subject: two, payload: [0x80], expectedLastSubjectSequence: 0),  // empty, as expected: stored
+                BatchMessage(subject: three, payload: [0x80], expectedLastSubjectSequence: 7),  // empty, 7 expected: refused
+                BatchMessage(subject: one, payload: [0x80], expectedLastSubjectSequence: first.sequence),  // moved: refused
+            ])
+            #expect(results.count == 4)
+            let stored = try results[0].get().sequence
+            #expect(try results[1].get().sequence == stored + 1)
+            for (index, actual) in [(2, UInt64(0)), (3, stored)] {
+                guard case .failure(let error) = results[index] else {
+                    Issue.record("message \(index) was stored")
+                    continue
+                }
+                #expect(error.isWrongLastSequence)
+                #expect(error.actualLastSequence == actual)
+            }
+            #expect(try await client.streamInfo("fp")?.state.lastSeq == stored + 1)
+            #expect(client.publishesInFlight == 0)
+            await client.close()
+        }
+    }
+
     @Test func purgeBelowASequenceKeepsLaterWrites() async throws {
         try await withNATSServer { server in
             let client = try await connect(server)

@@ -16,12 +16,13 @@ final class ProxyHarness: Sendable {
     let inspector: NATSClient
     let subjects = StreamSubjects(prefix: "fpindex")
 
-    static func start(nats: NATSServer, authToken: String? = nil, readURL: String? = nil, arguments: [String] = []) async throws
-        -> ProxyHarness
-    {
+    /// `natsURL`: where the proxy connects, when not straight to `nats` (a relay in between).
+    static func start(
+        nats: NATSServer, natsURL: String? = nil, authToken: String? = nil, readURL: String? = nil, arguments: [String] = []
+    ) async throws -> ProxyHarness {
         let dev = try ChildProcess(name: "fpindex-dev", executable: try Locations.executable("fpindex-dev"), arguments: ["--port", "0"])
         let devURL = String(try await dev.waitForLine(containing: "listening on ").split(separator: " ").last!)
-        var environment = ["NATS_URL": nats.url, "FPINDEX_URL": readURL ?? devURL, "LOG_LEVEL": "debug"]
+        var environment = ["NATS_URL": natsURL ?? nats.url, "FPINDEX_URL": readURL ?? devURL, "LOG_LEVEL": "debug"]
         if let authToken { environment["AUTH_TOKEN"] = authToken }
         let proxy = try ChildProcess(
             name: "fpindex-proxy", executable: try Locations.executable("fpindex-proxy"), arguments: ["--listen", "127.0.0.1:0"] + arguments,
