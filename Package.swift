@@ -120,10 +120,22 @@ let package = Package(
 
         // The embedded fingerprint index (fpindex-dev): engine, persistence, HTTP server.
         .target(
+            name: "LegacyProtocol",
+            dependencies: [
+                "FpindexAPI",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "DevIndex",
             dependencies: [
                 "FpindexAPI",
                 "FpindexHTTP",
+                "LegacyProtocol",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -138,6 +150,7 @@ let package = Package(
             name: "fpindex-dev",
             dependencies: [
                 "DevIndex",
+                "LegacyProtocol",
                 "CMallocTuning",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -379,7 +392,7 @@ let package = Package(
         .testTarget(
             name: "DevIndexTests",
             dependencies: [
-                "DevIndex", "FpindexAPI", "TestSupport",
+                "DevIndex", "FpindexAPI", "LegacyProtocol", "TestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

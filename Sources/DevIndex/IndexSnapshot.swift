@@ -64,7 +64,17 @@ struct IndexSnapshot: Sendable {
     ///
     /// - Parameter deadline: the instant after which the search fails with `SearchTimeout`.
     func search(_ request: SearchRequest, deadline: ContinuousClock.Instant?) throws(FpindexError) -> [SearchResult] {
-        var query = request.query
+        try search(
+            request.query, limit: request.effectiveLimit, minScore: request.effectiveMinScore, scorePercent: request.effectiveScorePct,
+            deadline: deadline)
+    }
+
+    /// The search itself, with every bound given (the HTTP API's are clamped, the legacy
+    /// protocol's are not).
+    func search(_ hashes: [UInt32], limit: Int, minScore requested: UInt32, scorePercent: UInt32, deadline: ContinuousClock.Instant?)
+        throws(FpindexError) -> [SearchResult]
+    {
+        var query = hashes
         query.sort()
         var unique = 0
         for hash in query where unique == 0 || query[unique - 1] != hash {
@@ -73,7 +83,7 @@ struct IndexSnapshot: Sendable {
         }
         query.removeSubrange(unique...)
         guard !query.isEmpty else { return [] }
-        let minScore = max(request.effectiveMinScore, 1)
+        let minScore = max(requested, 1)
 
         var results: [SearchResult] = []
         var hits: [UInt32] = []
@@ -103,13 +113,13 @@ struct IndexSnapshot: Sendable {
         }
         results.sort { $0.score != $1.score ? $0.score > $1.score : $0.id < $1.id }
         if let top = results.first {
-            let cutoff = UInt64(top.score) * UInt64(request.effectiveScorePct) / 100
+            let cutoff = UInt64(top.score) * UInt64(scorePercent) / 100
             if let end = results.firstIndex(where: { UInt64($0.score) < cutoff }) {
                 results.removeSubrange(end...)
             }
         }
-        if results.count > request.effectiveLimit {
-            results.removeSubrange(request.effectiveLimit...)
+        if results.count > limit {
+            results.removeSubrange(limit...)
         }
         return results
     }

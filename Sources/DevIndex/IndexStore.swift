@@ -269,6 +269,15 @@ public final class IndexStore: Sendable {
         let deadline = request.effectiveTimeoutMilliseconds.map { ContinuousClock.now + .milliseconds(Int($0)) }
         return SearchResponse(results: try snapshot.search(request, deadline: deadline))
     }
+
+    /// A search from the legacy protocol: its session's bounds as they are, `min_score` 1.
+    public func search(_ name: String, hashes: [UInt32], limit: UInt32, scorePercent: UInt32, timeoutMilliseconds: UInt32)
+        throws(FpindexError) -> [SearchResult]
+    {
+        let snapshot = try indexSnapshot(name)
+        let deadline = timeoutMilliseconds == 0 ? nil : ContinuousClock.now + .milliseconds(Int(timeoutMilliseconds))
+        return try snapshot.search(hashes, limit: Int(limit), minScore: 1, scorePercent: scorePercent, deadline: deadline)
+    }
 }
 
 /// What the HTTP layer may read of an index snapshot.

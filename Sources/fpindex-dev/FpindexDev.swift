@@ -1,6 +1,7 @@
 import ArgumentParser
 import CMallocTuning
 import DevIndex
+import LegacyProtocol
 import Logging
 import Metrics
 import Prometheus
@@ -38,7 +39,7 @@ struct FpindexDev: AsyncParsableCommand {
     @Option(help: "As the real fpindex; no effect (fpindex-dev replays one log at start).")
     var loadConcurrency: Int?
 
-    @Option(help: "The legacy line protocol's port; 0 (the default) is off. fpindex-dev does not serve it yet.")
+    @Option(help: "The legacy line protocol's port, on the index main (created if missing); 0 (the default) is off.")
     var legacyPort: Int?
 
     @Option(help: "The real fpindex's built-in replication: fpindex-dev does not replicate (fpindex-cluster does).")
@@ -57,9 +58,7 @@ struct FpindexDev: AsyncParsableCommand {
         where (value ?? 0) < 0 {
             throw ValidationError("\(flag) must not be negative")
         }
-        if let legacyPort, legacyPort != 0 {
-            throw ValidationError("--legacy-port \(legacyPort): fpindex-dev does not serve the legacy line protocol yet (0 turns it off)")
-        }
+        guard (0...65535).contains(legacyPort ?? 0) else { throw ValidationError("--legacy-port must be 0-65535") }
         if coordinator != nil || coordinatorUrl != nil || peers != nil || bootstrapTimeoutMs != nil {
             throw ValidationError(
                 "--coordinator, --coordinator-url, --peers and --bootstrap-timeout-ms are the real fpindex's own replication: "
@@ -100,8 +99,21 @@ struct FpindexDev: AsyncParsableCommand {
                 print("fpindex-dev listening on http://\(host):\(port)")
                 fflushStandardOutput()
             })
+        var services: [any Service] = [app]
+        if let legacyPort, legacyPort != 0 {
+            // The real fpindex serves it as a read-only replica only under its own replication,
+            // which fpindex-dev does not have: writes are taken.
+            services.append(
+                LegacyServer(
+                    configuration: LegacyServerConfiguration(host: host, port: legacyPort),
+                    backend: DevLegacyBackend(store: store, logger: logger), logger: logger,
+                    onListening: { [host] port in
+                        print("fpindex-dev legacy protocol on \(host):\(port)")
+                        fflushStandardOutput()
+                    }))
+        }
         let group = ServiceGroup(
-            configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         logger.info("stopped")
     }

@@ -37,19 +37,22 @@ public enum IndexServerKind: Sendable, CustomTestStringConvertible {
     /// - Parameter directory: where it keeps its data. Without one, fpindex-dev keeps everything
     ///   in memory; the real fpindex always needs a folder, so it gets a new empty one each start
     ///   (`scratch`, for the caller to remove), so that both come back empty after a crash.
-    public func start(port: Int, directory: String?) async throws -> (process: ChildProcess, scratch: String?) {
+    /// - Parameter arguments: more of the real fpindex's flags (fpindex-dev takes them too).
+    public func start(port: Int, directory: String?, arguments extra: [String] = []) async throws
+        -> (process: ChildProcess, scratch: String?)
+    {
         let process: ChildProcess
         var scratch: String?
         switch self {
         case .dev:
             var arguments = ["--host", "127.0.0.1", "--port", String(port)]
             if let directory { arguments += ["--dir", directory] }
-            process = try ChildProcess(name: "fpindex-dev", executable: try executable(), arguments: arguments)
+            process = try ChildProcess(name: "fpindex-dev", executable: try executable(), arguments: arguments + extra)
         case .real:
             if directory == nil { scratch = try TemporaryDirectory.make(prefix: "fpindex-real") }
             let folder = directory ?? scratch!
             process = try ChildProcess(
-                name: "fpindex", executable: try executable(), arguments: ["--dir", folder, "--host", "127.0.0.1", "--port", String(port)])
+                name: "fpindex", executable: try executable(), arguments: ["--dir", folder, "--host", "127.0.0.1", "--port", String(port)] + extra)
         }
         let http = TestHTTPClient(baseURL: "http://127.0.0.1:\(port)")
         do {
