@@ -87,6 +87,7 @@ let package = Package(
                 "FpindexAPI",
                 "FpindexHTTP",
                 "JetStream",
+                "LegacyProtocol",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

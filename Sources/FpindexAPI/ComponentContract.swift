@@ -35,6 +35,10 @@ public enum ComponentEnvironment {
     public static let maxRequestTarget = "MAX_REQUEST_TARGET"
     public static let maxHeaderBytes = "MAX_HEADER_BYTES"
     public static let maxHeaders = "MAX_HEADERS"
+    /// The legacy line protocol's address (`host:port`); the protocol is off without it.
+    public static let legacyListenAddress = "LEGACY_LISTEN_ADDR"
+    public static let legacyIndex = "LEGACY_INDEX"
+    public static let legacyReadOnly = "LEGACY_READ_ONLY"
 }
 
 /// The HTTP paths every long-running component serves, in fpindex's underscore style.

@@ -1,4 +1,5 @@
 import Hummingbird
+import LegacyProtocol
 import Logging
 import Prometheus
 import ServiceLifecycle
@@ -9,7 +10,8 @@ import ServiceLifecycle
 /// connection closes last, after in-flight writes got their acks.
 public func buildProxyServices(
     configuration: ProxyConfiguration, registry: PrometheusCollectorRegistry, logger: Logger,
-    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+    onLegacyListening: @escaping @Sendable (Int) -> Void = { _ in }
 ) -> (services: [any Service], runtime: ProxyRuntime) {
     let runtime = ProxyRuntime()
     let forwarder = ReadForwarder(baseURL: configuration.readURL, timeout: configuration.readTimeout)
@@ -22,7 +24,17 @@ public func buildProxyServices(
         logger: logger
     )
     let connection = NATSConnectionService(configuration: configuration, runtime: runtime, logger: logger)
-    return ([connection, ForwarderShutdown(forwarder: forwarder), app], runtime)
+    var services: [any Service] = [connection, ForwarderShutdown(forwarder: forwarder)]
+    if let legacy = configuration.legacy {
+        // Stops after the HTTP server and before NATS: a commit in progress gets its acks.
+        services.append(
+            LegacyServer(
+                configuration: LegacyServerConfiguration(
+                    host: legacy.host, port: legacy.port, maxConnections: legacy.maxConnections, readOnly: legacy.readOnly),
+                backend: ProxyLegacyBackend(responder: responder, index: legacy.index, logger: logger), logger: logger,
+                onListening: onLegacyListening))
+    }
+    return (services + [app], runtime)
 }
 
 /// Closes the read backend's connection pool when told to stop, which is after the HTTP

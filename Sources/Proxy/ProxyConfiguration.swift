@@ -27,6 +27,8 @@ public struct ProxyConfiguration: Sendable {
     public var replicaTimeout: Duration
     /// What a request may be before it is refused at the edge.
     public var limits: RequestLimits
+    /// The legacy line protocol's port (`--legacy-listen`), off when nil.
+    public var legacy: LegacySettings?
 
     public init(
         host: String = "0.0.0.0", port: Int = 8080, nats: NATSConfiguration = NATSConfiguration(),
@@ -34,7 +36,7 @@ public struct ProxyConfiguration: Sendable {
         readURL: String = "http://127.0.0.1:6081", authToken: String? = nil, readTimeout: Duration = .seconds(10),
         manageStream: Bool = true,
         consistency: WriteConsistency = .stream, minReplicas: Int = 1, replicaTimeout: Duration = .seconds(5),
-        limits: RequestLimits = RequestLimits()
+        limits: RequestLimits = RequestLimits(), legacy: LegacySettings? = nil
     ) {
         self.host = host
         self.port = port
@@ -48,6 +50,28 @@ public struct ProxyConfiguration: Sendable {
         self.minReplicas = minReplicas
         self.replicaTimeout = replicaTimeout
         self.limits = limits
+        self.legacy = legacy
+    }
+}
+
+/// The proxy's legacy line protocol port (AcoustID's `indexclient.py` speaks it).
+public struct LegacySettings: Sendable, Equatable {
+    /// Where to listen (`--legacy-listen` / `LEGACY_LISTEN_ADDR`; port 0 picks one).
+    public var host: String
+    public var port: Int
+    /// The index the protocol reads and writes (`--legacy-index` / `LEGACY_INDEX`, default `main`).
+    public var index: String
+    /// Refuse `begin`, as the real fpindex's read-only replicas do (`--legacy-read-only`).
+    public var readOnly: Bool
+    /// Connections at once (`--legacy-max-connections`, default 1024).
+    public var maxConnections: Int
+
+    public init(host: String = "0.0.0.0", port: Int = 6080, index: String = "main", readOnly: Bool = false, maxConnections: Int = 1024) {
+        self.host = host
+        self.port = port
+        self.index = index
+        self.readOnly = readOnly
+        self.maxConnections = maxConnections
     }
 }
 

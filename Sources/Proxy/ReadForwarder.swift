@@ -47,23 +47,9 @@ final class ReadForwarder: Sendable {
         async throws -> Response
     {
         guard let path = Self.path(route) else { throw FpindexError(.notFound, "\(route.label) is not forwarded") }
-        var outgoing = HTTPClientRequest(url: baseURL + path)
-        outgoing.method = HTTPMethod(rawValue: method.rawValue)
-        outgoing.headers.add(name: "Accept", value: negotiation.response.mediaType)
-        if let body, body.readableBytes > 0, let format = negotiation.request {
-            outgoing.headers.add(name: "Content-Type", value: format.mediaType)
-            outgoing.body = .bytes(body)
-        }
-        let reply: HTTPClientResponse
-        let bytes: ByteBuffer
-        do {
-            let seconds = Int64(timeout.components.seconds)
-            reply = try await client.execute(outgoing, timeout: .seconds(max(seconds, 1)))
-            bytes = try await reply.body.collect(upTo: 64 << 20)
-        } catch {
-            logger.warning("read backend unreachable", metadata: ["backend.url": "\(baseURL)", "error": "\(error)"])
-            throw FpindexError(.serviceUnavailable, "read backend unreachable: \(error)")
-        }
+        let (reply, bytes) = try await send(
+            path: path, method: HTTPMethod(rawValue: method.rawValue), body: body, format: negotiation.request,
+            accept: negotiation.response, logger: logger)
         var headers = HTTPFields()
         if let contentType = reply.headers.first(name: "content-type") { headers[.contentType] = contentType }
         if method == .head {
@@ -71,5 +57,27 @@ final class ReadForwarder: Sendable {
             return Response(status: .init(code: Int(reply.status.code)), headers: headers, body: ResponseBody())
         }
         return Response(status: .init(code: Int(reply.status.code)), headers: headers, body: ResponseBody(byteBuffer: bytes))
+    }
+
+    /// One request to the backend, its reply head and whole body.
+    /// - Throws: `ServiceUnavailable` when the backend cannot be reached or does not answer in time.
+    func send(path: String, method: HTTPMethod, body: ByteBuffer?, format: WireFormat?, accept: WireFormat, logger: Logger)
+        async throws -> (HTTPClientResponse, ByteBuffer)
+    {
+        var outgoing = HTTPClientRequest(url: baseURL + path)
+        outgoing.method = method
+        outgoing.headers.add(name: "Accept", value: accept.mediaType)
+        if let body, body.readableBytes > 0, let format {
+            outgoing.headers.add(name: "Content-Type", value: format.mediaType)
+            outgoing.body = .bytes(body)
+        }
+        do {
+            let seconds = Int64(timeout.components.seconds)
+            let reply = try await client.execute(outgoing, timeout: .seconds(max(seconds, 1)))
+            return (reply, try await reply.body.collect(upTo: 64 << 20))
+        } catch {
+            logger.warning("read backend unreachable", metadata: ["backend.url": "\(baseURL)", "error": "\(error)"])
+            throw FpindexError(.serviceUnavailable, "read backend unreachable: \(error)")
+        }
     }
 }

@@ -55,6 +55,18 @@ struct FpindexProxy: AsyncParsableCommand {
     @Option(help: "Most header fields, else 431 (env MAX_HEADERS; default 100).")
     var maxHeaders: Int?
 
+    @Option(help: "Serve the legacy line protocol (AcoustID's indexclient.py) on HOST:PORT (env LEGACY_LISTEN_ADDR; off by default; port 0 picks one and prints it).")
+    var legacyListen: String?
+
+    @Option(help: "The index the legacy protocol reads and writes (env LEGACY_INDEX; default main; created if missing).")
+    var legacyIndex: String?
+
+    @Flag(help: "Refuse writes on the legacy port (begin answers ERR read-only replica; env LEGACY_READ_ONLY=true).")
+    var legacyReadOnly = false
+
+    @Option(help: "Legacy protocol connections at once; one more is answered ERR too many connections (default 1024).")
+    var legacyMaxConnections: Int = 1024
+
     @Option(help: "Log level (env LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -72,6 +84,21 @@ struct FpindexProxy: AsyncParsableCommand {
             maxTargetBytes: try bound(maxRequestTarget, ComponentEnvironment.maxRequestTarget, "--max-request-target", default: 4096, range: 256...8000),
             maxHeaderBytes: try bound(maxHeaderBytes, ComponentEnvironment.maxHeaderBytes, "--max-header-bytes", default: 8192, range: 256...65536),
             maxHeaders: try bound(maxHeaders, ComponentEnvironment.maxHeaders, "--max-headers", default: 100, range: 8...1000))
+    }
+
+    /// The legacy port's settings; nil when it is off.
+    func legacySettings() throws -> LegacySettings? {
+        guard let address = legacyListen ?? Settings.environment(ComponentEnvironment.legacyListenAddress) else { return nil }
+        let (host, port) = try Settings.hostAndPort(address, flag: "--legacy-listen / LEGACY_LISTEN_ADDR")
+        let index = legacyIndex ?? Settings.environment(ComponentEnvironment.legacyIndex) ?? "main"
+        guard FpindexNames.isValidIndexName(index) else {
+            throw SettingsError("--legacy-index / LEGACY_INDEX: '\(index)' is not an index name (1-255 of A-Z a-z 0-9 _ -)")
+        }
+        guard legacyMaxConnections >= 1 else { throw SettingsError("--legacy-max-connections must be at least 1") }
+        return LegacySettings(
+            host: host, port: port, index: index,
+            readOnly: legacyReadOnly || Settings.environment(ComponentEnvironment.legacyReadOnly) == "true",
+            maxConnections: legacyMaxConnections)
     }
 
     func writeConsistency() throws -> WriteConsistency {
@@ -96,20 +123,27 @@ struct FpindexProxy: AsyncParsableCommand {
             stream: try stream.settings(), readURL: readURL,
             authToken: try authToken ?? Settings.secret(file: authTokenFile, environment: ComponentEnvironment.authToken),
             manageStream: !noManageStream, consistency: try writeConsistency(), minReplicas: max(minReplicas, 1),
-            replicaTimeout: .milliseconds(max(replicaTimeout, 1)), limits: try requestLimits())
+            replicaTimeout: .milliseconds(max(replicaTimeout, 1)), limits: try requestLimits(), legacy: try legacySettings())
         _ = try Settings.bootstrapLogging(level: logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "fpindex-proxy")
-        let (services, _) = buildProxyServices(configuration: configuration, registry: registry, logger: logger) { port in
-            print("fpindex-proxy listening on http://\(listenAddress.host):\(port)")
-            flushStandardOutput()
-        }
+        let (services, _) = buildProxyServices(
+            configuration: configuration, registry: registry, logger: logger,
+            onServerRunning: { port in
+                print("fpindex-proxy listening on http://\(listenAddress.host):\(port)")
+                flushStandardOutput()
+            },
+            onLegacyListening: { [legacy = configuration.legacy] port in
+                print("fpindex-proxy legacy protocol on \(legacy?.host ?? ""):\(port)")
+                flushStandardOutput()
+            })
         logger.info(
             "starting",
             metadata: [
                 "nats.servers": "\(configuration.nats.redactedServers)", "stream.name": "\(configuration.stream.name)",
                 "read.url": "\(readURL)", "auth": "\(configuration.authToken == nil ? "none" : "bearer token")",
+                "legacy": "\(configuration.legacy.map { "\($0.host):\($0.port) index \($0.index)\($0.readOnly ? " read-only" : "")" } ?? "off")",
             ])
         var groupConfiguration = ServiceGroupConfiguration(
             services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -1,0 +1,104 @@
+import FpindexAPI
+import JetStream
+import TestSupport
+import Testing
+
+/// The proxy's legacy line protocol port, with replicas fed by updaters: fpindex-dev, and the
+/// real fpindex when `FPINDEX_REAL_BINARY` is set.
+@Suite("The proxy serves the legacy line protocol", .timeLimit(.minutes(4)))
+struct ProxyLegacyTests {
+    /// Restarts the cluster's proxy with its legacy port open, reading from the first replica,
+    /// answering a commit once every replica applied it; returns the port.
+    func openLegacyPort(_ cluster: ReplicaCluster, _ arguments: [String] = []) async throws -> Int {
+        let port = try FreePort.find()
+        try await cluster.restartProxy(
+            readURL: cluster.replicas[0].devURL,
+            arguments: [
+                "--legacy-listen", "127.0.0.1:\(port)", "--consistency", "replica", "--min-replicas", String(cluster.replicas.count),
+            ] + arguments)
+        return port
+    }
+
+    @Test(arguments: IndexServerKind.all) func answersAsTheRealServerDoes(server: IndexServerKind) async throws {
+        try await withCluster(replicas: 2, indexServer: server) { cluster in
+            let client = try LegacyClient(port: try await openLegacyPort(cluster))
+            for (line, reply) in LegacyConversation.withRealReplies {
+                #expect(try client.send(line) == reply, "\(line.debugDescription)")
+            }
+        }
+    }
+
+    /// AcoustID's import through the proxy: a thousand inserts and an attribute in one
+    /// transaction reach every replica.
+    @Test(arguments: IndexServerKind.all) func aThousandInsertTransactionReachesEveryReplica(server: IndexServerKind) async throws {
+        try await withCluster(replicas: 2, indexServer: server) { cluster in
+            let port = try await openLegacyPort(cluster)
+            let client = try LegacyClient(port: port)
+            func hashes(_ id: UInt32) -> [UInt32] { (0..<60).map { id &* 2_654_435_761 &+ $0 &* 40_503 } }
+            #expect(try client.send("begin") == "OK ")
+            for id in UInt32(1)...1000 {
+                try client.write(Array("insert \(id) \(hashes(id).map { String(Int32(bitPattern: $0)) }.joined(separator: ","))\r\n".utf8))
+            }
+            for id in 1...1000 { #expect(try client.readReply() == "OK ", "insert \(id)") }
+            #expect(try client.send("set attribute max_document_id 1000") == "OK ")
+            #expect(try client.send("commit") == "OK ")
+            for id: UInt32 in [1, 500, 1000] {
+                let query = hashes(id).map { String(Int32(bitPattern: $0)) }.joined(separator: ",")
+                #expect(try client.send("search \(query)") == "OK \(id):60")
+                for replica in cluster.replicas {
+                    let reply = try await replica.devHTTP.request(
+                        .POST, "/main/_search", body: SearchRequest(query: hashes(id)).encoded(as: .json),
+                        headers: [("Content-Type", "application/json")])
+                    #expect(try SearchResponse.decode(from: reply.body, format: .json).results.first?.id == id, "\(replica.name)")
+                }
+            }
+            #expect(try LegacyClient(port: port).send("get attribute max_document_id") == "OK 1000")
+            // The stream holds what HTTP writes would have published: one message per id.
+            #expect(try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("main", id: 1000)) != nil)
+        }
+    }
+
+    @Test func nothingIsPublishedWithoutACommitThatSucceeds() async throws {
+        try await withCluster(replicas: 1) { cluster in
+            let port = try await openLegacyPort(cluster)
+            let dropped = try LegacyClient(port: port)
+            #expect(try dropped.send("begin") == "OK ")
+            #expect(try dropped.send("insert 42 4242") == "OK ")
+            dropped.drop()
+            let rolledBack = try LegacyClient(port: port)
+            #expect(try rolledBack.send("begin") == "OK ")
+            #expect(try rolledBack.send("insert 43 4343") == "OK ")
+            #expect(try rolledBack.send("rollback") == "OK ")
+            // Keys fpindex-cluster keeps for itself are refused at commit, and nothing of
+            // the transaction is published.
+            let reserved = try LegacyClient(port: port)
+            #expect(try reserved.send("begin") == "OK ")
+            #expect(try reserved.send("insert 44 4444") == "OK ")
+            #expect(try reserved.send("set attribute fpindex-cluster.seq 1") == "OK ")
+            #expect(try reserved.send("commit") == "ERR commit failed")
+            #expect(try reserved.send("get fpindex-cluster.seq") == "OK ")
+            #expect(try reserved.send("rollback") == "OK ")
+            // A commit afterwards on its own connection: whatever the dropped one could have
+            // done was done before the server read this.
+            let writer = try LegacyClient(port: port)
+            #expect(try writer.send("begin") == "OK ")
+            #expect(try writer.send("insert 45 4545") == "OK ")
+            #expect(try writer.send("commit") == "OK ")
+            for id: UInt32 in [42, 43, 44] {
+                #expect(try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("main", id: id)) == nil)
+            }
+            #expect(try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("main", id: 45)) != nil)
+        }
+    }
+
+    @Test func aReadOnlyLegacyPortRefusesWritesAndServesSearches() async throws {
+        try await withCluster(replicas: 1) { cluster in
+            #expect(try await cluster.http.json(.PUT, "/main").status == 200)
+            #expect(try await cluster.http.json(.PUT, "/main/7", #"{"hashes":[70,71]}"#).status == 200)
+            try await cluster.waitConverged()
+            let client = try LegacyClient(port: try await openLegacyPort(cluster, ["--legacy-read-only"]))
+            #expect(try client.send("begin") == "ERR read-only replica")
+            #expect(try client.send("search 70,71") == "OK 7:2")
+        }
+    }
+}
