@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 
-/// The short form of `fpindex-bench chaos`: five rounds of random faults (with a random seed,
+/// The short form of `fpindex-bench chaos`: five rounds of random faults of every kind (with a random seed,
 /// printed: `fpindex-bench chaos --seed N` replays the same fault sequence) must end with every
 /// replica holding exactly what was acknowledged.
 @Suite("Chaos", .timeLimit(.minutes(15)))
@@ -19,10 +19,6 @@ struct ChaosTests {
             arguments: [
                 "chaos", "--rounds", "5", "--seed", String(seed), "--binaries", binaries, "--nats-server", try Locations.natsServer(),
                 "--work-dir", work + "/run",
-                // nats_stop is left out: a SIGSTOPped NATS node has produced a divergence (a
-                // metadata value overwritten by an older one) that is not fixed yet; the bench
-                // itself draws it by default, and the README reports it.
-                "--faults", "nats_kill,nats_leader_stepdown,proxy_kill,updater_kill,fpindex_kill,fpindex_wipe",
             ])
         let status = await process.waitForExit(timeout: .seconds(840))
         #expect(status == 0, "\(process.output)")

@@ -56,4 +56,16 @@ public enum Locations {
         }
         throw TestFailure("kubectl not found: run hack/setup")
     }
+
+    /// python3 from the PATH (hack/setup's packages need it), for AcoustID's Python client.
+    public static func python3() throws -> String {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
+        where FileManager.default.isExecutableFile(atPath: "\(directory)/python3") {
+            return "\(directory)/python3"
+        }
+        throw TestFailure("python3 not found")
+    }
+
+    /// A file under `Tests/Fixtures`.
+    public static func fixture(_ path: String) -> String { packageRoot + "/Tests/Fixtures/" + path }
 }

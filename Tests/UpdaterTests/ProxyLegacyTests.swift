@@ -1,3 +1,4 @@
+import Foundation
 import FpindexAPI
 import JetStream
 import TestSupport
@@ -16,6 +17,8 @@ struct ProxyLegacyTests {
             arguments: [
                 "--legacy-listen", "127.0.0.1:\(port)", "--consistency", "replica", "--min-replicas", String(cluster.replicas.count),
             ] + arguments)
+        // The port opens once the proxy is ready and the index exists.
+        _ = try LegacyClient(port: port).send("echo")
         return port
     }
 
@@ -56,6 +59,37 @@ struct ProxyLegacyTests {
             // The stream holds what HTTP writes would have published: one message per id.
             #expect(try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("main", id: 1000)) != nil)
         }
+    }
+
+    /// AcoustID's own client (`acoustid/indexclient.py`, unchanged) against the proxy: what it
+    /// gets equals what it gets from the real fpindex's legacy port for the same calls.
+    @Test(arguments: IndexServerKind.all) func acoustidsIndexClientGetsWhatTheRealServerGives(server: IndexServerKind) async throws {
+        let expected = #"{"after": "1000", "before": "", "insert_outside_transaction": "ERR not in transaction", "ping": true, "#
+            + #""searches": {"1": [[1, 60]], "1000": [[1000, 60]], "500": [[500, 60]]}}"#
+        try await withCluster(replicas: 2, indexServer: server) { cluster in
+            let port = try await openLegacyPort(cluster)
+            let fromProxy = try await runIndexClient(port: port)
+            #expect(fromProxy == expected)
+        }
+        if let real = IndexServerKind.realBinary {
+            let legacyPort = try FreePort.find()
+            let (process, scratch) = try await IndexServerKind.real(binary: real).start(
+                port: try FreePort.find(), directory: nil, arguments: ["--legacy-port", String(legacyPort)])
+            defer { if let scratch { TemporaryDirectory.remove(scratch) } }
+            _ = try LegacyClient(port: legacyPort).send("echo")
+            let fromReal = try await runIndexClient(port: legacyPort)
+            await process.stop(timeout: .seconds(2))
+            #expect(fromReal == expected)
+        }
+    }
+
+    /// Runs the AcoustID client's import-and-look-up script; its one line of JSON.
+    func runIndexClient(port: Int) async throws -> String {
+        let script = try ChildProcess(
+            name: "indexclient.py", executable: try Locations.python3(),
+            arguments: [Locations.fixture("acoustid/import_and_look_up.py"), String(port)])
+        guard await script.waitForExit(timeout: .seconds(120)) == 0 else { throw TestFailure("indexclient.py failed\n\(script.output)") }
+        return script.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test func nothingIsPublishedWithoutACommitThatSucceeds() async throws {
