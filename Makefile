@@ -1,7 +1,7 @@
 # fpindex-cluster: the two commands a newcomer needs are `make run` and `make test`.
 SWIFT ?= swift
 
-.PHONY: all setup build test test-envtest run run-dataplane stop kubesim bench bench-proxy bench-replay bench-e2e clean
+.PHONY: all setup build test test-envtest run run-dataplane stop kubesim bench bench-proxy bench-replay bench-e2e bench-legacy clean
 
 all: build
 
@@ -65,6 +65,11 @@ bench-replay: setup
 bench-e2e: setup
 	$(SWIFT) build -c release
 	.build/release/fpindex-bench e2e $(BENCH_ARGS)
+
+## bench-legacy: inserts and searches through the proxy's legacy port, beside HTTP _update: fpindex-bench legacy
+bench-legacy: setup
+	$(SWIFT) build -c release
+	.build/release/fpindex-bench legacy $(BENCH_ARGS)
 
 clean:
 	rm -rf .build .local

@@ -23,6 +23,9 @@ public struct ClusterModel: Sendable, Equatable {
     public var indexImage: String
     public var indexPort: Int
     public var proxyReplicas: Int
+    /// The proxies' legacy line protocol port; 0 when it is off.
+    public var proxyLegacyPort: Int
+    public var proxyLegacyIndex: String
     public var batchSize: Int
     public var maxLag: Int
     public var paused: Bool
@@ -58,6 +61,8 @@ public struct ClusterModel: Sendable, Equatable {
         indexImage = spec.index?.image ?? ""
         indexPort = spec.index?.port ?? 6081
         proxyReplicas = max(0, spec.proxy?.replicas ?? 2)
+        proxyLegacyPort = min(max(0, spec.proxy?.legacyPort ?? 6080), 65535)
+        proxyLegacyIndex = spec.proxy?.legacyIndex ?? "main"
         batchSize = max(1, spec.updater?.batchSize ?? 4000)
         maxLag = max(0, spec.readiness?.maxLag ?? 1000)
         paused = cluster.metadata.annotations?[Self.pausedAnnotation] == "true"

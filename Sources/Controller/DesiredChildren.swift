@@ -55,6 +55,10 @@ public struct DesiredChildren: Sendable, Equatable {
         proxyDeployment = Self.proxyDeployment(model, spec)
         proxyService = Self.service(
             model, name: model.proxyName, component: "proxy", port: Self.proxyPort, headless: false)
+        if model.proxyLegacyPort != 0 {
+            proxyService.spec?.ports?.append(
+                Service.Port(name: "legacy", port: model.proxyLegacyPort, targetPort: .string("legacy")))
+        }
         var pdb = PodDisruptionBudget()
         pdb.metadata = Self.metadata(model, name: model.indexName, component: "index")
         var pdbSpec = PodDisruptionBudget.Spec()
@@ -225,6 +229,13 @@ public struct DesiredChildren: Sendable, Equatable {
                 EnvVar(name: ComponentEnvironment.listenAddress, value: "0.0.0.0:\(proxyPort)"),
             ]
         proxy.ports = [ContainerPort(name: "http", containerPort: proxyPort)]
+        if model.proxyLegacyPort != 0 {
+            proxy.env? += [
+                EnvVar(name: ComponentEnvironment.legacyListenAddress, value: "0.0.0.0:\(model.proxyLegacyPort)"),
+                EnvVar(name: ComponentEnvironment.legacyIndex, value: model.proxyLegacyIndex),
+            ]
+            proxy.ports?.append(ContainerPort(name: "legacy", containerPort: model.proxyLegacyPort))
+        }
         proxy.resources = spec.proxy?.resources
         proxy.volumeMounts = secretMounts.isEmpty ? nil : secretMounts
         proxy.readinessProbe = .http(path: ProbePath.ready, port: .string("http"), period: 2, failureThreshold: 2)

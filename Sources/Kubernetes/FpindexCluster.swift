@@ -90,6 +90,10 @@ public struct FpindexCluster: KubernetesObject, Equatable {
 
     public struct Proxy: Codable, Sendable, Equatable {
         public var replicas: Int?
+        /// The legacy line protocol's port (default 6080; 0: off).
+        public var legacyPort: Int?
+        /// The index the legacy protocol uses (default `main`).
+        public var legacyIndex: String?
         public var resources: ResourceRequirements?
         public var args: [String]?
         public init() {}

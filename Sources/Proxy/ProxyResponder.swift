@@ -97,14 +97,20 @@ struct ProxyResponder: HTTPResponder {
                 (body, negotiation) = try await FpindexHTTP.readBody(request, optionalBody: true)
                 let create = try FpindexHTTP.decodeOptional(
                     CreateIndexRequest.self, from: body, format: negotiation.request, empty: CreateIndexRequest())
-                return FpindexHTTP.response(try await createIndex(name, create), format: negotiation.response)
+                let consistency = try writeConsistency(request)
+                let created = try await createIndex(name, create)
+                try await awaitReplicas(created.version, consistency)
+                return FpindexHTTP.response(created, format: negotiation.response)
             case .delete:
                 try authorize(request)
                 let body: ByteBuffer
                 (body, negotiation) = try await FpindexHTTP.readBody(request, optionalBody: true)
                 let delete = try FpindexHTTP.decodeOptional(
                     DeleteIndexRequest.self, from: body, format: negotiation.request, empty: DeleteIndexRequest())
-                return FpindexHTTP.response(try await deleteIndex(name, delete), format: negotiation.response)
+                let consistency = try writeConsistency(request)
+                let (deleted, sequence) = try await deleteIndex(name, delete)
+                try await awaitReplicas(sequence, consistency)
+                return FpindexHTTP.response(deleted, format: negotiation.response)
             default:
                 return try await forward(route, request: request, negotiation: negotiation, logger: logger)
             }
@@ -277,21 +283,22 @@ struct ProxyResponder: HTTPResponder {
 
     /// Publishes the delete record, then purges the index's subjects below it: writes that
     /// race with the delete, or go to an index re-created right after, survive.
-    func deleteIndex(_ name: String, _ request: DeleteIndexRequest) async throws -> DeleteIndexResponse {
+    /// - Returns: the reply, and the delete record's sequence (0 when nothing was deleted).
+    func deleteIndex(_ name: String, _ request: DeleteIndexRequest) async throws -> (DeleteIndexResponse, UInt64) {
         try requireCatalog()
         guard FpindexNames.isValidIndexName(name) else {
             if request.expectExists == true { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
-            return DeleteIndexResponse(deleted: false)
+            return (DeleteIndexResponse(deleted: false), 0)
         }
         for _ in 0..<Self.lifecycleAttempts {
             guard let known = runtime.catalog.entry(name), known.exists else {
                 if request.expectExists == true { throw FpindexError(.indexNotFound, "index \(name) does not exist") }
-                return DeleteIndexResponse(deleted: false)
+                return (DeleteIndexResponse(deleted: false), 0)
             }
             let client = try runtime.connectedClient()
             guard let ack = try await publishLifecycle(.delete, index: name, after: known.sequence, client) else { continue }
             try await client.purge(stream: streamName, filter: subjects.indexContents(name), upTo: ack.sequence)
-            return DeleteIndexResponse(deleted: true)
+            return (DeleteIndexResponse(deleted: true), ack.sequence)
         }
         throw FpindexError(.serviceUnavailable, "index \(name) keeps changing under this request")
     }

@@ -87,6 +87,19 @@ import Testing
             }
             #expect(try await Self.topMatch(read, 1234) == 1234)
 
+            // AcoustID's legacy clients: the proxy Service's port named legacy (6080 by default).
+            let proxyService = try await cluster.object("-n", "fpindex", "get", "service", "main-proxy")
+            let legacyPort = (proxyService[path: "spec.ports"] as? [[String: Any]])?.first { $0["name"] as? String == "legacy" }?["port"] as? Int
+            #expect(legacyPort == 6080)
+            let legacy = try LegacyClient(host: try #require(proxyService[path: "spec.clusterIP"] as? String), port: legacyPort ?? 6080)
+            let legacyHashes = Self.hashes(9001).map { String(Int32(bitPattern: $0)) }.joined(separator: ",")
+            #expect(try legacy.send("begin") == "OK ")
+            #expect(try legacy.send("insert 9001 \(legacyHashes)") == "OK ")
+            #expect(try legacy.send("commit") == "OK ")
+            try await eventually(timeout: .seconds(60), "the legacy insert found by a legacy search", interval: .milliseconds(300)) {
+                try legacy.send("search \(legacyHashes)") == "OK 9001:40" ? true : nil
+            }
+
             // What a user looks at with kubectl.
             let logs = try await cluster.kubectl.ok("-n", "fpindex", "logs", "main-index-0", "-c", "updater")
             #expect(logs.contains("starting"), "updater log: \(logs.prefix(500))")

@@ -94,6 +94,37 @@ struct DesiredChildrenTests {
         #expect(desired.stream.subjectPrefix == "fpindex")
     }
 
+    /// The legacy line protocol is on by default at 6080 (AcoustID's clients connect there),
+    /// on the proxy pods and the proxy Service; 0 turns it off.
+    @Test func theLegacyPortOnTheProxies() {
+        let desired = DesiredChildren(Fixtures.cluster())
+        let proxy = desired.proxyDeployment.spec?.template?.spec?.containers.first
+        #expect(proxy?.env?.first { $0.name == "LEGACY_LISTEN_ADDR" }?.value == "0.0.0.0:6080")
+        #expect(proxy?.env?.first { $0.name == "LEGACY_INDEX" }?.value == "main")
+        #expect(proxy?.ports?.contains(ContainerPort(name: "legacy", containerPort: 6080)) == true)
+        #expect(desired.proxyService.spec?.ports?.map(\.name) == ["http", "legacy"])
+        #expect(desired.proxyService.spec?.ports?.last?.targetPort == .string("legacy"))
+
+        var cluster = Fixtures.cluster()
+        var settings = FpindexCluster.Proxy()
+        settings.legacyPort = 0
+        cluster.spec.proxy = settings
+        let off = DesiredChildren(cluster)
+        let quiet = off.proxyDeployment.spec?.template?.spec?.containers.first
+        #expect(quiet?.env?.contains { $0.name == "LEGACY_LISTEN_ADDR" } == false)
+        #expect(quiet?.ports?.map(\.name) == ["http"])
+        #expect(off.proxyService.spec?.ports?.map(\.name) == ["http"])
+
+        settings.legacyPort = 16080
+        settings.legacyIndex = "acoustid"
+        cluster.spec.proxy = settings
+        let moved = DesiredChildren(cluster)
+        let env = moved.proxyDeployment.spec?.template?.spec?.containers.first?.env
+        #expect(env?.first { $0.name == "LEGACY_LISTEN_ADDR" }?.value == "0.0.0.0:16080")
+        #expect(env?.first { $0.name == "LEGACY_INDEX" }?.value == "acoustid")
+        #expect(moved.proxyService.spec?.ports?.last?.port == 16080)
+    }
+
     /// A pod's grace period covers each container's preStop wait plus the process's own
     /// shutdown limit, with a margin: otherwise the kubelet's SIGKILL can cut a shutdown that
     /// is still within its allowance (the proxy's was exactly 5 s + 25 s = 30 s).

@@ -308,7 +308,7 @@ struct CommandLineTests {
 
     @Test(arguments: [
         (["--peers", "a,b"], "does not replicate"), (["--coordinator", "nats://x"], "does not replicate"),
-        (["--legacy-port", "6080"], "legacy line protocol"), (["--checkpoint-threshold=-1"], "must not be negative"),
+        (["--legacy-port", "70000"], "--legacy-port must be 0-65535"), (["--checkpoint-threshold=-1"], "must not be negative"),
     ])
     func whatItCannotDoIsRefusedClearly(arguments: [String], message: String) async throws {
         let process = try ChildProcess(

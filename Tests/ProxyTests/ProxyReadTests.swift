@@ -69,7 +69,7 @@ struct ProxyVerifyOnlyTests {
     }
 }
 
-@Suite("fpindex-proxy through a NATS outage", .timeLimit(.minutes(3)))
+@Suite("fpindex-proxy through a NATS outage", .timeLimit(.minutes(5)))
 struct ProxyDurabilityTests {
     @Test func everyAcknowledgedWriteSurvivesAnOutage() async throws {
         try await withProxy { p in
@@ -91,7 +91,9 @@ struct ProxyDurabilityTests {
                         }
                     }
                 }
-                try await eventually("some writes before the outage") { await acknowledged.ok.count > 100 ? true : nil }
+                // Progress, not a rate: on a loaded machine (the suite beside a release build)
+                // 100 acknowledgements once took over 30 s.
+                try await eventually(timeout: .seconds(120), "some writes before the outage") { await acknowledged.ok.count > 20 ? true : nil }
                 await p.nats.kill()
                 try await eventually("writes refused during the outage") { await acknowledged.statuses[503, default: 0] > 0 ? true : nil }
                 try await p.nats.restart()

@@ -6,20 +6,20 @@ import Foundation
 
 /// A client of AcoustID's legacy line protocol, as `acoustid/indexclient.py` speaks it: one
 /// line out, one `OK ...` / `ERR ...` line back. Blocking sockets with a 30 s receive timeout,
-/// so a server that never answers fails the test instead of hanging it.
-public final class LegacyClient {
+/// so a server that never answers fails the test instead of hanging it. Used by one task at a time.
+public final class LegacyClient: @unchecked Sendable {
     private let socket: Int32
     private var buffer: [UInt8] = []
 
-    /// Connects to 127.0.0.1:`port`, retrying until `timeout` (a server that is starting).
-    public init(port: Int, timeout: Duration = .seconds(20)) throws {
+    /// Connects to `host`:`port` (an IPv4 address), retrying until `timeout` (a server that is starting).
+    public init(host: String = "127.0.0.1", port: Int, timeout: Duration = .seconds(20)) throws {
         let deadline = ContinuousClock.now + timeout
         while true {
             let candidate = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = UInt16(port).bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_addr.s_addr = inet_addr(host)
             let connected = withUnsafePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(candidate, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
@@ -30,7 +30,7 @@ public final class LegacyClient {
                 return
             }
             Glibc.close(candidate)
-            guard ContinuousClock.now < deadline else { throw TestFailure("nothing accepts legacy connections on port \(port)") }
+            guard ContinuousClock.now < deadline else { throw TestFailure("nothing accepts legacy connections on \(host):\(port)") }
             usleep(50_000)
         }
     }

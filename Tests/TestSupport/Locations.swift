@@ -66,6 +66,13 @@ public enum Locations {
         throw TestFailure("python3 not found")
     }
 
+    /// The Python of hack/setup's venv, which has AcoustID's HTTP client's libraries.
+    public static func toolsPython() throws -> String {
+        let path = packageRoot + "/.tools/venv/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: path) else { throw TestFailure("\(path) not found: run hack/setup") }
+        return path
+    }
+
     /// A file under `Tests/Fixtures`.
     public static func fixture(_ path: String) -> String { packageRoot + "/Tests/Fixtures/" + path }
 }
