@@ -42,6 +42,9 @@ struct FpindexDev: AsyncParsableCommand {
     @Option(help: "The legacy line protocol's port, on the index main (created if missing); 0 (the default) is off.")
     var legacyPort: Int?
 
+    @Flag(help: "Refuse writes on the legacy port (begin: ERR read-only replica), as the real fpindex does as a replica of its own replication.")
+    var legacyReadOnly = false
+
     @Option(help: "The real fpindex's built-in replication: fpindex-dev does not replicate (fpindex-cluster does).")
     var coordinator: String?
     @Option(help: "See --coordinator.")
@@ -101,11 +104,11 @@ struct FpindexDev: AsyncParsableCommand {
             })
         var services: [any Service] = [app]
         if let legacyPort, legacyPort != 0 {
-            // The real fpindex serves it as a read-only replica only under its own replication,
-            // which fpindex-dev does not have: writes are taken.
+            // The real fpindex is read-only there only as a replica of its own replication,
+            // which fpindex-dev does not have: writes are taken unless --legacy-read-only.
             services.append(
                 LegacyServer(
-                    configuration: LegacyServerConfiguration(host: host, port: legacyPort),
+                    configuration: LegacyServerConfiguration(host: host, port: legacyPort, readOnly: legacyReadOnly),
                     backend: DevLegacyBackend(store: store, logger: logger), logger: logger,
                     onListening: { [host] port in
                         print("fpindex-dev legacy protocol on \(host):\(port)")

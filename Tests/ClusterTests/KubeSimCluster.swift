@@ -159,10 +159,16 @@ final class KubeSimCluster: Sendable {
             let pods = (try? await cluster.kubectl.run("get", "pods", "-A", "-o", "wide").output) ?? ""
             let controller =
                 (try? await cluster.kubectl.run("-n", "fpindex-system", "logs", "deploy/fpindex-controller", "--tail=20").output) ?? ""
+            var proxies = ""
+            for previous in [false, true] {
+                let arguments = ["-n", "fpindex", "logs", "-l", "app.kubernetes.io/component=proxy", "--tail=15", "--prefix"]
+                proxies += (try? await cluster.kubectl.run(arguments + (previous ? ["--previous"] : [])).output) ?? ""
+            }
             let log = cluster.kubesim.stderr.split(separator: "\n").suffix(60).joined(separator: "\n")
             await cluster.stop()
             throw TestFailure(
-                "\(error)\n--- pods ---\n\(pods)\n--- controller (last lines) ---\n\(controller)\n--- kubesim (last lines) ---\n\(log)")
+                "\(error)\n--- pods ---\n\(pods)\n--- controller (last lines) ---\n\(controller)\n--- proxies (last lines, then the "
+                    + "previous containers') ---\n\(proxies)\n--- kubesim (last lines) ---\n\(log)")
         }
         await cluster.stop()
     }

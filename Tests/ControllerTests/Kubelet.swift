@@ -70,6 +70,8 @@ final class Kubelet: Sendable {
         #expect(env["CONSUMER_NAME"] == podName)
         env["FPINDEX_URL"] = "http://127.0.0.1:\(devPort)"  // localhost in the pod: the same here
         env["LISTEN_ADDR"] = "127.0.0.1:0"
+        // The pod has its own address; on this host the port is picked free.
+        if env["LEGACY_LISTEN_ADDR"] != nil { env["LEGACY_LISTEN_ADDR"] = "127.0.0.1:0" }
         let updater = try ChildProcess(
             name: "\(podName)-updater", executable: try Locations.executable("fpindex-updater"),
             arguments: ["--batch-wait", "100", "--idle-check", "300"], environment: env)
@@ -112,6 +114,8 @@ final class Kubelet: Sendable {
         let readinessPath = try #require(container[path: ["readinessProbe", "httpGet", "path"]]?.string)
         var env = Self.environment(container, podName: "\(cluster)-proxy-0")
         env["LISTEN_ADDR"] = "127.0.0.1:0"
+        // The pod has its own address; on this host the port is picked free.
+        if env["LEGACY_LISTEN_ADDR"] != nil { env["LEGACY_LISTEN_ADDR"] = "127.0.0.1:0" }
         if let first = pods.withLock({ $0.values.first }) { env["FPINDEX_URL"] = first.devURL }
         let process = try ChildProcess(
             name: "\(cluster)-proxy", executable: try Locations.executable("fpindex-proxy"),

@@ -73,11 +73,24 @@ struct LegacyProtocolTests {
         }
     }
 
+    /// The real fpindex refuses writes on its legacy port as a replica of its own replication;
+    /// fpindex-dev does when asked (`--legacy-read-only`), with the real one's answer.
+    @Test func aReadOnlyLegacyPortRefusesBeginAndServesTheRest() async throws {
+        try await withLegacyPort(.dev, arguments: ["--legacy-read-only"]) { port in
+            let client = try LegacyClient(port: port)
+            #expect(try client.send("begin") == "ERR read-only replica")
+            #expect(try client.send("insert 1 1") == "ERR not in transaction")
+            #expect(try client.send("search 1") == "OK ")
+            #expect(try client.send("get max_results") == "OK 500")
+        }
+    }
+
     /// Starts `server` with its legacy port on a free port.
-    func withLegacyPort(_ server: IndexServerKind, _ body: (Int) async throws -> Void) async throws {
+    func withLegacyPort(_ server: IndexServerKind, arguments: [String] = [], _ body: (Int) async throws -> Void) async throws {
         let port = try FreePort.find()
         let legacyPort = try FreePort.find()
-        let (process, scratch) = try await server.start(port: port, directory: nil, arguments: ["--legacy-port", String(legacyPort)])
+        let (process, scratch) = try await server.start(
+            port: port, directory: nil, arguments: ["--legacy-port", String(legacyPort)] + arguments)
         defer { if let scratch { TemporaryDirectory.remove(scratch) } }
         do {
             try await body(legacyPort)

@@ -1,6 +1,7 @@
 import Foundation
 import FpindexAPI
 import JetStream
+import Logging
 import TestSupport
 import Testing
 
@@ -133,6 +134,38 @@ struct ProxyLegacyTests {
             let client = try LegacyClient(port: try await openLegacyPort(cluster, ["--legacy-read-only"]))
             #expect(try client.send("begin") == "ERR read-only replica")
             #expect(try client.send("search 70,71") == "OK 7:2")
+        }
+    }
+
+    /// SIGTERM while a commit waits for its replicas: the commit still gets its answer, an
+    /// idle connection is closed, the proxy exits cleanly.
+    @Test func aCommitInProgressIsAnsweredBeforeTheProxyStops() async throws {
+        try await withNATSServer { nats in
+            let port = try FreePort.find()
+            // Replica consistency and no replica: the commit waits its 3 s, then fails.
+            let (proxy, _) = try await ReplicaCluster.startProxy(
+                natsURL: nats.url,
+                arguments: [
+                    "--legacy-listen", "127.0.0.1:\(port)", "--consistency", "replica", "--replica-timeout", "3000",
+                ])
+            let idle = try LegacyClient(port: port)
+            #expect(try idle.send("echo") == "OK ")
+            let writer = try LegacyClient(port: port)
+            #expect(try writer.send("begin") == "OK ")
+            #expect(try writer.send("insert 77 7777") == "OK ")
+            try writer.write(Array("commit\r\n".utf8))
+            let inspector = try await NATSClient.connect(NATSConfiguration(servers: [nats.url]), logger: Logger(label: "inspector"))
+            try await eventually("the commit's message in the stream") {
+                try await inspector.lastMessage(stream: "fpindex", subject: StreamSubjects().fingerprint("main", id: 77)) != nil ? true : nil
+            }
+            await inspector.close()
+            proxy.signal(SIGTERM)
+            // Durable, not applied by any replica in time: the real server's answer to a commit
+            // that did not go through, the transaction still open.
+            #expect(try writer.readReply() == "ERR commit failed")
+            #expect(writer.isClosedByServer())
+            #expect(idle.isClosedByServer())
+            #expect(await proxy.waitForExit(timeout: .seconds(30)) == 0)
         }
     }
 }
