@@ -68,6 +68,15 @@ public final class LegacyServer: Service {
                     return try NIOAsyncChannel<LegacyInbound, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
+        // A connection that fails while it is being set up is closed by NIO and its error
+        // fired down the listener's pipeline, which would end the accept loop (and the
+        // process): it is logged here instead.
+        let channel = server.channel
+        let logger = self.logger
+        try await channel.eventLoop.submit {
+            let accept = try channel.pipeline.syncOperations.context(name: "AcceptHandler")
+            try channel.pipeline.syncOperations.addHandler(AcceptFailureLogger(logger: logger), position: .after(accept.handler))
+        }.get()
         let port = server.channel.localAddress?.port ?? configuration.port
         logger.info("legacy protocol listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
         onListening(port)
@@ -136,6 +145,19 @@ public final class LegacyServer: Service {
             session.committed()
             return .ok("")
         }
+    }
+}
+
+/// Logs the failure of one accepted connection instead of passing it on to the accept loop.
+final class AcceptFailureLogger: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+    let logger: Logger
+
+    init(logger: Logger) { self.logger = logger }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.warning("a legacy connection failed while being set up", metadata: ["error": "\(error)"])
     }
 }
 
