@@ -200,6 +200,7 @@ let package = Package(
             dependencies: [
                 "FpindexAPI",
                 "JetStream",
+                "LegacyProtocol",
                 "ReplicaConsumer",
                 "ProcessSpawning",
                 .product(name: "Logging", package: "swift-log"),
@@ -337,7 +338,7 @@ let package = Package(
         .testTarget(
             name: "UpdaterTests",
             dependencies: [
-                "Updater", "JetStream", "FpindexAPI", "TestSupport", .product(name: "Logging", package: "swift-log"),
+                "Updater", "JetStream", "FpindexAPI", "LegacyProtocol", "TestSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
@@ -358,7 +359,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "JetStream", "TestSupport", .product(name: "Logging", package: "swift-log"),
+                "JetStream", "LegacyProtocol", "TestSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

@@ -2,12 +2,9 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import FpindexAPI
+import LegacyProtocol
 import NIOCore
 import NIOHTTP1
-
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 /// `fpindex-bench legacy`: inserts and searches through the proxy's legacy line protocol port,
 /// as AcoustID's `indexclient.py` sends them (one line, then its reply), beside the HTTP
@@ -69,7 +66,7 @@ struct LegacyBenchmark: AsyncParsableCommand {
             Array("insert \(id) \(Self.hashes(id, count: hashes).map { String(Int32(bitPattern: $0)) }.joined(separator: ","))\r\n".utf8)
         }
         let transactions = stride(from: 0, to: fingerprints, by: transaction).map { Array(insertLines[$0..<min($0 + transaction, fingerprints)]) }
-        let clients = try await Self.onThreads((0..<connections).map { _ in { try LegacyLineClient(port: legacyPort) } })
+        let clients = try await Self.onThreads((0..<connections).map { _ in { try LegacyClient(port: legacyPort, timeout: .seconds(60)) } })
 
         // Legacy inserts: begin, one insert after another (each waits for its reply, as
         // indexclient.py does), commit.
@@ -185,70 +182,16 @@ struct LegacyBenchmark: AsyncParsableCommand {
     }
 }
 
-/// A blocking client of the legacy line protocol (one line out, one reply line back), as
-/// AcoustID's `indexclient.py` uses it. One thread at a time.
-final class LegacyLineClient: @unchecked Sendable {
-    private let socket: Int32
-    private var buffer: [UInt8] = []
-    private var chunk = [UInt8](repeating: 0, count: 65536)
-
-    init(port: Int) throws {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while true {
-            let candidate = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = UInt16(port).bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(candidate, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if connected == 0 {
-                var one: Int32 = 1
-                setsockopt(candidate, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                socket = candidate
-                return
-            }
-            Glibc.close(candidate)
-            // The port opens once the proxy is ready and its index exists.
-            guard ContinuousClock.now < deadline else { throw BenchError("nothing accepts legacy connections on port \(port)") }
-            usleep(100_000)
-        }
-    }
-
-    deinit { Glibc.close(socket) }
-
-    func send(_ line: String) throws -> String {
-        try send(Array((line + "\r\n").utf8))
-    }
-
+extension LegacyClient {
     func expect(_ line: String, _ reply: String) throws {
         let got = try send(line)
         guard got == reply else { throw BenchError("\(line.prefix(40)) answered \(got)") }
     }
 
+    /// Sends a line (CRLF included) and checks its reply.
     func expect(_ line: [UInt8], _ reply: String) throws {
-        let got = try send(line)
+        try write(line)
+        let got = try readReply()
         guard got == reply else { throw BenchError("\(String(decoding: line.prefix(40), as: UTF8.self)) answered \(got)") }
-    }
-
-    /// Sends a line (CRLF included) and returns the reply without its CRLF.
-    func send(_ line: [UInt8]) throws -> String {
-        var sent = 0
-        while sent < line.count {
-            let written = line.withUnsafeBytes { Glibc.send(socket, $0.baseAddress! + sent, line.count - sent, Int32(MSG_NOSIGNAL)) }
-            guard written > 0 else { throw BenchError("legacy connection: send failed") }
-            sent += written
-        }
-        while true {
-            if let end = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let reply = String(decoding: buffer[..<end].filter { $0 != UInt8(ascii: "\r") }, as: UTF8.self)
-                buffer.removeSubrange(...end)
-                return reply
-            }
-            let count = chunk.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
-            guard count > 0 else { throw BenchError("legacy connection closed before a reply") }
-            buffer += chunk[..<count]
-        }
     }
 }

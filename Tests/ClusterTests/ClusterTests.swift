@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import JetStream
+import LegacyProtocol
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -1,3 +1,4 @@
+import LegacyProtocol
 import TestSupport
 import Testing
 

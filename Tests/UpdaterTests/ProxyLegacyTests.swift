@@ -1,6 +1,7 @@
 import Foundation
 import FpindexAPI
 import JetStream
+import LegacyProtocol
 import Logging
 import TestSupport
 import Testing

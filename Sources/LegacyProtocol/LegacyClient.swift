@@ -1,12 +1,11 @@
-import Foundation
-
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// A client of AcoustID's legacy line protocol, as `acoustid/indexclient.py` speaks it: one
-/// line out, one `OK ...` / `ERR ...` line back. Blocking sockets with a 30 s receive timeout,
-/// so a server that never answers fails the test instead of hanging it. Used by one task at a time.
+/// A blocking client of AcoustID's legacy line protocol, as `acoustid/indexclient.py` speaks
+/// it: one line out, one `OK ...` / `ERR ...` line back (the test suites and `fpindex-bench
+/// legacy` drive servers with it). A 30 s receive timeout, so a server that never answers is
+/// an error, not a hang. Used by one thread at a time.
 public final class LegacyClient: @unchecked Sendable {
     private let socket: Int32
     private var buffer: [UInt8] = []
@@ -14,6 +13,7 @@ public final class LegacyClient: @unchecked Sendable {
     /// Connects to `host`:`port` (an IPv4 address), retrying until `timeout` (a server that is starting).
     public init(host: String = "127.0.0.1", port: Int, timeout: Duration = .seconds(20)) throws {
         let deadline = ContinuousClock.now + timeout
+        guard inet_addr(host) != INADDR_NONE else { throw LegacyClientError("\(host) is not an IPv4 address") }
         while true {
             let candidate = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var address = sockaddr_in()
@@ -26,11 +26,13 @@ public final class LegacyClient: @unchecked Sendable {
             if connected == 0 {
                 var timeout = timeval(tv_sec: 30, tv_usec: 0)
                 setsockopt(candidate, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                var one: Int32 = 1
+                setsockopt(candidate, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
                 socket = candidate
                 return
             }
             Glibc.close(candidate)
-            guard ContinuousClock.now < deadline else { throw TestFailure("nothing accepts legacy connections on \(host):\(port)") }
+            guard ContinuousClock.now < deadline else { throw LegacyClientError("nothing accepts legacy connections on \(host):\(port)") }
             usleep(50_000)
         }
     }
@@ -49,7 +51,7 @@ public final class LegacyClient: @unchecked Sendable {
         var sent = 0
         while sent < bytes.count {
             let written = bytes.withUnsafeBytes { Glibc.send(socket, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
-            guard written > 0 else { throw TestFailure("legacy connection: send failed (errno \(errno))") }
+            guard written > 0 else { throw LegacyClientError("legacy connection: send failed (errno \(errno))") }
             sent += written
         }
     }
@@ -65,7 +67,7 @@ public final class LegacyClient: @unchecked Sendable {
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let count = chunk.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
-            guard count > 0 else { throw TestFailure("legacy connection closed (or silent for 30 s) before a reply") }
+            guard count > 0 else { throw LegacyClientError("legacy connection closed (or silent for 30 s) before a reply") }
             buffer += chunk[..<count]
         }
     }
@@ -82,4 +84,9 @@ public final class LegacyClient: @unchecked Sendable {
     public func drop() {
         shutdown(socket, Int32(SHUT_RDWR))
     }
+}
+
+public struct LegacyClientError: Error, CustomStringConvertible {
+    public var description: String
+    init(_ description: String) { self.description = description }
 }
