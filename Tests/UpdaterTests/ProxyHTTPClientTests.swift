@@ -1,4 +1,5 @@
 import Foundation
+import FpindexAPI
 import Synchronization
 import TestSupport
 import Testing
@@ -36,5 +37,29 @@ struct ProxyHTTPClientTests {
             arguments: [Locations.fixture("acoustid/create_index.py"), baseURL])
         guard await script.waitForExit(timeout: .seconds(60)) == 0 else { throw TestFailure("create_index.py failed\n\(script.output)") }
         return script.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// The HTTP details of `HTTPDetails` through the proxy, with a replica behind it: every status
+/// equals the real fpindex's, and error bodies follow `Accept`.
+@Suite("HTTP details through the proxy as the real fpindex answers them", .timeLimit(.minutes(3)))
+struct ProxyHTTPDetailTests {
+    @Test func answersAsTheRealOne() async throws {
+        try await withCluster(replicas: 1) { cluster in
+            try await cluster.restartProxy(
+                readURL: cluster.replicas[0].devURL, arguments: ["--consistency", "replica", "--min-replicas", "1"])
+            let http = cluster.http
+            #expect(try await http.json(.PUT, "/i").status == 200)
+            for (what, method, path, body, headers, status) in HTTPDetails.withRealStatuses {
+                let labelled = body != nil && headers.isEmpty ? [("Content-Type", "application/json")] : headers
+                let reply = try await http.request(method, path, body: body.map { Array($0.utf8) }, headers: labelled)
+                #expect(reply.status == status, "\(what): \(reply.status) \(reply.text)")
+            }
+            let refused = try await http.request(
+                .POST, "/i/_search", body: Array(#"{"bad":1}"#.utf8),
+                headers: [("Content-Type", "application/json"), ("Accept", "application/vnd.msgpack")])
+            #expect(refused.status == 400)
+            #expect(try ErrorResponse.decode(from: refused.body, format: .msgpack).error == "BadRequest")
+        }
     }
 }

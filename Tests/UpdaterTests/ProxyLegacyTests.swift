@@ -72,6 +72,15 @@ struct ProxyLegacyTests {
             let port = try await openLegacyPort(cluster)
             let fromProxy = try await runIndexClient(port: port)
             #expect(fromProxy == expected)
+            // Each replica holds them (the script's hashes: id * 2654435761 + n * 40503, n < 60).
+            for replica in cluster.replicas {
+                for id: UInt32 in [1, 500, 1000] {
+                    let query = SearchRequest(query: (0..<60).map { id &* 2_654_435_761 &+ $0 &* 40_503 })
+                    let reply = try await replica.devHTTP.request(
+                        .POST, "/main/_search", body: query.encoded(as: .json), headers: [("Content-Type", "application/json")])
+                    #expect(try SearchResponse.decode(from: reply.body, format: .json).results.first?.id == id, "\(replica.name) \(id)")
+                }
+            }
         }
         if let real = IndexServerKind.realBinary {
             let legacyPort = try FreePort.find()
