@@ -7,6 +7,7 @@ import Synchronization
 /// What answers a legacy session's searches, attribute reads and commits.
 public protocol LegacyBackend: Sendable {
     /// Called once before the port opens: the real server creates its index then if missing.
+    /// Returns early when the service is told to stop (the port then never opens).
     func prepare() async throws
     /// `OK id:score ...`, or `ERR timeout exceeded` / `ERR search failed`.
     func search(_ hashes: [UInt32], tuning: LegacySearchTuning) async -> LegacyReply
@@ -57,6 +58,7 @@ public final class LegacyServer: Service {
 
     public func run() async throws {
         try await backend.prepare()
+        guard !Task.isShuttingDownGracefully else { return }
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

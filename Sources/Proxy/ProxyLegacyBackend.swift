@@ -4,6 +4,7 @@ import LegacyProtocol
 import Logging
 import NIOCore
 import NIOHTTP1
+import ServiceLifecycle
 
 /// The legacy line protocol on the proxy: a session's `commit` becomes the `_update` an HTTP
 /// client would send (same records, validation and durability: `OK` only once the stream has
@@ -22,7 +23,8 @@ struct ProxyLegacyBackend: LegacyBackend {
     /// does not exist, as the real fpindex does before it opens its legacy port.
     func prepare() async throws {
         var reported = false
-        while true {
+        // A proxy told to stop before it was ready does not wait for NATS any longer.
+        while !Task.isShuttingDownGracefully {
             try Task.checkCancellation()
             if responder.runtime.isReady {
                 do {
@@ -35,7 +37,7 @@ struct ProxyLegacyBackend: LegacyBackend {
                 logger.info("the legacy port opens once the proxy is ready")
                 reported = true
             }
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(200))
         }
     }
 

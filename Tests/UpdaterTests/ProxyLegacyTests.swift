@@ -178,4 +178,21 @@ struct ProxyLegacyTests {
             #expect(await proxy.waitForExit(timeout: .seconds(30)) == 0)
         }
     }
+
+    /// A proxy whose NATS is unreachable keeps its legacy port closed (it cannot take a
+    /// commit), and still stops at once on SIGTERM.
+    @Test func withoutNATSTheLegacyPortWaitsAndSIGTERMStopsAtOnce() async throws {
+        let legacyPort = try FreePort.find()
+        let proxy = try ChildProcess(
+            name: "fpindex-proxy", executable: try Locations.executable("fpindex-proxy"),
+            arguments: ["--listen", "127.0.0.1:0", "--legacy-listen", "127.0.0.1:\(legacyPort)"],
+            environment: ["NATS_URL": "nats://127.0.0.1:\(try FreePort.find())", "FPINDEX_URL": "http://127.0.0.1:9"])
+        _ = try await proxy.waitForLogLine(containing: "the legacy port opens once the proxy is ready")
+        #expect(throws: (any Error).self) { try LegacyClient(port: legacyPort, timeout: .milliseconds(300)) }
+        let stopping = ContinuousClock.now
+        proxy.signal(SIGTERM)
+        #expect(await proxy.waitForExit(timeout: .seconds(20)) == 0, "\(proxy.output)")
+        // Well within the 25 s shutdown budget: nothing waited for NATS.
+        #expect(ContinuousClock.now - stopping < .seconds(10), "\(proxy.output)")
+    }
 }
