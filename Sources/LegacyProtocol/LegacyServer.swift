@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -44,15 +45,17 @@ public final class LegacyServer: Service {
     let backend: any LegacyBackend
     let logger: Logger
     let onListening: @Sendable (Int) -> Void
+    let metrics: LegacyMetrics
     private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     public init(
         configuration: LegacyServerConfiguration, backend: any LegacyBackend, logger: Logger,
-        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+        metricsFactory: any MetricsFactory = MetricsSystem.factory, onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.backend = backend
         self.logger = logger
+        self.metrics = LegacyMetrics(factory: metricsFactory)
         self.onListening = onListening
     }
 
@@ -106,7 +109,11 @@ public final class LegacyServer: Service {
             connections[id] = connection.channel
             return true
         }
-        defer { connections.withLock { _ = $0.removeValue(forKey: id) } }
+        metrics.connected()
+        defer {
+            connections.withLock { _ = $0.removeValue(forKey: id) }
+            metrics.disconnected()
+        }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 guard admitted else {
@@ -120,7 +127,9 @@ public final class LegacyServer: Service {
                         return
                     }
                     let idleTimeout = session.idleTimeoutMilliseconds
+                    let start = ContinuousClock.now
                     let reply = await answer(session.handle(line: line[...]), &session)
+                    metrics.answered(line[...], reply, since: start)
                     if session.idleTimeoutMilliseconds != idleTimeout {
                         try await connection.channel.triggerUserOutboundEvent(
                             LegacyIdleHandler.Event.idleTimeout(milliseconds: session.idleTimeoutMilliseconds)

@@ -32,7 +32,7 @@ public func buildProxyServices(
                 configuration: LegacyServerConfiguration(
                     host: legacy.host, port: legacy.port, maxConnections: legacy.maxConnections, readOnly: legacy.readOnly),
                 backend: ProxyLegacyBackend(responder: responder, index: legacy.index, logger: logger), logger: logger,
-                onListening: onLegacyListening))
+                metricsFactory: PrometheusMetricsFactory(registry: registry), onListening: onLegacyListening))
     }
     return (services + [app], runtime)
 }

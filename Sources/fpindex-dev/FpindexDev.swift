@@ -110,6 +110,8 @@ struct FpindexDev: AsyncParsableCommand {
                 LegacyServer(
                     configuration: LegacyServerConfiguration(host: host, port: legacyPort, readOnly: legacyReadOnly),
                     backend: DevLegacyBackend(store: store, logger: logger), logger: logger,
+                    // The real fpindex has no metrics of its legacy port: neither has this.
+                    metricsFactory: NOOPMetricsHandler.instance,
                     onListening: { [host] port in
                         print("fpindex-dev legacy protocol on \(host):\(port)")
                         fflushStandardOutput()

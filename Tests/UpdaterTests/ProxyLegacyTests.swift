@@ -133,6 +133,12 @@ struct ProxyLegacyTests {
                 #expect(try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("main", id: id)) == nil)
             }
             #expect(try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("main", id: 45)) != nil)
+            let metrics = try await cluster.http.request(.GET, "/_metrics").text
+            #expect(metrics.contains(#"fpindex_legacy_commands_total{command="commit",result="ok"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"fpindex_legacy_commands_total{command="commit",result="error"} 1"#))
+            #expect(metrics.contains(#"fpindex_legacy_commands_total{command="insert",result="ok"} 4"#))
+            #expect(metrics.contains("fpindex_legacy_command_duration_seconds_bucket"))
+            #expect(metrics.contains("fpindex_legacy_connections"))
         }
     }
 
