@@ -46,7 +46,9 @@ public final class LegacyServer: Service {
     let logger: Logger
     let onListening: @Sendable (Int) -> Void
     let metrics: LegacyMetrics
-    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    /// Open connections, and whether the server is stopping (a connection that arrives then is
+    /// closed at once: the shutdown already told the others).
+    private let connections = Mutex<(open: [ObjectIdentifier: any Channel], stopping: Bool)>(([:], false))
 
     public init(
         configuration: LegacyServerConfiguration, backend: any LegacyBackend, logger: Logger,
@@ -95,7 +97,11 @@ public final class LegacyServer: Service {
             }
         } onGracefulShutdown: {
             server.channel.close(promise: nil)
-            for channel in self.connections.withLock({ Array($0.values) }) {
+            let open = self.connections.withLock { connections in
+                connections.stopping = true
+                return Array(connections.open.values)
+            }
+            for channel in open {
                 channel.triggerUserOutboundEvent(LegacyIdleHandler.Event.shutdown, promise: nil)
             }
         }
@@ -104,19 +110,22 @@ public final class LegacyServer: Service {
 
     private func serve(_ connection: NIOAsyncChannel<LegacyInbound, ByteBuffer>) async {
         let id = ObjectIdentifier(connection.channel)
-        let admitted = connections.withLock { connections -> Bool in
-            guard connections.count < configuration.maxConnections else { return false }
-            connections[id] = connection.channel
-            return true
+        enum Admission { case admitted, full, stopping }
+        let admission = connections.withLock { connections -> Admission in
+            if connections.stopping { return .stopping }
+            guard connections.open.count < configuration.maxConnections else { return .full }
+            connections.open[id] = connection.channel
+            return .admitted
         }
         metrics.connected()
         defer {
-            connections.withLock { _ = $0.removeValue(forKey: id) }
+            connections.withLock { _ = $0.open.removeValue(forKey: id) }
             metrics.disconnected()
         }
         do {
             try await connection.executeThenClose { inbound, outbound in
-                guard admitted else {
+                guard admission != .stopping else { return }
+                guard admission == .admitted else {
                     try await outbound.write(ByteBuffer(string: LegacyReply.error("too many connections").line))
                     return
                 }

@@ -142,14 +142,23 @@ struct ProxyLegacyTests {
         }
     }
 
-    @Test func aReadOnlyLegacyPortRefusesWritesAndServesSearches() async throws {
+    @Test func aReadOnlyLegacyPortRefusesWritesServesSearchesAndLimitsConnections() async throws {
         try await withCluster(replicas: 1) { cluster in
             #expect(try await cluster.http.json(.PUT, "/main").status == 200)
             #expect(try await cluster.http.json(.PUT, "/main/7", #"{"hashes":[70,71]}"#).status == 200)
             try await cluster.waitConverged()
-            let client = try LegacyClient(port: try await openLegacyPort(cluster, ["--legacy-read-only"]))
+            let port = try await openLegacyPort(cluster, ["--legacy-read-only", "--legacy-max-connections", "1"])
+            // The one place is free once the server has seen the probe connection go.
+            let client = try await eventually("the connection's place") {
+                let candidate = try LegacyClient(port: port)
+                return try candidate.send("echo") == "OK " ? candidate : nil
+            }
             #expect(try client.send("begin") == "ERR read-only replica")
             #expect(try client.send("search 70,71") == "OK 7:2")
+            // One connection more than the limit is told so at once, and closed.
+            let refused = try LegacyClient(port: port)
+            #expect(try refused.readReply() == "ERR too many connections")
+            #expect(refused.isClosedByServer())
         }
     }
 
