@@ -51,9 +51,16 @@ public struct JetStreamError: Error, Sendable, CustomStringConvertible {
     /// JetStream's error code for "wrong last sequence" (an expected-sequence check failed).
     public static let wrongLastSequenceCode = 10071
 
-    /// True for a publish refused because its expected-sequence check failed.
+    /// JetStream's error code for "wrong last sequence" without the sequence: a clustered
+    /// stream refuses so a checked message whose subject has another message in process.
+    public static let wrongLastSequenceInProcessCode = 10164
+
+    /// True for a publish refused because its expected-sequence check failed (or could not be
+    /// made yet, the subject having another message in process).
     public var isWrongLastSequence: Bool {
-        if case .publishRejected(let code) = kind { return code == Self.wrongLastSequenceCode }
+        if case .publishRejected(let code) = kind {
+            return code == Self.wrongLastSequenceCode || code == Self.wrongLastSequenceInProcessCode
+        }
         return false
     }
 

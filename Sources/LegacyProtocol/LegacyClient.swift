@@ -80,6 +80,11 @@ public final class LegacyClient: @unchecked Sendable {
         return count == 0 || (count < 0 && errno == ECONNRESET)
     }
 
+    /// Shuts the sending side down (the server reads the end of the stream); replies still come.
+    public func finishSending() {
+        shutdown(socket, Int32(SHUT_WR))
+    }
+
     /// Closes the connection without a word (a client that goes away mid-transaction).
     public func drop() {
         shutdown(socket, Int32(SHUT_RDWR))

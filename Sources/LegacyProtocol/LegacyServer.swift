@@ -14,8 +14,9 @@ public protocol LegacyBackend: Sendable {
     func search(_ hashes: [UInt32], tuning: LegacySearchTuning) async -> LegacyReply
     /// The index attribute's committed value; empty when unset or unreadable.
     func attribute(_ name: String) async -> String
-    /// Writes the transaction; true once it is durable, false when nothing of it may be
-    /// assumed written (the client gets `ERR commit failed` and may commit again).
+    /// Writes the transaction; true once it is written (durable, and applied as the backend's
+    /// consistency asks). False: `ERR commit failed`, the transaction stays open, and part or
+    /// all of it may still have been written (a commit again writes the same again).
     func commit(_ transaction: LegacyTransaction) async -> Bool
 }
 
@@ -68,6 +69,9 @@ public final class LegacyServer: Service {
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // A client that sends its lines and then shuts its side down still gets every
+            // reply, as from the real server.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LegacyLineDecoder()))
@@ -195,6 +199,9 @@ public enum LegacyInbound: Sendable {
 struct LegacyLineDecoder: ByteToMessageDecoder {
     typealias InboundOut = LegacyInbound
     private var overflowed = false
+    /// How many bytes of the line in progress were already searched for its end: a line that
+    /// comes a byte at a time is scanned once, not once per byte.
+    private var scanned = 0
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard !overflowed else {
@@ -202,13 +209,17 @@ struct LegacyLineDecoder: ByteToMessageDecoder {
             return .needMoreData
         }
         let limit = LegacyServerConfiguration.maxLineBytes
-        guard let newline = buffer.readableBytesView.prefix(limit).firstIndex(of: UInt8(ascii: "\n")) else {
+        let view = buffer.readableBytesView
+        let window = view.dropFirst(scanned).prefix(max(limit - scanned, 0))
+        guard let newline = window.firstIndex(of: UInt8(ascii: "\n")) else {
+            scanned = min(view.count, limit)
             if buffer.readableBytes >= limit {
                 overflowed = true
                 context.fireChannelRead(wrapInboundOut(.tooLong))
             }
             return .needMoreData
         }
+        scanned = 0
         var line = buffer.readBytes(length: newline - buffer.readerIndex + 1)!
         while let last = line.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { line.removeLast() }
         context.fireChannelRead(wrapInboundOut(.line(line)))
@@ -287,6 +298,7 @@ final class LegacyIdleHandler: ChannelDuplexHandler {
 
     private func schedule(_ context: ChannelHandlerContext) {
         timer?.cancel()
+        guard context.channel.isActive else { return }
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(in: timeout) {
             let (handler, context) = bound.value

@@ -23,6 +23,12 @@ enum FencedPublish {
     /// (other writers on the same subject): then the write is refused as unavailable.
     static let maxAttempts = 8
 
+    /// A message is sent again only within this time of the request's start. A refusal that
+    /// comes later may be that of a message that was held, while the client gave up and wrote
+    /// newer values elsewhere: sending it again, fenced with where the subject is now, would
+    /// replace them. The write is answered 503 instead (its outcome: not applied).
+    static let retryWindow = Duration.seconds(1)
+
     /// Publishes the messages fenced and waits for every acknowledgement.
     /// - Returns: the highest stream sequence among them.
     /// - Throws: the first failure other than a moved subject; messages acknowledged stay stored.
@@ -64,8 +70,17 @@ enum FencedPublish {
                     metrics.bytes.increment(by: messages.reduce(0) { $0 + $1.payload.count })
                     return highest
                 }
+                guard ContinuousClock.now - start < retryWindow, !Task.isCancelled else {
+                    throw JetStreamError(
+                        .unavailable, "the subject changed under this write, and it is too late to send it again; send it again",
+                        subject: messages[moved[0]].subject)
+                }
                 metrics.fenceRetries.increment(by: moved.count)
-                // A server that does not say where the subject is: ask the stream.
+                if !unknown.isEmpty {
+                    // The subject has another message in process (a clustered stream says so
+                    // without a sequence): let it land before asking where the subject is.
+                    try await Task.sleep(for: .milliseconds(Int.random(in: 2...20)))
+                }
                 for index in unknown {
                     let subject = messages[index].subject
                     hints.record(subject, try await client.lastMessage(stream: stream, subject: subject)?.sequence ?? 0)

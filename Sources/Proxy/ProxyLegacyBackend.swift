@@ -20,7 +20,8 @@ struct ProxyLegacyBackend: LegacyBackend {
     static let maxResults: UInt32 = SearchRequest.maxLimit
 
     /// Waits until the proxy is ready (NATS, stream, catalog), then creates the index if it
-    /// does not exist, as the real fpindex does before it opens its legacy port.
+    /// does not exist, as the real fpindex does before it opens its legacy port, and gives a
+    /// replica `--replica-timeout` to apply it.
     func prepare() async throws {
         var reported = false
         // A proxy told to stop before it was ready does not wait for NATS any longer.
@@ -28,7 +29,17 @@ struct ProxyLegacyBackend: LegacyBackend {
             try Task.checkCancellation()
             if responder.runtime.isReady {
                 do {
-                    _ = try await responder.createIndex(index, CreateIndexRequest())
+                    let created = try await responder.createIndex(index, CreateIndexRequest())
+                    // The real server opens its port with the index in place: wait (a while) for
+                    // a replica to have it, so the first searches find an index.
+                    do {
+                        try await responder.runtime.progress.wait(
+                            for: created.version, replicas: 1, timeout: responder.configuration.replicaTimeout)
+                    } catch {
+                        logger.warning(
+                            "no replica has applied the legacy protocol's index yet; opening the port anyway",
+                            metadata: ["index.name": "\(index)"])
+                    }
                     return
                 } catch {
                     logger.warning("cannot create the legacy protocol's index yet", metadata: ["index.name": "\(index)", "error": "\(error)"])

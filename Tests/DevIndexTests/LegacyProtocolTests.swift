@@ -65,6 +65,21 @@ struct LegacyProtocolTests {
         }
     }
 
+    /// A script's way: lines sent a byte at a time, then the sending side shut: every line is
+    /// answered, then the server closes.
+    @Test(arguments: IndexServerKind.all) func linesInPiecesAndAHalfClosedConnectionAreAnswered(server: IndexServerKind) async throws {
+        try await withLegacyPort(server) { port in
+            let client = try LegacyClient(port: port)
+            for byte in Array("echo one\r\n".utf8) { try client.write([byte]) }
+            #expect(try client.readReply() == "OK one")
+            try client.write(Array("echo two\r\necho three\r\n".utf8))
+            client.finishSending()
+            #expect(try client.readReply() == "OK two")
+            #expect(try client.readReply() == "OK three")
+            #expect(client.isClosedByServer())
+        }
+    }
+
     @Test(arguments: IndexServerKind.all) func anIdleConnectionTimesOut(server: IndexServerKind) async throws {
         try await withLegacyPort(server) { port in
             let client = try LegacyClient(port: port)

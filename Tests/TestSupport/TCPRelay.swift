@@ -13,6 +13,8 @@ public final class TCPRelay: Sendable {
     private struct State {
         var paused = false
         var closed = false
+        /// Pumps moving bytes right now (outside the lock).
+        var moving = 0
         var sockets: [Int32] = []
         var connections = 0
     }
@@ -53,7 +55,10 @@ public final class TCPRelay: Sendable {
     public var connections: Int { state.withLock { $0.connections } }
 
     /// Stops carrying bytes; when this returns, no byte moves until `resume()`.
-    public func pause() { state.withLock { $0.paused = true } }
+    public func pause() {
+        state.withLock { $0.paused = true }
+        while state.withLock({ $0.moving > 0 }) { usleep(1000) }
+    }
 
     public func resume() { state.withLock { $0.paused = false } }
 
@@ -105,27 +110,38 @@ public final class TCPRelay: Sendable {
         }
     }
 
-    /// Carries bytes from one socket to the other while not paused. The read and the write
-    /// happen under the lock that `pause()` takes, so nothing moves once it returned.
+    /// Carries bytes from one socket to the other while not paused. A pump counts itself as
+    /// moving (under the lock that `pause()` takes) before it reads, and `pause()` waits until
+    /// none is, so nothing moves once it returned; the reads and writes happen outside the lock.
     private func pump(from source: Int32, to destination: Int32) {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             if state.withLock({ $0.closed }) { break }
             guard Self.waitReadable(source) else { continue }
             enum Step { case paused, moved, ended }
-            let step = state.withLock { state -> Step in
+            let admitted = state.withLock { state -> Step in
                 if state.closed { return .ended }
                 if state.paused { return .paused }
-                let count = buffer.withUnsafeMutableBytes { recv(source, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                if count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR) { return .ended }
-                guard count > 0 else { return .moved }
-                var sent = 0
-                while sent < count {
-                    let written = buffer.withUnsafeBytes { send(destination, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
-                    guard written > 0 else { return .ended }
-                    sent += written
-                }
+                state.moving += 1
                 return .moved
+            }
+            var step = admitted
+            if admitted == .moved {
+                defer { state.withLock { $0.moving -= 1 } }
+                let count = buffer.withUnsafeMutableBytes { recv(source, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if count == 0 || (count < 0 && errno != EAGAIN && errno != EINTR) {
+                    step = .ended
+                } else if count > 0 {
+                    var sent = 0
+                    while sent < count {
+                        let written = buffer.withUnsafeBytes { send(destination, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
+                        guard written > 0 else {
+                            step = .ended
+                            break
+                        }
+                        sent += written
+                    }
+                }
             }
             switch step {
             case .paused: usleep(5000)

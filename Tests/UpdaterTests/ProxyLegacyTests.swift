@@ -164,14 +164,15 @@ struct ProxyLegacyTests {
 
     /// SIGTERM while a commit waits for its replicas: the commit still gets its answer, an
     /// idle connection is closed, the proxy exits cleanly.
-    @Test func aCommitInProgressIsAnsweredBeforeTheProxyStops() async throws {
+    @Test(.timeLimit(.minutes(2))) func aCommitInProgressIsAnsweredBeforeTheProxyStops() async throws {
         try await withNATSServer { nats in
             let port = try FreePort.find()
-            // Replica consistency and no replica: the commit waits its 3 s, then fails.
+            // Replica consistency and no replica: the commit waits its 15 s (within the 25 s
+            // shutdown budget), then fails. SIGTERM comes well inside that wait.
             let (proxy, _) = try await ReplicaCluster.startProxy(
                 natsURL: nats.url,
                 arguments: [
-                    "--legacy-listen", "127.0.0.1:\(port)", "--consistency", "replica", "--replica-timeout", "3000",
+                    "--legacy-listen", "127.0.0.1:\(port)", "--consistency", "replica", "--replica-timeout", "15000",
                 ])
             let idle = try LegacyClient(port: port)
             #expect(try idle.send("echo") == "OK ")
@@ -184,10 +185,13 @@ struct ProxyLegacyTests {
                 try await inspector.lastMessage(stream: "fpindex", subject: StreamSubjects().fingerprint("main", id: 77)) != nil ? true : nil
             }
             await inspector.close()
+            let committing = ContinuousClock.now
             proxy.signal(SIGTERM)
             // Durable, not applied by any replica in time: the real server's answer to a commit
             // that did not go through, the transaction still open.
             #expect(try writer.readReply() == "ERR commit failed")
+            // Answered at the end of its wait, after the signal: the commit was not cut short.
+            #expect(ContinuousClock.now - committing > .seconds(5))
             #expect(writer.isClosedByServer())
             #expect(idle.isClosedByServer())
             #expect(await proxy.waitForExit(timeout: .seconds(30)) == 0)
