@@ -305,6 +305,7 @@ let package = Package(
         .target(
             name: "TestSupport",
             dependencies: [
+                "FpindexAPI",
                 "ProcessSpawning",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

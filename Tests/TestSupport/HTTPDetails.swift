@@ -1,4 +1,6 @@
+import FpindexAPI
 import NIOHTTP1
+import Testing
 
 /// The HTTP details real clients hit, with the status the real fpindex answers each (measured
 /// on it): an empty body is fine whatever its label on routes whose body is optional, and null
@@ -23,4 +25,20 @@ public enum HTTPDetails {
         ("create, generation null", .PUT, "/n", #"{"generation":null}"#, [], 200),
         ("delete, expect_exists null", .DELETE, "/n", #"{"expect_exists":null}"#, [], 400),
     ]
+
+    /// Creates `/i` through `http`, sends every row and expects the real fpindex's status, and
+    /// expects an error body in the format the client asked for.
+    public static func expectRealAnswers(from http: TestHTTPClient) async throws {
+        #expect(try await http.json(.PUT, "/i").status == 200)
+        for (what, method, path, body, headers, status) in withRealStatuses {
+            let labelled = body != nil && headers.isEmpty ? [("Content-Type", "application/json")] : headers
+            let reply = try await http.request(method, path, body: body.map { Array($0.utf8) }, headers: labelled)
+            #expect(reply.status == status, "\(what): \(reply.status) \(reply.text)")
+        }
+        let refused = try await http.request(
+            .POST, "/i/_search", body: Array(#"{"bad":1}"#.utf8),
+            headers: [("Content-Type", "application/json"), ("Accept", "application/vnd.msgpack")])
+        #expect(refused.status == 400)
+        #expect(try ErrorResponse.decode(from: refused.body, format: .msgpack).error == "BadRequest")
+    }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import FpindexAPI
 import Synchronization
 import TestSupport
 import Testing
@@ -48,18 +47,7 @@ struct ProxyHTTPDetailTests {
         try await withCluster(replicas: 1) { cluster in
             try await cluster.restartProxy(
                 readURL: cluster.replicas[0].devURL, arguments: ["--consistency", "replica", "--min-replicas", "1"])
-            let http = cluster.http
-            #expect(try await http.json(.PUT, "/i").status == 200)
-            for (what, method, path, body, headers, status) in HTTPDetails.withRealStatuses {
-                let labelled = body != nil && headers.isEmpty ? [("Content-Type", "application/json")] : headers
-                let reply = try await http.request(method, path, body: body.map { Array($0.utf8) }, headers: labelled)
-                #expect(reply.status == status, "\(what): \(reply.status) \(reply.text)")
-            }
-            let refused = try await http.request(
-                .POST, "/i/_search", body: Array(#"{"bad":1}"#.utf8),
-                headers: [("Content-Type", "application/json"), ("Accept", "application/vnd.msgpack")])
-            #expect(refused.status == 400)
-            #expect(try ErrorResponse.decode(from: refused.body, format: .msgpack).error == "BadRequest")
+            try await HTTPDetails.expectRealAnswers(from: cluster.http)
         }
     }
 }
