@@ -39,6 +39,7 @@ public enum ComponentEnvironment {
     public static let legacyListenAddress = "LEGACY_LISTEN_ADDR"
     public static let legacyIndex = "LEGACY_INDEX"
     public static let legacyReadOnly = "LEGACY_READ_ONLY"
+    public static let legacyCommitTimeout = "LEGACY_COMMIT_TIMEOUT"
 }
 
 /// The HTTP paths every long-running component serves, in fpindex's underscore style.

@@ -65,13 +65,23 @@ public struct LegacySettings: Sendable, Equatable {
     public var readOnly: Bool
     /// Connections at once (`--legacy-max-connections`, default 1024).
     public var maxConnections: Int
+    /// How long a `commit` waits for replicas under `replica` consistency before `ERR commit
+    /// failed` (`--legacy-commit-timeout`, default 20 s). Longer than an HTTP write's
+    /// `--replica-timeout`: the protocol has no "durable, not applied yet" answer (HTTP's 504),
+    /// so a large transaction on a busy replica should get its `OK`, not an error for a write
+    /// that went through. 20 s fits in the 25 s a stopping proxy gives an open commit.
+    public var commitTimeout: Duration
 
-    public init(host: String = "0.0.0.0", port: Int = 6080, index: String = "main", readOnly: Bool = false, maxConnections: Int = 1024) {
+    public init(
+        host: String = "0.0.0.0", port: Int = 6080, index: String = "main", readOnly: Bool = false, maxConnections: Int = 1024,
+        commitTimeout: Duration = .seconds(20)
+    ) {
         self.host = host
         self.port = port
         self.index = index
         self.readOnly = readOnly
         self.maxConnections = maxConnections
+        self.commitTimeout = commitTimeout
     }
 }
 

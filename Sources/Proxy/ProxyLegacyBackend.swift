@@ -95,7 +95,8 @@ struct ProxyLegacyBackend: LegacyBackend {
             try StreamWriter.validate(update)
             try responder.requireIndex(index)
             let version = try await responder.publishUpdate(update, index: index)
-            try await responder.awaitReplicas(version, responder.configuration.consistency)
+            try await responder.awaitReplicas(
+                version, responder.configuration.consistency, timeout: responder.configuration.legacy?.commitTimeout)
             return true
         } catch {
             logger.warning(

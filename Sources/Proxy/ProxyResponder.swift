@@ -205,9 +205,10 @@ struct ProxyResponder: HTTPResponder {
 
     /// Under `replica` consistency, waits until enough replicas applied `sequence`: a search
     /// right after the reply sees the write.
-    func awaitReplicas(_ sequence: UInt64, _ consistency: WriteConsistency) async throws {
+    func awaitReplicas(_ sequence: UInt64, _ consistency: WriteConsistency, timeout: Duration? = nil) async throws {
         guard consistency == .replica, sequence > 0 else { return }
-        try await runtime.progress.wait(for: sequence, replicas: configuration.minReplicas, timeout: configuration.replicaTimeout)
+        try await runtime.progress.wait(
+            for: sequence, replicas: configuration.minReplicas, timeout: timeout ?? configuration.replicaTimeout)
     }
 
     static let consistencyHeader = HTTPField.Name("Fpindex-Consistency")!

@@ -67,6 +67,9 @@ struct FpindexProxy: AsyncParsableCommand {
     @Option(help: "Legacy protocol connections at once; one more is answered ERR too many connections (default 1024).")
     var legacyMaxConnections: Int = 1024
 
+    @Option(help: "Milliseconds a legacy commit waits for replicas under replica consistency before ERR commit failed (env LEGACY_COMMIT_TIMEOUT; default 20000).")
+    var legacyCommitTimeout: Int?
+
     @Option(help: "Log level (env LOG_LEVEL; default info).")
     var logLevel: String?
 
@@ -95,10 +98,14 @@ struct FpindexProxy: AsyncParsableCommand {
             throw SettingsError("--legacy-index / LEGACY_INDEX: '\(index)' is not an index name (1-255 of A-Z a-z 0-9 _ -)")
         }
         guard legacyMaxConnections >= 1 else { throw SettingsError("--legacy-max-connections must be at least 1") }
+        let commitTimeout = legacyCommitTimeout.map(String.init) ?? Settings.environment(ComponentEnvironment.legacyCommitTimeout) ?? "20000"
+        guard let commitMilliseconds = Int(commitTimeout), commitMilliseconds >= 1 else {
+            throw SettingsError("--legacy-commit-timeout / LEGACY_COMMIT_TIMEOUT: '\(commitTimeout)' must be a number of milliseconds, at least 1")
+        }
         return LegacySettings(
             host: host, port: port, index: index,
             readOnly: legacyReadOnly || Settings.environment(ComponentEnvironment.legacyReadOnly) == "true",
-            maxConnections: legacyMaxConnections)
+            maxConnections: legacyMaxConnections, commitTimeout: .milliseconds(commitMilliseconds))
     }
 
     func writeConsistency() throws -> WriteConsistency {

@@ -70,7 +70,8 @@ struct ProxyLegacyTests {
             + #""searches": {"1": [[1, 60]], "1000": [[1000, 60]], "500": [[500, 60]]}}"#
         try await withCluster(replicas: 2, indexServer: server) { cluster in
             let port = try await openLegacyPort(cluster)
-            let fromProxy = try await runIndexClient(port: port)
+            let fromProxy: String
+            do { fromProxy = try await runIndexClient(port: port) } catch { throw TestFailure("\(error)\n\(cluster.output)") }
             #expect(fromProxy == expected)
             // Each replica holds them (the script's hashes: id * 2654435761 + n * 40503, n < 60).
             for replica in cluster.replicas {
@@ -162,6 +163,34 @@ struct ProxyLegacyTests {
         }
     }
 
+    /// A replica slower than HTTP's `--replica-timeout` does not turn a legacy commit that went
+    /// through into `ERR commit failed`: the protocol has no "durable, not applied yet" answer,
+    /// so a commit waits `--legacy-commit-timeout` for its replicas.
+    @Test func aCommitWaitsForASlowReplicaLongerThanAnHTTPWrite() async throws {
+        try await withCluster(replicas: 1) { cluster in
+            let port = try await openLegacyPort(cluster, ["--replica-timeout", "200", "--legacy-commit-timeout", "60000"])
+            let updater = cluster.replicas[0].updater
+            updater.signal(SIGSTOP)
+            var resumed = false
+            defer { if !resumed { updater.signal(SIGCONT) } }
+            let writer = try LegacyClient(port: port)
+            #expect(try writer.send("begin") == "OK ")
+            #expect(try writer.send("insert 78 7878,7879") == "OK ")
+            try writer.write(Array("commit\r\n".utf8))
+            try await eventually("the commit's message in the stream") {
+                try await cluster.inspector.lastMessage(stream: "fpindex", subject: cluster.subjects.fingerprint("main", id: 78)) != nil
+                    ? true : nil
+            }
+            // Well past the 200 ms an HTTP write would have waited (a shorter pause would only
+            // make this test pass without showing anything, never fail it).
+            try await Task.sleep(for: .seconds(1))
+            updater.signal(SIGCONT)
+            resumed = true
+            #expect(try writer.readReply() == "OK ", "\(cluster.output)")
+            #expect(try writer.send("search 7878,7879") == "OK 78:2")
+        }
+    }
+
     /// SIGTERM while a commit waits for its replicas: the commit still gets its answer, an
     /// idle connection is closed, the proxy exits cleanly.
     @Test(.timeLimit(.minutes(2))) func aCommitInProgressIsAnsweredBeforeTheProxyStops() async throws {
@@ -172,7 +201,7 @@ struct ProxyLegacyTests {
             let (proxy, _) = try await ReplicaCluster.startProxy(
                 natsURL: nats.url,
                 arguments: [
-                    "--legacy-listen", "127.0.0.1:\(port)", "--consistency", "replica", "--replica-timeout", "15000",
+                    "--legacy-listen", "127.0.0.1:\(port)", "--consistency", "replica", "--legacy-commit-timeout", "15000",
                 ])
             let idle = try LegacyClient(port: port)
             #expect(try idle.send("echo") == "OK ")
