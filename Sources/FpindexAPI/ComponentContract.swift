@@ -31,6 +31,9 @@ public enum ComponentEnvironment {
 
     // fpindex-proxy.
     public static let authToken = "AUTH_TOKEN"
+    /// A file of bearer tokens, one a line; re-read when it changes.
+    public static let authTokenFile = "AUTH_TOKEN_FILE"
+    public static let protectReads = "PROTECT_READS"
     public static let consistency = "CONSISTENCY"
     public static let maxRequestTarget = "MAX_REQUEST_TARGET"
     public static let maxHeaderBytes = "MAX_HEADER_BYTES"

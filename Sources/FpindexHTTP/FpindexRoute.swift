@@ -50,6 +50,15 @@ public enum FpindexRoute: Sendable, Equatable {
         }
     }
 
+    /// The process's own probes and metrics: open to the kubelet and Prometheus even where
+    /// reads need a token.
+    public var isProbe: Bool {
+        switch self {
+        case .health, .metrics: true
+        default: false
+        }
+    }
+
     /// The index the route addresses, if any.
     public var indexName: String? {
         switch self {

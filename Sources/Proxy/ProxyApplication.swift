@@ -1,6 +1,7 @@
 import Hummingbird
 import LegacyProtocol
 import Logging
+import Metrics
 import Prometheus
 import ServiceLifecycle
 
@@ -25,6 +26,12 @@ public func buildProxyServices(
     )
     let connection = NATSConnectionService(configuration: configuration, runtime: runtime, logger: logger)
     var services: [any Service] = [connection, ForwarderShutdown(forwarder: forwarder)]
+    if let auth = configuration.auth, let file = auth.tokenFile, let tokens = responder.tokens {
+        services.append(
+            TokenFileWatcher(
+                path: file, tokens: tokens, interval: auth.reloadInterval, logger: logger,
+                reloads: Metrics.Counter(label: "fpindex_proxy_auth_reloads_total", factory: PrometheusMetricsFactory(registry: registry))))
+    }
     if let legacy = configuration.legacy {
         // Stops after the HTTP server and before NATS: a commit in progress gets its acks.
         services.append(

@@ -12,8 +12,9 @@ public struct ProxyConfiguration: Sendable {
     public var stream: StreamSettings
     /// Where searches and index reads are forwarded (`--read-url` / `FPINDEX_URL`).
     public var readURL: String
-    /// When set, writes need `Authorization: Bearer <token>` (`--auth-token-file` / `AUTH_TOKEN`).
-    public var authToken: String?
+    /// When set, writes (and with `protectReads` reads) need `Authorization: Bearer <token>`
+    /// with one of its tokens (`--auth-token-file` / `AUTH_TOKEN`).
+    public var auth: ProxyAuthSettings?
     /// Timeout of a forwarded read.
     public var readTimeout: Duration
     /// Whether the proxy may create or update the stream (else it only verifies it).
@@ -33,7 +34,7 @@ public struct ProxyConfiguration: Sendable {
     public init(
         host: String = "0.0.0.0", port: Int = 8080, nats: NATSConfiguration = NATSConfiguration(),
         stream: StreamSettings = StreamSettings(),
-        readURL: String = "http://127.0.0.1:6081", authToken: String? = nil, readTimeout: Duration = .seconds(10),
+        readURL: String = "http://127.0.0.1:6081", auth: ProxyAuthSettings? = nil, readTimeout: Duration = .seconds(10),
         manageStream: Bool = true,
         consistency: WriteConsistency = .stream, minReplicas: Int = 1, replicaTimeout: Duration = .seconds(5),
         limits: RequestLimits = RequestLimits(), legacy: LegacySettings? = nil
@@ -43,7 +44,7 @@ public struct ProxyConfiguration: Sendable {
         self.nats = nats
         self.stream = stream
         self.readURL = readURL
-        self.authToken = authToken
+        self.auth = auth
         self.readTimeout = readTimeout
         self.manageStream = manageStream
         self.consistency = consistency
@@ -119,7 +120,7 @@ public struct RequestLimits: Sendable, Equatable {
 extension ProxyConfiguration: CustomStringConvertible, CustomDebugStringConvertible {
     /// Secrets are never part of a description: these end up in logs.
     public var description: String {
-        "ProxyConfiguration(listen: \(host):\(port), \(nats), stream: \(stream.name), read: \(readURL), auth: \(authToken == nil ? "none" : "***"))"
+        "ProxyConfiguration(listen: \(host):\(port), \(nats), stream: \(stream.name), read: \(readURL), auth: \(auth == nil ? "none" : "***"))"
     }
 
     public var debugDescription: String { description }

@@ -23,6 +23,9 @@ struct ProxyResponder: HTTPResponder {
     let inFlightGauge: Metrics.Gauge
     let connectedGauge: Metrics.Gauge
     let indexesGauge: Metrics.Gauge
+    /// The valid bearer tokens, when requests need one.
+    let tokens: BearerTokens?
+    let unauthorizedCounter: Metrics.Counter
 
     init(configuration: ProxyConfiguration, runtime: ProxyRuntime, forwarder: ReadForwarder, registry: PrometheusCollectorRegistry) {
         let factory = PrometheusMetricsFactory(registry: registry)
@@ -36,6 +39,8 @@ struct ProxyResponder: HTTPResponder {
         self.inFlightGauge = Metrics.Gauge(label: "fpindex_proxy_publishes_in_flight", factory: factory)
         self.connectedGauge = Metrics.Gauge(label: "fpindex_proxy_nats_connected", factory: factory)
         self.indexesGauge = Metrics.Gauge(label: "fpindex_proxy_indexes", factory: factory)
+        self.tokens = configuration.auth.map { BearerTokens($0.tokens) }
+        self.unauthorizedCounter = Metrics.Counter(label: "fpindex_proxy_unauthorized_total", factory: factory)
     }
 
     var subjects: StreamSubjects { writer.subjects }
@@ -58,6 +63,7 @@ struct ProxyResponder: HTTPResponder {
             }
             let route = try FpindexHTTP.route(request)
             exchange.routeLabel = route.label
+            if configuration.auth?.protectReads == true, !route.isProbe { try authorize(request) }
             return try await handle(
                 route, request: request, head: exchange.head, negotiation: &exchange.negotiation, logger: context.logger)
         }
@@ -213,12 +219,13 @@ struct ProxyResponder: HTTPResponder {
 
     static let consistencyHeader = HTTPField.Name("Fpindex-Consistency")!
 
-    /// Writes need the bearer token when one is configured.
+    /// Writes (and protected reads) need one of the bearer tokens when tokens are configured.
     func authorize(_ request: Request) throws(FpindexError) {
-        guard let token = configuration.authToken else { return }
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-            constantTimeEquals(Array(header.utf8.dropFirst(7)), Array(token.utf8))
-        else { throw FpindexError(.unauthorized, "missing or wrong bearer token") }
+        guard let tokens else { return }
+        guard tokens.authorizes(request.headers[.authorization]) else {
+            unauthorizedCounter.increment()
+            throw FpindexError(.unauthorized, "missing or wrong bearer token")
+        }
     }
 
     /// Which indexes exist is known only once the lifecycle records are replayed.

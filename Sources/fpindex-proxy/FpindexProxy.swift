@@ -1,5 +1,6 @@
 import ArgumentParser
 import CommandSupport
+import Foundation
 import FpindexAPI
 import JetStream
 import Logging
@@ -28,8 +29,11 @@ struct FpindexProxy: AsyncParsableCommand {
     @Option(help: "Bearer token required for writes (visible in the process list: prefer --auth-token-file or env AUTH_TOKEN).")
     var authToken: String?
 
-    @Option(help: "File holding a bearer token required for writes (env AUTH_TOKEN holds the token itself).")
+    @Option(help: "File of bearer tokens for writes, one a line, any of them valid; re-read when it changes (env AUTH_TOKEN_FILE; AUTH_TOKEN holds a token itself).")
     var authTokenFile: String?
+
+    @Flag(help: "Reads and searches need a bearer token too; /_health, /_ready and /_metrics never do (env PROTECT_READS=true).")
+    var protectReads = false
 
     @Flag(help: "Only verify the stream; never create or update it (when the operator manages it).")
     var noManageStream = false
@@ -108,6 +112,29 @@ struct FpindexProxy: AsyncParsableCommand {
             maxConnections: legacyMaxConnections, commitTimeout: .milliseconds(commitMilliseconds))
     }
 
+    /// Bearer tokens: `--auth-token`, else the token file (re-read when it changes), else
+    /// `AUTH_TOKEN`; nil when none is configured (writes open).
+    func authSettings() throws -> ProxyAuthSettings? {
+        let protect = protectReads || Settings.environment(ComponentEnvironment.protectReads) == "true"
+        var settings: ProxyAuthSettings?
+        if let file = authToken == nil ? authTokenFile ?? Settings.environment(ComponentEnvironment.authTokenFile) : nil {
+            guard let contents = FileManager.default.contents(atPath: file) else {
+                throw SettingsError("--auth-token-file / AUTH_TOKEN_FILE: cannot read \(file)")
+            }
+            let tokens = BearerTokens.parse(String(decoding: contents, as: UTF8.self))
+            guard !tokens.isEmpty else { throw SettingsError("--auth-token-file / AUTH_TOKEN_FILE: \(file) holds no token") }
+            settings = ProxyAuthSettings(tokens: tokens, tokenFile: file, protectReads: protect)
+        } else if let token = authToken ?? Settings.environment(ComponentEnvironment.authToken) {
+            let tokens = BearerTokens.parse(token)
+            guard !tokens.isEmpty else { throw SettingsError("--auth-token / AUTH_TOKEN is empty") }
+            settings = ProxyAuthSettings(tokens: tokens, protectReads: protect)
+        }
+        guard settings != nil || !protect else {
+            throw SettingsError("--protect-reads / PROTECT_READS needs a token (--auth-token-file, AUTH_TOKEN_FILE or AUTH_TOKEN)")
+        }
+        return settings
+    }
+
     func writeConsistency() throws -> WriteConsistency {
         let text = consistency ?? Settings.environment(ComponentEnvironment.consistency) ?? "stream"
         guard let value = WriteConsistency(rawValue: text) else {
@@ -128,7 +155,7 @@ struct FpindexProxy: AsyncParsableCommand {
         let configuration = ProxyConfiguration(
             host: listenAddress.host, port: listenAddress.port, nats: natsConfiguration,
             stream: try stream.settings(), readURL: readURL,
-            authToken: try authToken ?? Settings.secret(file: authTokenFile, environment: ComponentEnvironment.authToken),
+            auth: try authSettings(),
             manageStream: !noManageStream, consistency: try writeConsistency(), minReplicas: max(minReplicas, 1),
             replicaTimeout: .milliseconds(max(replicaTimeout, 1)), limits: try requestLimits(), legacy: try legacySettings())
         _ = try Settings.bootstrapLogging(level: logLevel)
@@ -149,7 +176,7 @@ struct FpindexProxy: AsyncParsableCommand {
             "starting",
             metadata: [
                 "nats.servers": "\(configuration.nats.redactedServers)", "stream.name": "\(configuration.stream.name)",
-                "read.url": "\(readURL)", "auth": "\(configuration.authToken == nil ? "none" : "bearer token")",
+                "read.url": "\(readURL)", "auth": "\(configuration.auth.map { $0.protectReads ? "bearer token, reads too" : "bearer token for writes" } ?? "none")",
                 "legacy": "\(configuration.legacy.map { "\($0.host):\($0.port) index \($0.index)\($0.readOnly ? " read-only" : "")" } ?? "off")",
             ])
         var groupConfiguration = ServiceGroupConfiguration(
