@@ -13,7 +13,10 @@ public struct ClusterModel: Sendable, Equatable {
     public var workerImage: String
     public var imagePullPolicy: String
     public var natsURL: String
-    public var credentialsSecret: FpindexCluster.SecretKeySelector?
+    /// NATS credentials per role: the role's own Secret, else the shared `credentialsSecret`.
+    public var proxyCredentials: FpindexCluster.SecretKeySelector?
+    public var updaterCredentials: FpindexCluster.SecretKeySelector?
+    public var controllerCredentials: FpindexCluster.SecretKeySelector?
     public var tlsSecret: FpindexCluster.SecretKeySelector?
     public var streamName: String
     public var subjectPrefix: String
@@ -26,6 +29,13 @@ public struct ClusterModel: Sendable, Equatable {
     /// The proxies' legacy line protocol port; 0 when it is off.
     public var proxyLegacyPort: Int
     public var proxyLegacyIndex: String
+    /// The proxies' bearer tokens (a Secret key, one token a line); nil: writes open.
+    public var proxyTokenSecret: FpindexCluster.SecretKeySelector?
+    public var proxyProtectReads: Bool
+    public var networkPolicyEnabled: Bool
+    public var networkReaders: [JSONValue]
+    public var networkWriters: [JSONValue]
+    public var networkMonitoring: [JSONValue]
     public var batchSize: Int
     public var maxLag: Int
     public var paused: Bool
@@ -51,7 +61,10 @@ public struct ClusterModel: Sendable, Equatable {
         workerImage = spec.workerImage ?? ""
         imagePullPolicy = spec.imagePullPolicy ?? "IfNotPresent"
         natsURL = spec.nats?.url ?? ""
-        credentialsSecret = spec.nats?.credentialsSecret
+        let shared = spec.nats?.credentialsSecret
+        proxyCredentials = spec.nats?.proxyCredentialsSecret ?? shared
+        updaterCredentials = spec.nats?.updaterCredentialsSecret ?? shared
+        controllerCredentials = spec.nats?.controllerCredentialsSecret ?? shared
         tlsSecret = spec.nats?.tlsSecret
         streamName = spec.stream?.name ?? "fpindex"
         subjectPrefix = spec.stream?.subjectPrefix ?? "fpindex"
@@ -63,6 +76,12 @@ public struct ClusterModel: Sendable, Equatable {
         proxyReplicas = max(0, spec.proxy?.replicas ?? 2)
         proxyLegacyPort = min(max(0, spec.proxy?.legacyPort ?? 6080), 65535)
         proxyLegacyIndex = spec.proxy?.legacyIndex ?? "main"
+        proxyTokenSecret = spec.proxy?.auth?.tokenSecret
+        proxyProtectReads = spec.proxy?.auth?.protectReads ?? false
+        networkPolicyEnabled = spec.networkPolicy?.enabled ?? true
+        networkReaders = spec.networkPolicy?.readers ?? []
+        networkWriters = spec.networkPolicy?.writers ?? []
+        networkMonitoring = spec.networkPolicy?.monitoring ?? []
         batchSize = max(1, spec.updater?.batchSize ?? 4000)
         maxLag = max(0, spec.readiness?.maxLag ?? 1000)
         paused = cluster.metadata.annotations?[Self.pausedAnnotation] == "true"
@@ -128,6 +147,9 @@ public struct ClusterModel: Sendable, Equatable {
         if (try? token.wholeMatch(in: streamName)) == nil { problems.append("spec.stream.name must match [A-Za-z0-9_-]+") }
         if (try? token.wholeMatch(in: subjectPrefix)) == nil {
             problems.append("spec.stream.subjectPrefix must match [A-Za-z0-9_-]+")
+        }
+        if proxyProtectReads, proxyTokenSecret == nil {
+            problems.append("spec.proxy.auth.protectReads needs spec.proxy.auth.tokenSecret")
         }
         return problems
     }

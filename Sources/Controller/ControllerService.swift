@@ -194,6 +194,7 @@ public struct ControllerService: ServiceLifecycle.Service, Sendable {
         (.deployments, "\(ClusterModel.managedByLabel)=\(ClusterModel.managedBy)"),
         (.services, "\(ClusterModel.managedByLabel)=\(ClusterModel.managedBy)"),
         (.podDisruptionBudgets, "\(ClusterModel.managedByLabel)=\(ClusterModel.managedBy)"),
+        (.networkPolicies, "\(ClusterModel.managedByLabel)=\(ClusterModel.managedBy)"),
         (.pods, "\(ClusterModel.managedByLabel)=\(ClusterModel.managedBy),\(ClusterModel.componentLabel)=index"),
     ]
 

@@ -6,6 +6,9 @@ import Kubernetes
 enum SecretMounts {
     static let credentialsDirectory = "/etc/fpindex/nats-creds"
     static let tlsDirectory = "/etc/fpindex/nats-tls"
+    /// The proxies' bearer tokens; the kubelet updates the files when the Secret changes, and
+    /// the proxy re-reads them (no restart for a rotation).
+    static let proxyTokensDirectory = "/etc/fpindex/proxy-auth"
 }
 
 /// The objects a cluster owns, built from the spec alone. Pure: table-tested, and compared
@@ -17,6 +20,9 @@ public struct DesiredChildren: Sendable, Equatable {
     public var podDisruptionBudget: PodDisruptionBudget
     public var proxyDeployment: Deployment
     public var proxyService: Service
+    /// Who may reach the index pods and the proxies; nil when `spec.networkPolicy.enabled` is false.
+    public var indexNetworkPolicy: NetworkPolicy?
+    public var proxyNetworkPolicy: NetworkPolicy?
     public var stream: StreamSettings
     /// Consumers wanted now: one per replica ordinal.
     public var consumers: [String]
@@ -66,6 +72,48 @@ public struct DesiredChildren: Sendable, Equatable {
         pdbSpec.selector = LabelSelector(matchLabels: model.selectorLabels(component: "index"))
         pdb.spec = pdbSpec
         podDisruptionBudget = pdb
+        if model.networkPolicyEnabled {
+            indexNetworkPolicy = Self.indexNetworkPolicy(model)
+            proxyNetworkPolicy = Self.proxyNetworkPolicy(model)
+        }
+    }
+
+    /// Index pods take the index port only from this cluster's proxies and the readers; the
+    /// updater in the same pod reaches fpindex over loopback, which no policy filters, and
+    /// the node's kubelet may always probe its pods. Monitoring peers may scrape the index
+    /// port's metrics and the updater's probes and metrics port.
+    static func indexNetworkPolicy(_ model: ClusterModel) -> NetworkPolicy {
+        let proxies: JSONValue = [
+            "podSelector": ["matchLabels": .object(model.selectorLabels(component: "proxy").mapValues { .string($0) })]
+        ]
+        var rules = [
+            NetworkPolicy.IngressRule(from: [proxies] + model.networkReaders, ports: [.init(port: .int(model.indexPort))])
+        ]
+        if !model.networkMonitoring.isEmpty {
+            rules.append(
+                .init(from: model.networkMonitoring, ports: [.init(port: .int(model.indexPort)), .init(port: .int(updaterPort))]))
+        }
+        var policy = NetworkPolicy()
+        policy.metadata = metadata(model, name: model.indexName, component: "index")
+        policy.spec = .init(
+            podSelector: LabelSelector(matchLabels: model.selectorLabels(component: "index")), policyTypes: ["Ingress"], ingress: rules)
+        return policy
+    }
+
+    /// Proxies take writes (HTTP and the legacy port) from the writers, or from anywhere when
+    /// none is named; monitoring peers may scrape the HTTP port's metrics.
+    static func proxyNetworkPolicy(_ model: ClusterModel) -> NetworkPolicy {
+        var ports: [NetworkPolicy.Port] = [.init(port: .int(proxyPort))]
+        if model.proxyLegacyPort != 0 { ports.append(.init(port: .int(model.proxyLegacyPort))) }
+        var rules = [NetworkPolicy.IngressRule(from: model.networkWriters.isEmpty ? nil : model.networkWriters, ports: ports)]
+        if !model.networkWriters.isEmpty, !model.networkMonitoring.isEmpty {
+            rules.append(.init(from: model.networkMonitoring, ports: [.init(port: .int(proxyPort))]))
+        }
+        var policy = NetworkPolicy()
+        policy.metadata = metadata(model, name: model.proxyName, component: "proxy")
+        policy.spec = .init(
+            podSelector: LabelSelector(matchLabels: model.selectorLabels(component: "proxy")), policyTypes: ["Ingress"], ingress: rules)
+        return policy
     }
 
     static func metadata(_ model: ClusterModel, name: String, component: String) -> ObjectMeta {
@@ -74,15 +122,15 @@ public struct DesiredChildren: Sendable, Equatable {
             ownerReferences: [model.ownerReference])
     }
 
-    /// Environment shared by the proxy and the updater: NATS and the stream.
-    static func natsEnvironment(_ model: ClusterModel) -> [EnvVar] {
+    /// Environment shared by the proxy and the updater: NATS (with the role's credentials) and the stream.
+    static func natsEnvironment(_ model: ClusterModel, credentials: FpindexCluster.SecretKeySelector?) -> [EnvVar] {
         var env = [
             EnvVar(name: ComponentEnvironment.natsURL, value: model.natsURL),
             EnvVar(name: ComponentEnvironment.streamName, value: model.streamName),
             EnvVar(name: ComponentEnvironment.subjectPrefix, value: model.subjectPrefix),
             EnvVar(name: ComponentEnvironment.logLevel, value: "info"),
         ]
-        if let creds = model.credentialsSecret {
+        if let creds = credentials {
             env.append(EnvVar(name: ComponentEnvironment.natsCredentials, value: "\(SecretMounts.credentialsDirectory)/\(creds.key ?? "creds")"))
         }
         if let tls = model.tlsSecret {
@@ -92,10 +140,12 @@ public struct DesiredChildren: Sendable, Equatable {
         return env
     }
 
-    static func secretVolumes(_ model: ClusterModel) -> (volumes: [Volume], mounts: [VolumeMount]) {
+    static func secretVolumes(_ model: ClusterModel, credentials: FpindexCluster.SecretKeySelector?) -> (
+        volumes: [Volume], mounts: [VolumeMount]
+    ) {
         var volumes: [Volume] = []
         var mounts: [VolumeMount] = []
-        if let creds = model.credentialsSecret {
+        if let creds = credentials {
             var volume = Volume(name: "nats-creds")
             volume.secret = ["secretName": .string(creds.name), "defaultMode": 0o440]
             volumes.append(volume)
@@ -135,7 +185,7 @@ public struct DesiredChildren: Sendable, Equatable {
     }
 
     static func statefulSet(_ model: ClusterModel, _ spec: FpindexCluster.Spec) -> StatefulSet {
-        let (secretVolumes, secretMounts) = Self.secretVolumes(model)
+        let (secretVolumes, secretMounts) = Self.secretVolumes(model, credentials: model.updaterCredentials)
 
         var index = Container(name: "fpindex")
         index.image = model.indexImage
@@ -158,7 +208,7 @@ public struct DesiredChildren: Sendable, Equatable {
         updater.command = ["fpindex-updater"]
         updater.env =
             [EnvVar(name: ComponentEnvironment.consumerName, valueFrom: .field("metadata.name"))]
-            + natsEnvironment(model) + [
+            + natsEnvironment(model, credentials: model.updaterCredentials) + [
                 EnvVar(name: ComponentEnvironment.fpindexURL, value: "http://127.0.0.1:\(model.indexPort)"),
                 EnvVar(name: ComponentEnvironment.listenAddress, value: "0.0.0.0:\(updaterPort)"),
                 EnvVar(name: ComponentEnvironment.batch, value: String(model.batchSize)),
@@ -216,7 +266,7 @@ public struct DesiredChildren: Sendable, Equatable {
     }
 
     static func proxyDeployment(_ model: ClusterModel, _ spec: FpindexCluster.Spec) -> Deployment {
-        let (secretVolumes, secretMounts) = Self.secretVolumes(model)
+        var (secretVolumes, secretMounts) = Self.secretVolumes(model, credentials: model.proxyCredentials)
         var proxy = Container(name: "proxy")
         proxy.image = model.workerImage
         proxy.imagePullPolicy = model.imagePullPolicy
@@ -224,10 +274,21 @@ public struct DesiredChildren: Sendable, Equatable {
         // The controller owns the stream; proxies only check it.
         proxy.args = ["--no-manage-stream"] + (spec.proxy?.args ?? [])
         proxy.env =
-            natsEnvironment(model) + [
+            natsEnvironment(model, credentials: model.proxyCredentials) + [
                 EnvVar(name: ComponentEnvironment.fpindexURL, value: "http://\(model.readServiceName):\(model.indexPort)"),
                 EnvVar(name: ComponentEnvironment.listenAddress, value: "0.0.0.0:\(proxyPort)"),
             ]
+        if let tokens = model.proxyTokenSecret {
+            // The whole Secret, not a subPath: only a whole volume gets the kubelet's updates.
+            var volume = Volume(name: "proxy-auth")
+            volume.secret = ["secretName": .string(tokens.name), "defaultMode": 0o440]
+            secretVolumes.append(volume)
+            secretMounts.append(VolumeMount(name: "proxy-auth", mountPath: SecretMounts.proxyTokensDirectory, readOnly: true))
+            proxy.env? += [
+                EnvVar(name: ComponentEnvironment.authTokenFile, value: "\(SecretMounts.proxyTokensDirectory)/\(tokens.key ?? "tokens")")
+            ]
+            if model.proxyProtectReads { proxy.env? += [EnvVar(name: ComponentEnvironment.protectReads, value: "true")] }
+        }
         proxy.ports = [ContainerPort(name: "http", containerPort: proxyPort)]
         if model.proxyLegacyPort != 0 {
             proxy.env? += [

@@ -29,7 +29,7 @@ public actor NATSConnections {
             servers: model.natsURL.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) },
             name: "fpindex-controller", timeout: connectTimeout)
         var keyParts = [model.natsURL]
-        if let creds = model.credentialsSecret {
+        if let creds = model.controllerCredentials {
             let (path, digest) = try await secretFile(model.namespace, creds.name, creds.key ?? "creds")
             configuration.credentialsFile = path
             keyParts.append(digest)

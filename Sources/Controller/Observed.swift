@@ -9,6 +9,8 @@ public enum ChildRole: String, Sendable, CaseIterable, Hashable {
     case podDisruptionBudget
     case proxyDeployment
     case proxyService
+    case indexNetworkPolicy
+    case proxyNetworkPolicy
 
     public var resourceType: ResourceType {
         switch self {
@@ -16,18 +18,20 @@ public enum ChildRole: String, Sendable, CaseIterable, Hashable {
         case .headlessService, .readService, .proxyService: return .services
         case .podDisruptionBudget: return .podDisruptionBudgets
         case .proxyDeployment: return .deployments
+        case .indexNetworkPolicy, .proxyNetworkPolicy: return .networkPolicies
         }
     }
 
     public func name(_ model: ClusterModel) -> String {
         switch self {
-        case .statefulSet, .headlessService, .podDisruptionBudget: return model.indexName
+        case .statefulSet, .headlessService, .podDisruptionBudget, .indexNetworkPolicy: return model.indexName
         case .readService: return model.readServiceName
-        case .proxyDeployment, .proxyService: return model.proxyName
+        case .proxyDeployment, .proxyService, .proxyNetworkPolicy: return model.proxyName
         }
     }
 
-    public func desired(_ children: DesiredChildren) throws -> JSONValue {
+    /// The object wanted in this role; nil when the spec wants none (a NetworkPolicy turned off).
+    public func desired(_ children: DesiredChildren) throws -> JSONValue? {
         switch self {
         case .statefulSet: return try JSONValue(encoding: children.statefulSet)
         case .headlessService: return try JSONValue(encoding: children.headlessService)
@@ -35,6 +39,8 @@ public enum ChildRole: String, Sendable, CaseIterable, Hashable {
         case .podDisruptionBudget: return try JSONValue(encoding: children.podDisruptionBudget)
         case .proxyDeployment: return try JSONValue(encoding: children.proxyDeployment)
         case .proxyService: return try JSONValue(encoding: children.proxyService)
+        case .indexNetworkPolicy: return try children.indexNetworkPolicy.map { try JSONValue(encoding: $0) }
+        case .proxyNetworkPolicy: return try children.proxyNetworkPolicy.map { try JSONValue(encoding: $0) }
         }
     }
 }

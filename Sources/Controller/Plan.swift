@@ -23,6 +23,8 @@ public enum Action: Sendable, Equatable {
     case createChild(ChildRole, object: JSONValue)
     /// Merge-patches a child with its wanted fields; `scale` when its replica count changes.
     case patchChild(ChildRole, patch: JSONValue, scale: ReplicaChange?)
+    /// Deletes a child the spec no longer wants (a NetworkPolicy turned off).
+    case deleteChild(ChildRole)
 }
 
 /// Why the finalizer is released, which the cluster's Event says.
@@ -63,6 +65,7 @@ extension Action: CustomStringConvertible {
         case .createChild(let role, _): "createChild(\(role.rawValue))"
         case .patchChild(let role, _, let scale):
             "patchChild(\(role.rawValue)\(scale.map { ", replicas \($0.from) -> \($0.to)" } ?? ""))"
+        case .deleteChild(let role): "deleteChild(\(role.rawValue))"
         }
     }
 }
@@ -132,7 +135,16 @@ public enum Planner {
         var jetStreamSeen = false
         if case .seen = observed.jetStream { jetStreamSeen = true }
         for role in ChildRole.allCases where !observed.foreign.contains(role) {
-            guard let wanted = try? role.desired(desired) else { continue }
+            let wanted: JSONValue
+            do {
+                guard let object = try role.desired(desired) else {
+                    if observed.children[role] != nil { actions.append(.deleteChild(role)) }
+                    continue
+                }
+                wanted = object
+            } catch {
+                continue
+            }
             // Without JetStream the consumers of new replicas cannot be made: the StatefulSet
             // must not grow (or appear) before them, so no pod starts without its consumer.
             if role == .statefulSet, !jetStreamSeen {

@@ -185,6 +185,7 @@ public final class Reconciler: Sendable {
                 case .createChild(let role, let object): try await createChild(role, object, model: model, outcome: &outcome)
                 case .patchChild(let role, let patch, let scale):
                     try await patchChild(role, patch, scale: scale, model: model, outcome: &outcome)
+                case .deleteChild(let role): try await deleteChild(role, model: model, outcome: &outcome)
                 }
             } catch let error as KubernetesError where error.reason == .conflict {
                 throw error  // Someone else wrote first: re-read and decide again.
@@ -292,6 +293,17 @@ public final class Reconciler: Sendable {
                 .normal, reason: "Updated", action: "Update", note: "\(role.resourceType.kind) \(role.name(model))",
                 regarding: model)
         }
+    }
+
+    func deleteChild(_ role: ChildRole, model: ClusterModel, outcome: inout ApplyOutcome) async throws {
+        do {
+            try await kubernetes.delete(role.resourceType, namespace: model.namespace, name: role.name(model))
+        } catch let error as KubernetesError where error.reason == .notFound {
+            return
+        }
+        outcome.changed = true
+        await events.record(
+            .normal, reason: "Deleted", action: "Delete", note: "\(role.resourceType.kind) \(role.name(model))", regarding: model)
     }
 
     func addFinalizer(_ cluster: FpindexCluster) async throws {

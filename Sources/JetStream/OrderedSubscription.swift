@@ -6,30 +6,27 @@ import Synchronization
 /// handler on a cnats thread until it is cancelled.
 public final class Subscription: @unchecked Sendable {
     private let subscription: OpaquePointer
-    /// The connection: cnats keeps it allocated while a subscription on it exists, even after the
-    /// client closed it (its status is then CLOSED).
-    private let connection: OpaquePointer
     /// Keeps the handler alive while cnats may call it.
     private let box: AnyObject
     private let closed = OnceFlag()
 
-    init(subscription: OpaquePointer, connection: OpaquePointer, box: AnyObject) {
+    init(subscription: OpaquePointer, box: AnyObject) {
         self.subscription = subscription
-        self.connection = connection
         self.box = box
     }
 
-    /// Stops delivery. Idempotent.
+    /// Stops delivery. Idempotent, and never waits for the server.
     ///
-    /// Unsubscribing an ordered consumer deletes it on the server with a JetStream request,
-    /// which without a server blocks for the request timeout (5 s): then it is only freed here
-    /// (cnats 3.4+ leaves the consumer alone) and the server drops the ephemeral consumer once
-    /// it has been inactive.
+    /// An ordered consumer is left to the server, not deleted: cnats's unsubscribe would delete
+    /// it with a JetStream request, which needs the right to delete consumers (NATS cannot
+    /// narrow that to one ephemeral consumer, so it would reach the replicas' durable ones:
+    /// manifests/nats/nats-server-permissions.conf does not give it to the proxy) and which
+    /// blocks for the request timeout (5 s) when refused or when the server is away. Destroying
+    /// the subscription removes its interest (cnats 3.4+ then leaves the consumer alone), and the
+    /// server drops the ephemeral consumer once it has had no subscriber for its inactive
+    /// threshold (5 s by default).
     public func cancel() {
         guard closed.setOnce() else { return }
-        if natsConnection_Status(connection) == NATS_CONN_STATUS_CONNECTED {
-            natsSubscription_Unsubscribe(subscription)
-        }
         natsSubscription_Destroy(subscription)
     }
 
@@ -100,7 +97,7 @@ extension NATSClient {
             }
             return OpaquePointerBox(subscription)
         }.pointer
-        return Subscription(subscription: subscription, connection: connection, box: box)
+        return Subscription(subscription: subscription, box: box)
     }
 }
 
@@ -131,6 +128,6 @@ extension NATSClient {
             }
             return OpaquePointerBox(subscription)
         }.pointer
-        return Subscription(subscription: subscription, connection: connection, box: box)
+        return Subscription(subscription: subscription, box: box)
     }
 }

@@ -59,6 +59,7 @@ enum KindStrategies {
         case "apps/deployments": WorkloadStrategy(kind: .deployment)
         case "apps/statefulsets": WorkloadStrategy(kind: .statefulSet)
         case "apps/replicasets": WorkloadStrategy(kind: .replicaSet)
+        case "networking.k8s.io/networkpolicies": NetworkPolicyStrategy()
         case customResourceDefinitions: CustomResourceDefinitionStrategy()
         default: DefaultStrategy()
         }

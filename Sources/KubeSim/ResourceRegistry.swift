@@ -267,6 +267,13 @@ struct ResourceRegistry: Sendable {
                 PrinterColumn(name: "Allowed Disruptions", type: "integer", jsonPath: ".status.disruptionsAllowed"), ageColumn,
             ]),
         ResourceType(
+            group: "networking.k8s.io", versions: ["v1"], resource: "networkpolicies", singular: "networkpolicy",
+            kind: "NetworkPolicy", shortNames: ["netpol"], namespaced: true,
+            columns: [
+                PrinterColumn(name: "Pod-Selector", type: "string", jsonPath: "", special: .labelSelector("spec.podSelector")),
+                ageColumn,
+            ]),
+        ResourceType(
             group: "coordination.k8s.io", versions: ["v1"], resource: "leases", singular: "lease", kind: "Lease",
             namespaced: true,
             columns: [PrinterColumn(name: "Holder", type: "string", jsonPath: ".spec.holderIdentity"), ageColumn]),

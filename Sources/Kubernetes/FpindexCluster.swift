@@ -35,6 +35,7 @@ public struct FpindexCluster: KubernetesObject, Equatable {
         public var nodeSelector: [String: String]?
         public var tolerations: [JSONValue]?
         public var affinity: JSONValue?
+        public var networkPolicy: NetworkPolicySettings?
         public init() {}
     }
 
@@ -53,6 +54,11 @@ public struct FpindexCluster: KubernetesObject, Equatable {
         public var credentialsSecret: SecretKeySelector?
         /// A Secret with `ca.crt` (and optionally `tls.crt`/`tls.key`) for TLS to NATS.
         public var tlsSecret: SecretKeySelector?
+        /// Per-role credentials (least privilege: see manifests/nats); each falls back to
+        /// `credentialsSecret`.
+        public var proxyCredentialsSecret: SecretKeySelector?
+        public var updaterCredentialsSecret: SecretKeySelector?
+        public var controllerCredentialsSecret: SecretKeySelector?
         public init() {}
     }
 
@@ -96,7 +102,37 @@ public struct FpindexCluster: KubernetesObject, Equatable {
         public var legacyIndex: String?
         public var resources: ResourceRequirements?
         public var args: [String]?
+        public var auth: ProxyAuth?
         public init() {}
+    }
+
+    /// Bearer tokens the proxies require: a Secret key holding one token a line.
+    public struct ProxyAuth: Codable, Sendable, Equatable {
+        public var tokenSecret: SecretKeySelector?
+        /// Reads and searches need a token too.
+        public var protectReads: Bool?
+        public init(tokenSecret: SecretKeySelector?, protectReads: Bool? = nil) {
+            self.tokenSecret = tokenSecret
+            self.protectReads = protectReads
+        }
+    }
+
+    /// Who may reach the index pods and the proxies (NetworkPolicy peers, as in a NetworkPolicy).
+    public struct NetworkPolicySettings: Codable, Sendable, Equatable {
+        /// Default true.
+        public var enabled: Bool?
+        /// May reach the index port besides this cluster's proxies.
+        public var readers: [JSONValue]?
+        /// May reach the proxies' API and legacy ports; empty or absent: anywhere.
+        public var writers: [JSONValue]?
+        /// May reach probe and metrics ports (the node's kubelet always can).
+        public var monitoring: [JSONValue]?
+        public init(enabled: Bool? = nil, readers: [JSONValue]? = nil, writers: [JSONValue]? = nil, monitoring: [JSONValue]? = nil) {
+            self.enabled = enabled
+            self.readers = readers
+            self.writers = writers
+            self.monitoring = monitoring
+        }
     }
 
     public struct Updater: Codable, Sendable, Equatable {

@@ -372,6 +372,47 @@ public struct PodDisruptionBudget: KubernetesObject, Equatable {
     }
 }
 
+// MARK: - Networking
+
+public struct NetworkPolicy: KubernetesObject, Equatable {
+    public static let resourceType = ResourceType.networkPolicies
+    public var apiVersion: String? = "networking.k8s.io/v1"
+    public var kind: String? = "NetworkPolicy"
+    public var metadata = ObjectMeta()
+    public var spec: Spec?
+    public init() {}
+
+    public struct Spec: Codable, Sendable, Equatable {
+        public var podSelector: LabelSelector
+        public var policyTypes: [String]?
+        public var ingress: [IngressRule]?
+        public init(podSelector: LabelSelector, policyTypes: [String]? = nil, ingress: [IngressRule]? = nil) {
+            self.podSelector = podSelector
+            self.policyTypes = policyTypes
+            self.ingress = ingress
+        }
+    }
+
+    /// Traffic from `from` (absent: from anywhere) to `ports` (absent: every port).
+    public struct IngressRule: Codable, Sendable, Equatable {
+        public var from: [JSONValue]?
+        public var ports: [Port]?
+        public init(from: [JSONValue]?, ports: [Port]?) {
+            self.from = from
+            self.ports = ports
+        }
+    }
+
+    public struct Port: Codable, Sendable, Equatable {
+        public var `protocol`: String?
+        public var port: IntOrString?
+        public init(port: IntOrString, protocol: String = "TCP") {
+            self.port = port
+            self.protocol = `protocol`
+        }
+    }
+}
+
 // MARK: - Coordination and events
 
 public struct Lease: KubernetesObject, Equatable {

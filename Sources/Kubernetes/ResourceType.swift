@@ -61,6 +61,8 @@ public struct ResourceType: Sendable, Hashable, CustomStringConvertible {
         group: "apps", version: "v1", resource: "replicasets", kind: "ReplicaSet", namespaced: true)
     public static let podDisruptionBudgets = ResourceType(
         group: "policy", version: "v1", resource: "poddisruptionbudgets", kind: "PodDisruptionBudget", namespaced: true)
+    public static let networkPolicies = ResourceType(
+        group: "networking.k8s.io", version: "v1", resource: "networkpolicies", kind: "NetworkPolicy", namespaced: true)
     public static let leases = ResourceType(
         group: "coordination.k8s.io", version: "v1", resource: "leases", kind: "Lease", namespaced: true)
     public static let events = ResourceType(

@@ -37,6 +37,11 @@ struct ControllerEnvtest {
 
     @Test func pausedClusterIsLeftAlone() async throws { try await PauseTests.pausedClusterIsLeftAlone(.envtest) }
 
+    /// The real server takes the generated NetworkPolicies (and its defaults match kubesim's).
+    @Test func networkPoliciesFollowTheSpec() async throws {
+        try await ControllerIntegrationTests.networkPoliciesFollowTheSpec(.envtest)
+    }
+
     /// Here the controller runs with its own service account's token, so the real server's RBAC
     /// decides every request against `manifests/rbac.yaml`.
     @Test func manifestsApplyAndTheControllerRunsInClusterStyle() async throws {

@@ -113,6 +113,12 @@ enum DifferentialCorpus {
             body: #"{"apiVersion":"\#(name).example.org/v1","kind":"Widget","metadata":{"name":"w2"},"spec":{"size":\#(size)}}"#)
     }
 
+    static let networkPolicies = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies"
+
+    static func networkPolicy(_ name: String, spec: String) -> Step {
+        Step(method: .POST, path: networkPolicies, body: #"{"metadata":{"name":"\#(name)"},"spec":\#(spec)}"#)
+    }
+
     static let cases: [Case] = [
         Case(
             name: "CEL rule on an object reads a field its default {} lacks",
@@ -279,6 +285,27 @@ enum DifferentialCorpus {
                 method: .GET,
                 path: "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=0&timeoutSeconds=1&fieldSelector=metadata.name%3Dwatched"),
             code: 200, compare: [.watchEvents]),
+        Case(
+            name: "NetworkPolicy as the controller makes it, with the server's defaults",
+            probe: networkPolicy(
+                "index",
+                spec: #"{"podSelector":{"matchLabels":{"app":"x"}},"ingress":[{"from":[{"podSelector":{"matchLabels":{"c":"proxy"}}},"#
+                    + #"{"namespaceSelector":{},"podSelector":{"matchExpressions":[{"key":"r","operator":"Exists"}]}}],"ports":[{"port":6081}]}]}"#),
+            code: 201, compare: [.field(["spec", "policyTypes"]), .field(["spec", "ingress"])]),
+        Case(
+            name: "NetworkPolicy peers: empty, ipBlock beside a selector, bad CIDRs",
+            probe: networkPolicy(
+                "peers",
+                spec: #"{"podSelector":{},"ingress":[{"from":[{},{"ipBlock":{"cidr":"10.0.0.0/8"},"podSelector":{}},"#
+                    + #"{"ipBlock":{"cidr":"10.0.0.0/33"}},{"ipBlock":{"cidr":"10.0.0.0/8","except":["10.1.0.0/16","11.0.0.0/24"]}}]}]}"#),
+            code: 422, reason: "Invalid", compare: [.message, .causes]),
+        Case(
+            name: "NetworkPolicy ports, policy types and selector operators",
+            probe: networkPolicy(
+                "ports",
+                spec: #"{"podSelector":{"matchExpressions":[{"key":"a","operator":"In"},{"key":"b","operator":"Near","values":["x"]}]},"#
+                    + #""policyTypes":["Ingress","Sideways"],"ingress":[{"ports":[{"port":0},{"port":"Not_A_Name"},{"protocol":"ICMP","port":80}]}]}"#),
+            code: 422, reason: "Invalid", compare: [.message, .causes]),
         Case(
             name: "namespace deletion answers with the namespace Terminating",
             setup: [Step(method: .POST, path: "/api/v1/namespaces", body: #"{"metadata":{"name":"doomed"}}"#)],
