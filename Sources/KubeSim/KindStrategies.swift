@@ -149,7 +149,17 @@ struct ServiceStrategy: KindStrategy {
 struct SecretStrategy: KindStrategy {
     func prepareForCreate(_ object: inout JSONValue, _ view: StoreView) {
         if (object["type"]?.stringValue ?? "").isEmpty { object["type"] = "Opaque" }
-        // stringData is write-only: merged into data, base64-encoded.
+        Self.mergeStringData(&object)
+    }
+
+    /// An update or patch with `stringData` changes `data` too (the real server converts it on
+    /// every write; kubesim had stored it as a field of its own and left `data` alone).
+    func prepareForUpdate(_ new: inout JSONValue, old: JSONValue, subresource: String?) {
+        Self.mergeStringData(&new)
+    }
+
+    /// stringData is write-only: merged into data, base64-encoded.
+    static func mergeStringData(_ object: inout JSONValue) {
         if let stringData = object["stringData"]?.objectValue {
             var data = object["data"]?.objectValue ?? [:]
             for (key, value) in stringData { data[key] = .string(Data((value.stringValue ?? "").utf8).base64EncodedString()) }

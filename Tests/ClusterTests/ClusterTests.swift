@@ -213,6 +213,41 @@ import Testing
         }
     }
 
+    /// A Secret volume follows its Secret while the pod runs, as the kubelet's is: a rotated
+    /// proxy token reaches the proxy without a restart.
+    @Test func aSecretVolumeFollowsItsSecretWithoutARestart() async throws {
+        try await KubeSimCluster.with { cluster in
+            try await cluster.kubectl.ok("-n", "default", "create", "secret", "generic", "rotating", "--from-literal=token=first-value")
+            let manifest = try cluster.kubectl.file(
+                "reader.yaml",
+                """
+                apiVersion: v1
+                kind: Pod
+                metadata: {name: reader, namespace: default}
+                spec:
+                  volumes: [{name: tokens, secret: {secretName: rotating}}]
+                  containers:
+                  - name: sh
+                    image: busybox:1
+                    volumeMounts: [{name: tokens, mountPath: /etc/tokens}]
+                    command: ["/bin/sh", "-c", 'while :; do echo "seen $(cat /etc/tokens/token)"; sleep 0.2; done']
+                """)
+            try await cluster.kubectl.ok("apply", "-f", manifest)
+            try await eventually(timeout: .seconds(60), "the first value read") {
+                try await cluster.kubectl.run("-n", "default", "logs", "reader").stdout.contains("seen first-value") ? true : nil
+            }
+            let uid = try await cluster.pod("reader", namespace: "default")?[path: "metadata.uid"] as? String
+            try await cluster.kubectl.ok(
+                "-n", "default", "patch", "secret", "rotating", "--type", "merge", "-p", #"{"stringData":{"token":"second-value"}}"#)
+            try await eventually(timeout: .seconds(30), "the second value read") {
+                try await cluster.kubectl.run("-n", "default", "logs", "reader").stdout.contains("seen second-value") ? true : nil
+            }
+            let pod = try await cluster.pod("reader", namespace: "default")
+            #expect(pod?[path: "metadata.uid"] as? String == uid)
+            #expect(Self.container(pod, "sh")?["restartCount"] as? Int == 0)
+        }
+    }
+
     /// Starts pod `trap` (30 s grace period): a shell that runs `onSIGTERM` then exits 0 when
     /// it gets SIGTERM. Returns once it runs.
     static func runTrapPod(_ cluster: KubeSimCluster, onSIGTERM: String) async throws {

@@ -125,8 +125,8 @@ final class KubeSimCluster: Sendable {
         try await object("-n", "fpindex", "get", "pods", "-l", selector)["items"] as? [[String: Any]] ?? []
     }
 
-    func pod(_ name: String) async throws -> [String: Any]? {
-        let result = try await kubectl.run("-n", "fpindex", "get", "pod", name, "-o", "json")
+    func pod(_ name: String, namespace: String = "fpindex") async throws -> [String: Any]? {
+        let result = try await kubectl.run("-n", namespace, "get", "pod", name, "-o", "json")
         guard result.status == 0 else { return nil }
         return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
     }

@@ -307,6 +307,13 @@ enum DifferentialCorpus {
                     + #""policyTypes":["Ingress","Sideways"],"ingress":[{"ports":[{"port":0},{"port":"Not_A_Name"},{"protocol":"ICMP","port":80}]}]}"#),
             code: 422, reason: "Invalid", compare: [.message, .causes]),
         Case(
+            name: "a patch with stringData changes a Secret's data",
+            setup: [Step(method: .POST, path: "/api/v1/namespaces/default/secrets", body: #"{"metadata":{"name":"rotated"},"data":{"token":"b25l"}}"#)],
+            probe: Step(
+                method: .PATCH, path: "/api/v1/namespaces/default/secrets/rotated", contentType: "application/merge-patch+json",
+                body: #"{"stringData":{"token":"two"}}"#),
+            code: 200, compare: [.field(["data"]), .field(["stringData"])]),
+        Case(
             name: "namespace deletion answers with the namespace Terminating",
             setup: [Step(method: .POST, path: "/api/v1/namespaces", body: #"{"metadata":{"name":"doomed"}}"#)],
             probe: Step(method: .DELETE, path: "/api/v1/namespaces/doomed"),

@@ -6,20 +6,43 @@ public final class NATSServer: Sendable {
     private let current: Mutex<ChildProcess>
     public let port: Int
     public let storeDirectory: String
+    private let setup: Setup
 
     public var process: ChildProcess { current.withLock { $0 } }
 
     public var url: String { "nats://127.0.0.1:\(port)" }
 
+    /// How the server is started: with flags only, or with a configuration file (written for
+    /// each port tried) and the environment that file reads variables from.
+    private struct Setup: Sendable {
+        var configuration: (@Sendable (_ port: Int, _ store: String) throws -> String)?
+        var environment: [String: String] = [:]
+    }
+
     /// Starts the server and waits until it accepts clients.
     public static func start() async throws -> NATSServer {
+        try await start(Setup())
+    }
+
+    /// Starts the server with a configuration file instead of flags, and waits until it accepts
+    /// clients. `configuration` returns the file's text for the port and store directory chosen,
+    /// so a test can run a configuration from `manifests/` with only those changed; `environment`
+    /// is added to the server's own (a configuration reads an undefined `$NAME` from it, e.g. a
+    /// password).
+    public static func start(
+        environment: [String: String] = [:], configuration: @escaping @Sendable (_ port: Int, _ store: String) throws -> String
+    ) async throws -> NATSServer {
+        try await start(Setup(configuration: configuration, environment: environment))
+    }
+
+    private static func start(_ setup: Setup) async throws -> NATSServer {
         let store = try TemporaryDirectory.make(prefix: "nats")
         // A port can still be taken between the check and nats-server's bind: try another.
         for attempt in 1...5 {
             let port = try FreePort.find()
             do {
-                let process = try await launch(port: port, store: store)
-                return NATSServer(process: process, port: port, storeDirectory: store)
+                let process = try await launch(port: port, store: store, setup: setup)
+                return NATSServer(process: process, port: port, storeDirectory: store, setup: setup)
             } catch let failure as TestFailure where failure.description.contains("address already in use") && attempt < 5 {
                 continue
             }
@@ -27,10 +50,16 @@ public final class NATSServer: Sendable {
         throw TestFailure("nats-server could not find a free port")
     }
 
-    private static func launch(port: Int, store: String) async throws -> ChildProcess {
+    private static func launch(port: Int, store: String, setup: Setup) async throws -> ChildProcess {
+        var arguments = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store]
+        if let configuration = setup.configuration {
+            // In the store directory, so it goes with it.
+            let file = store + "/nats-server.conf"
+            try configuration(port, store).write(toFile: file, atomically: true, encoding: .utf8)
+            arguments = ["-c", file]
+        }
         let process = try ChildProcess(
-            name: "nats-server", executable: try Locations.natsServer(),
-            arguments: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store])
+            name: "nats-server", executable: try Locations.natsServer(), arguments: arguments, environment: setup.environment)
         try await eventually(timeout: .seconds(20), "nats-server to accept clients\n\(process.output)") {
             guard process.isRunning else { throw TestFailure("nats-server exited\n\(process.output)") }
             return process.stderr.contains("Server is ready") ? true : nil
@@ -38,10 +67,11 @@ public final class NATSServer: Sendable {
         return process
     }
 
-    private init(process: ChildProcess, port: Int, storeDirectory: String) {
+    private init(process: ChildProcess, port: Int, storeDirectory: String, setup: Setup) {
         self.current = Mutex(process)
         self.port = port
         self.storeDirectory = storeDirectory
+        self.setup = setup
     }
 
     /// Stops the server (its store stays), for outage tests.
@@ -52,13 +82,46 @@ public final class NATSServer: Sendable {
     /// Starts the server again on the same port with the same store.
     public func restart() async throws {
         await process.stop()
-        let process = try await Self.launch(port: port, store: storeDirectory)
+        let process = try await Self.launch(port: port, store: storeDirectory, setup: setup)
         current.withLock { $0 = process }
     }
 
     public func stop() async {
         await process.stop()
         TemporaryDirectory.remove(storeDirectory)
+    }
+}
+
+/// A throwaway certificate authority and a serving certificate it signed for 127.0.0.1 and
+/// localhost (P-256, valid two days), made with openssl: `ca.crt`, and `tls.crt` with `tls.key`
+/// (the names of a kubernetes.io/tls Secret's keys), in a new temporary directory.
+public enum TestCertificates {
+    public static func make() async throws -> String {
+        guard let openssl = EnvtestServer.executableInPath("openssl", override: nil) else {
+            throw TestFailure("openssl is not installed (hack/setup installs it)")
+        }
+        let directory = try TemporaryDirectory.make(prefix: "tls")
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n".write(
+            toFile: directory + "/server.ext", atomically: true, encoding: .utf8)
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        let steps: [[String]] = [
+            ["req", "-x509"] + key + ["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=fpindex-cluster test CA"],
+            ["req"] + key + ["-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=127.0.0.1"],
+            [
+                "x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "tls.crt",
+                "-days", "2", "-extfile", "server.ext",
+            ],
+        ]
+        for step in steps {
+            let process = try SpawnedProcess.spawn(
+                openssl, arguments: step, environment: ProcessInfo.processInfo.environment, workingDirectory: directory,
+                output: .discard, error: .discard)
+            guard let status = await process.waitForExit(), status.code == 0 else {
+                TemporaryDirectory.remove(directory)
+                throw TestFailure("openssl \(step.joined(separator: " ")) failed (\(process.exitStatus.map { "\($0)" } ?? "?"))")
+            }
+        }
+        return directory
     }
 }
 

@@ -148,7 +148,41 @@ actor PodWorker {
             for name in order {
                 group.addTask { await self.superviseContainer(name, volumes: volumes) }
             }
+            group.addTask { await self.refreshSecretAndConfigMapVolumes() }
             await group.waitForAll()
+        }
+    }
+
+    /// How often Secret and ConfigMap volumes are brought up to date. The real kubelet does it
+    /// on its pod sync (about a minute, plus its cache's delay); kubesim is quicker so tests
+    /// need not wait, and a client that re-reads its files sees the same thing either way.
+    static let volumeRefreshInterval: Duration = .seconds(2)
+
+    /// Rewrites the files of Secret and ConfigMap volumes when their objects change, as the
+    /// kubelet does for whole volumes (a `subPath` mount never changes: its file was bound at
+    /// start). A Secret deleted meanwhile leaves its files as they were.
+    private func refreshSecretAndConfigMapVolumes() async {
+        let owner = ContainerSpecs.volumeOwner(pod)
+        while !terminating {
+            await pause(Self.volumeRefreshInterval)
+            for volume in pod.value(at: ["spec", "volumes"])?.arrayValue ?? [] where !terminating {
+                let folder = "\(podDirectory)/volumes/\(volume["name"]?.stringValue ?? "")"
+                if let secretName = volume.value(at: ["secret", "secretName"])?.stringValue,
+                    let secret = await context.get(Workloads.builtin("/secrets"), namespace: namespace, name: secretName)
+                {
+                    let files = (secret["data"]?.objectValue ?? [:]).compactMapValues { $0.stringValue.flatMap { Data(base64Encoded: $0) } }
+                    Self.writeFiles(
+                        folder, files, items: volume.value(at: ["secret", "items"]), mode: volume.value(at: ["secret", "defaultMode"]),
+                        owner: owner)
+                } else if let mapName = volume.value(at: ["configMap", "name"])?.stringValue,
+                    let map = await context.get(Workloads.builtin("/configmaps"), namespace: namespace, name: mapName)
+                {
+                    let files = (map["data"]?.objectValue ?? [:]).compactMapValues { $0.stringValue.map { Data($0.utf8) } }
+                    Self.writeFiles(
+                        folder, files, items: volume.value(at: ["configMap", "items"]), mode: volume.value(at: ["configMap", "defaultMode"]),
+                        owner: owner)
+                }
+            }
         }
     }
 
@@ -265,9 +299,12 @@ actor PodWorker {
         chown(path, uid_t(owner.uid), gid_t(owner.gid))
     }
 
+    /// Brings `folder` to exactly `files` (or the `items` chosen from them): a changed file is
+    /// written aside and renamed over the old one, so a reader sees the old content or the new,
+    /// never half of it; files no longer wanted are removed.
     static func writeFiles(_ folder: String, _ files: [String: Data], items: JSONValue?, mode: JSONValue?, owner: (uid: Int, gid: Int)?) {
-        try? FileManager.default.removeItem(atPath: folder)
-        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let manager = FileManager.default
+        try? manager.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var selected: [(String, Data)] = files.map { ($0.key, $0.value) }
         if let items = items?.arrayValue {
             selected = items.compactMap { item in
@@ -275,13 +312,23 @@ actor PodWorker {
                 return (item["path"]?.stringValue ?? key, data)
             }
         }
+        selected.removeAll { $0.0.split(separator: "/").contains("..") }
         let permissions = Int(mode?.intValue ?? 0o644)
-        for (path, data) in selected where !path.split(separator: "/").contains("..") {
+        for (path, data) in selected {
             let file = folder + "/" + path
-            try? FileManager.default.createDirectory(
-                atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            _ = FileManager.default.createFile(atPath: file, contents: data, attributes: [.posixPermissions: permissions])
-            own(file, owner)
+            guard manager.contents(atPath: file) != data else { continue }
+            try? manager.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            let aside = (file as NSString).deletingLastPathComponent + "/..writing." + (file as NSString).lastPathComponent
+            guard manager.createFile(atPath: aside, contents: data, attributes: [.posixPermissions: permissions]) else { continue }
+            own(aside, owner)
+            rename(aside, file)
+        }
+        let wanted = Set(selected.map(\.0))
+        for path in (manager.subpaths(atPath: folder) ?? []) where !wanted.contains(path) {
+            var isDirectory: ObjCBool = false
+            if manager.fileExists(atPath: folder + "/" + path, isDirectory: &isDirectory), !isDirectory.boolValue {
+                try? manager.removeItem(atPath: folder + "/" + path)
+            }
         }
         own(folder, owner)
     }
