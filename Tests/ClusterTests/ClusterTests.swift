@@ -213,6 +213,96 @@ import Testing
         }
     }
 
+    /// The sample's NetworkPolicies at work on kubesim's node: a pod without the reader label
+    /// reaches neither an index pod's port nor the read Service, a labelled one reaches both,
+    /// and the proxies (which search and write through them) still work. Then the proxies'
+    /// bearer tokens from a Secret: 401 without, 200 with, and a rotated Secret takes effect
+    /// in the running proxies.
+    @Test func theSampleShieldsItsIndexesAndTakesWritesOnlyWithAToken() async throws {
+        try await KubeSimCluster.with { cluster in
+            let (proxy, read) = try await cluster.installSample()
+            let indexIP = try #require(try await cluster.pod("main-index-0")?[path: "status.podIP"] as? String)
+            for (name, labels) in [("stranger", "{}"), ("reader", #"{fpindex.acoustid.org/reader: "true"}"#)] {
+                let manifest = try cluster.kubectl.file(
+                    "\(name).yaml",
+                    """
+                    apiVersion: v1
+                    kind: Pod
+                    metadata: {name: \(name), namespace: fpindex, labels: \(labels)}
+                    spec:
+                      containers:
+                      - name: sh
+                        image: busybox:1
+                        command:
+                        - /bin/sh
+                        - -c
+                        - |
+                          while :; do
+                            direct=$(/usr/bin/curl -s -m 2 -o /dev/null -w '%{http_code}' http://\(indexIP):6081/_health)
+                            service=$(/usr/bin/curl -s -m 2 -o /dev/null -w '%{http_code}' http://main-index-read:6081/_health)
+                            echo "direct $direct service $service"
+                            sleep 0.3
+                          done
+                    """)
+                try await cluster.kubectl.ok("apply", "-f", manifest)
+            }
+            func lines(_ pod: String) async throws -> [String] {
+                try await cluster.kubectl.run("-n", "fpindex", "logs", pod).stdout.split(separator: "\n").map(String.init)
+            }
+            try await eventually(timeout: .seconds(60), "the reader through") {
+                try await lines("reader").contains("direct 200 service 200") ? true : nil
+            }
+            // Refused once its rules are in, and from then on (the policy does not change).
+            let refusedFrom = try await eventually(timeout: .seconds(60), "the stranger refused") {
+                try await lines("stranger").firstIndex(of: "direct 000 service 000")
+            }
+            try await eventually(timeout: .seconds(60), "three more attempts of the stranger") {
+                try await lines("stranger").count >= refusedFrom + 4 ? true : nil
+            }
+            #expect(try await lines("stranger")[refusedFrom...].allSatisfy { $0 == "direct 000 service 000" })
+            // The proxies still search and write through the policies.
+            try await Self.load(proxy, 1...10)
+            try await eventually(timeout: .seconds(60), "a write searchable through the read Service") {
+                try await Self.topMatch(read, 10) == 10 ? true : nil
+            }
+
+            // Tokens from a Secret.
+            try await cluster.kubectl.ok("-n", "fpindex", "create", "secret", "generic", "main-proxy-tokens", "--from-literal=tokens=first-token")
+            try await cluster.kubectl.ok(
+                "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p",
+                #"{"spec":{"proxy":{"auth":{"tokenSecret":{"name":"main-proxy-tokens"}}}}}"#)
+            try await cluster.kubectl.ok(
+                ["-n", "fpindex", "rollout", "status", "deployment/main-proxy", "--timeout=180s"], timeout: .seconds(200))
+            let proxies = try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
+                .filter { $0[path: "metadata.deletionTimestamp"] == nil }
+            #expect(proxies.count == 2)
+            let bearer = { (token: String) in [("Authorization", "Bearer \(token)")] }
+            for pod in proxies {
+                let direct = TestHTTPClient(baseURL: "http://\(try #require(pod[path: "status.podIP"] as? String)):8080")
+                try await eventually(timeout: .seconds(30), "the proxy ready") {
+                    try await direct.request(.GET, "/_ready").status == 200 ? true : nil
+                }
+                #expect(try await direct.json(.PUT, "/shielded").status == 401)
+                #expect(try await direct.json(.PUT, "/shielded", headers: bearer("first-token")).status == 200)
+                #expect(try await direct.json(.POST, "/shielded/_search", #"{"query":[1]}"#).status != 401)
+            }
+            // Rotation: the Secret changes, the same proxy processes take the new token.
+            try await cluster.kubectl.ok(
+                "-n", "fpindex", "patch", "secret", "main-proxy-tokens", "--type", "merge", "-p", #"{"stringData":{"tokens":"second-token"}}"#)
+            for pod in proxies {
+                let direct = TestHTTPClient(baseURL: "http://\(try #require(pod[path: "status.podIP"] as? String)):8080")
+                try await eventually(timeout: .seconds(30), "the rotated token in force") {
+                    try await direct.json(.PUT, "/shielded", headers: bearer("second-token")).status == 200 ? true : nil
+                }
+                #expect(try await direct.json(.PUT, "/shielded", headers: bearer("first-token")).status == 401)
+            }
+            let after = try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
+                .filter { $0[path: "metadata.deletionTimestamp"] == nil }
+            #expect(Set(after.compactMap { $0[path: "metadata.uid"] as? String }) == Set(proxies.compactMap { $0[path: "metadata.uid"] as? String }))
+            #expect(after.allSatisfy { Self.container($0, "proxy")?["restartCount"] as? Int == 0 })
+        }
+    }
+
     /// A Secret volume follows its Secret while the pod runs, as the kubelet's is: a rotated
     /// proxy token reaches the proxy without a restart.
     @Test func aSecretVolumeFollowsItsSecretWithoutARestart() async throws {

@@ -65,6 +65,8 @@ struct NodeTools: Sendable {
     var ip: String
     var setpriv: String
     var nsenter: String
+    /// NetworkPolicies are enforced with it, in each pod's network namespace.
+    var nft: String
 
     static func locate() throws(KubeSimSetupError) -> NodeTools {
         var missing: [String] = []
@@ -73,7 +75,8 @@ struct NodeTools: Sendable {
             missing.append("\(name) (\(package))")
             return name
         }
-        let tools = NodeTools(ip: find("ip", "iproute2"), setpriv: find("setpriv", "util-linux"), nsenter: find("nsenter", "util-linux"))
+        let tools = NodeTools(ip: find("ip", "iproute2"), setpriv: find("setpriv", "util-linux"), nsenter: find("nsenter", "util-linux"),
+            nft: find("nft", "nftables"))
         if !missing.isEmpty { throw KubeSimSetupError("the pod runner needs \(missing.joined(separator: ", "))") }
         return tools
     }

@@ -22,12 +22,17 @@ actor NodeAgent {
     private var finishedWorkers: Set<String> = []
     private var serviceAddresses: Set<String> = []
     private var dnsSnapshot: DNSSnapshot = DNSSnapshot(records: [])
+    private var policySnapshot = NetworkPolicySnapshot()
+    /// The nftables script last applied in each pod network namespace.
+    private var appliedPolicyScripts: [String: String] = [:]
 
     static let serviceType = Workloads.builtin("/services")
     static let sliceType = Workloads.builtin("discovery.k8s.io/endpointslices")
     static let endpointsType = Workloads.builtin("/endpoints")
     static let nodeType = Workloads.builtin("/nodes")
-    static let watchedKeys = ["/pods", "/services", "discovery.k8s.io/endpointslices"]
+    static let namespaceType = Workloads.builtin("/namespaces")
+    static let policyType = Workloads.builtin("networking.k8s.io/networkpolicies")
+    static let watchedKeys = ["/pods", "/services", "discovery.k8s.io/endpointslices", "/namespaces", "networking.k8s.io/networkpolicies"]
 
     init(context: NodeContext, store: ResourceStore, apiServer: @escaping @Sendable () -> (host: String, port: Int)) {
         self.context = context
@@ -84,6 +89,7 @@ actor NodeAgent {
         let slices = await context.writer.list(Self.sliceType)
         await reconcileProxy(services: services, slices: slices)
         await reconcileNames(services: services, slices: slices, pods: pods)
+        await reconcileNetworkPolicies(pods: pods)
         var seen: Set<String> = []
         for pod in pods {
             seen.insert(pod.uid)
@@ -257,6 +263,42 @@ actor NodeAgent {
         for address in serviceAddresses.subtracting(addresses) { await context.network.removeServiceAddress(address) }
         serviceAddresses = addresses
         await proxy.apply(table)
+    }
+
+    // MARK: NetworkPolicies
+
+    /// Every pod's ingress as the policies say: the Service proxy checks each connection, and
+    /// each pod's network namespace gets its nftables rules (pod-to-pod traffic).
+    private func reconcileNetworkPolicies(pods: [JSONValue]) async {
+        let snapshot = NetworkPolicySnapshot(
+            pods: pods, namespaces: await context.writer.list(Self.namespaceType), policies: await context.writer.list(Self.policyType))
+        if snapshot != policySnapshot {
+            policySnapshot = snapshot
+            proxy.setPolicy(snapshot, podAddresses: Set(pods.compactMap { $0.value(at: ["status", "podIP"])?.stringValue }))
+        } else {
+            proxy.setPodAddresses(Set(pods.compactMap { $0.value(at: ["status", "podIP"])?.stringValue }))
+        }
+        var live: Set<String> = []
+        for worker in workers.values {
+            guard let namespace = await worker.hostsNamespace, let address = await worker.address else { continue }
+            live.insert(namespace)
+            let script = snapshot.nftScript(
+                for: address, podSubnet: context.configuration.podSubnet, gateway: context.configuration.gateway)
+            guard appliedPolicyScripts[namespace] != script else { continue }
+            let file = "\(context.configuration.stateDirectory)/nft-\(namespace).rules"
+            do {
+                try script.write(toFile: file, atomically: true, encoding: .utf8)
+                try await HostCommand.run(context.tools.ip, ["netns", "exec", namespace, context.tools.nft, "-f", file])
+                appliedPolicyScripts[namespace] = script
+            } catch {
+                context.logger.error(
+                    "cannot apply the pod's NetworkPolicy rules", metadata: ["namespace": "\(namespace)", "error": "\(error)"])
+            }
+        }
+        for namespace in appliedPolicyScripts.keys where !live.contains(namespace) {
+            appliedPolicyScripts[namespace] = nil
+            try? FileManager.default.removeItem(atPath: "\(context.configuration.stateDirectory)/nft-\(namespace).rules")
+        }
     }
 
     // MARK: Names

@@ -20,6 +20,8 @@ final class ServiceProxy: Sendable {
 
     private let backends = Mutex<[Listener: [Backend]]>([:])
     private let turn = Atomic<Int>(0)
+    /// NetworkPolicies: a connection goes only to a backend whose policies admit its source.
+    private let policy = Mutex((snapshot: NetworkPolicySnapshot(), podAddresses: Set<String>()))
     private let channels = Mutex<[Listener: any Channel]>([:])
     /// Accepted connections, closed with the proxy (a pod's connection can outlive its network
     /// namespace without a FIN reaching here).
@@ -61,6 +63,20 @@ final class ServiceProxy: Sendable {
         for channel in open + accepted { try? await channel.close() }
     }
 
+    func setPolicy(_ snapshot: NetworkPolicySnapshot, podAddresses: Set<String>) {
+        policy.withLock { $0 = (snapshot, podAddresses) }
+    }
+
+    func setPodAddresses(_ addresses: Set<String>) {
+        policy.withLock { $0.podAddresses = addresses }
+    }
+
+    /// The backends a connection from `source` may reach, as NetworkPolicies say.
+    func admitted(_ candidates: [Backend], from source: String?) -> [Backend] {
+        let (snapshot, addresses) = policy.withLock { ($0.snapshot, $0.podAddresses) }
+        return candidates.filter { snapshot.allows(source: source, destination: $0.host, port: $0.port, podAddresses: addresses) }
+    }
+
     private func next(for listener: Listener) -> [Backend] {
         let candidates = backends.withLock { $0[listener] ?? [] }
         guard !candidates.isEmpty else { return [] }
@@ -78,7 +94,8 @@ final class ServiceProxy: Sendable {
                 let key = ObjectIdentifier(inbound)
                 connections.withLock { $0[key] = inbound }
                 inbound.closeFuture.whenComplete { [self] _ in _ = connections.withLock { $0.removeValue(forKey: key) } }
-                connect(inbound, candidates: next(for: listener))
+                // Refused by policy: closed, as a dropped connection ends for the client.
+                connect(inbound, candidates: admitted(next(for: listener), from: inbound.remoteAddress?.ipAddress))
                 return inbound.eventLoop.makeSucceededVoidFuture()
             }
             .bind(host: listener.host, port: listener.port).get()
