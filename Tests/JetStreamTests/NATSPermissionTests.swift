@@ -175,7 +175,7 @@ struct NATSPermissionTests {
                     ],
                     environment: nats.environment(as: .updater))
                 updater = started
-                try await started.waitForLogLine(containing: "unacknowledged deliveries")
+                _ = try await started.waitForLogLine(containing: "unacknowledged deliveries")
                 let index = TestHTTPClient(baseURL: "http://127.0.0.1:\(devPort)")
                 for (id, hash) in [(1, 101), (2, 201), (3, 301)] {
                     try await eventually("fingerprint \(id) on the replica\n\(started.output)") {
