@@ -32,6 +32,8 @@ public struct ClusterModel: Sendable, Equatable {
     /// The proxies' bearer tokens (a Secret key, one token a line); nil: writes open.
     public var proxyTokenSecret: FpindexCluster.SecretKeySelector?
     public var proxyProtectReads: Bool
+    /// A `kubernetes.io/tls` Secret for HTTPS on the proxies' API port; nil: plain HTTP.
+    public var proxyTLSSecret: String?
     public var networkPolicyEnabled: Bool
     public var networkReaders: [JSONValue]
     public var networkWriters: [JSONValue]
@@ -78,6 +80,7 @@ public struct ClusterModel: Sendable, Equatable {
         proxyLegacyIndex = spec.proxy?.legacyIndex ?? "main"
         proxyTokenSecret = spec.proxy?.auth?.tokenSecret
         proxyProtectReads = spec.proxy?.auth?.protectReads ?? false
+        proxyTLSSecret = spec.proxy?.tls?.secretName
         networkPolicyEnabled = spec.networkPolicy?.enabled ?? true
         networkReaders = spec.networkPolicy?.readers ?? []
         networkWriters = spec.networkPolicy?.writers ?? []

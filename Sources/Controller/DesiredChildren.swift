@@ -9,6 +9,8 @@ enum SecretMounts {
     /// The proxies' bearer tokens; the kubelet updates the files when the Secret changes, and
     /// the proxy re-reads them (no restart for a rotation).
     static let proxyTokensDirectory = "/etc/fpindex/proxy-auth"
+    /// The proxies' serving certificate (a `kubernetes.io/tls` Secret), reloaded when renewed.
+    static let proxyTLSDirectory = "/etc/fpindex/proxy-tls"
 }
 
 /// The objects a cluster owns, built from the spec alone. Pure: table-tested, and compared
@@ -289,6 +291,16 @@ public struct DesiredChildren: Sendable, Equatable {
             ]
             if model.proxyProtectReads { proxy.env? += [EnvVar(name: ComponentEnvironment.protectReads, value: "true")] }
         }
+        if let tlsSecret = model.proxyTLSSecret {
+            var volume = Volume(name: "proxy-tls")
+            volume.secret = ["secretName": .string(tlsSecret), "defaultMode": 0o440]
+            secretVolumes.append(volume)
+            secretMounts.append(VolumeMount(name: "proxy-tls", mountPath: SecretMounts.proxyTLSDirectory, readOnly: true))
+            proxy.env? += [
+                EnvVar(name: ComponentEnvironment.tlsCertificateFile, value: "\(SecretMounts.proxyTLSDirectory)/tls.crt"),
+                EnvVar(name: ComponentEnvironment.tlsKeyFile, value: "\(SecretMounts.proxyTLSDirectory)/tls.key"),
+            ]
+        }
         proxy.ports = [ContainerPort(name: "http", containerPort: proxyPort)]
         if model.proxyLegacyPort != 0 {
             proxy.env? += [
@@ -301,6 +313,11 @@ public struct DesiredChildren: Sendable, Equatable {
         proxy.volumeMounts = secretMounts.isEmpty ? nil : secretMounts
         proxy.readinessProbe = .http(path: ProbePath.ready, port: .string("http"), period: 2, failureThreshold: 2)
         proxy.livenessProbe = .http(path: ProbePath.health, port: .string("http"), period: 10, failureThreshold: 3)
+        if model.proxyTLSSecret != nil {
+            // The kubelet does not verify a probe's certificate.
+            proxy.readinessProbe?.httpGet?.scheme = "HTTPS"
+            proxy.livenessProbe?.httpGet?.scheme = "HTTPS"
+        }
         proxy.securityContext = restrictedContainer
         proxy.lifecycle = drainBeforeStop
 

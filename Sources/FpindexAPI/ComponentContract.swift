@@ -34,6 +34,9 @@ public enum ComponentEnvironment {
     /// A file of bearer tokens, one a line; re-read when it changes.
     public static let authTokenFile = "AUTH_TOKEN_FILE"
     public static let protectReads = "PROTECT_READS"
+    /// HTTPS on the proxy's listener: a PEM certificate chain and its key.
+    public static let tlsCertificateFile = "TLS_CERT_FILE"
+    public static let tlsKeyFile = "TLS_KEY_FILE"
     public static let consistency = "CONSISTENCY"
     public static let maxRequestTarget = "MAX_REQUEST_TARGET"
     public static let maxHeaderBytes = "MAX_HEADER_BYTES"

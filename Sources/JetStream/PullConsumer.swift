@@ -85,6 +85,11 @@ public struct ConsumerInfo: Decodable, Sendable {
     public var numAckPending: UInt64
     public var numRedelivered: UInt64
     public var numPending: UInt64
+    /// False when the server holds the consumer as ephemeral: its configuration has no
+    /// `durable_name` (see `ConsumerConfig.init(from:)`). Such a consumer is deleted once it has
+    /// been inactive for a while, e.g. after a server restart; creating it again with its
+    /// durable name (an in-place update, its state kept) makes it durable again.
+    public var isDurable: Bool
 
     enum CodingKeys: String, CodingKey {
         case name, config, delivered
@@ -94,8 +99,49 @@ public struct ConsumerInfo: Decodable, Sendable {
         case numPending = "num_pending"
     }
 
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        config = try c.decode(ConsumerConfig.self, forKey: .config)
+        delivered = try c.decode(SequenceInfo.self, forKey: .delivered)
+        ackFloor = try c.decode(SequenceInfo.self, forKey: .ackFloor)
+        numAckPending = try c.decode(UInt64.self, forKey: .numAckPending)
+        numRedelivered = try c.decode(UInt64.self, forKey: .numRedelivered)
+        numPending = try c.decode(UInt64.self, forKey: .numPending)
+        isDurable = try c.nestedContainer(keyedBy: ConsumerConfig.CodingKeys.self, forKey: .config).contains(.durableName)
+    }
+
     /// Messages not yet applied by this consumer: what is left to deliver plus what is delivered but unacknowledged.
     public var lag: UInt64 { numPending + numAckPending }
+}
+
+extension ConsumerConfig {
+    private enum NameKey: String, CodingKey { case name }
+
+    /// As the synthesized decoder, except that a configuration without `durable_name` takes the
+    /// consumer's `name`. nats-server stores such a configuration when a client sends a durable
+    /// consumer's name in a request on the ephemeral-consumer create subject (which the proxy's
+    /// NATS user may use for its ordered consumer, NATSPermissionTests shows it): the consumer
+    /// keeps its name and state but becomes ephemeral. Refusing to read it would stop the
+    /// updater and the controller on it; read, the controller can see and repair it.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if let durable = try c.decodeIfPresent(String.self, forKey: .durableName) {
+            durableName = durable
+        } else {
+            durableName = try decoder.container(keyedBy: NameKey.self).decode(String.self, forKey: .name)
+        }
+        description = try c.decodeIfPresent(String.self, forKey: .description)
+        deliverPolicy = try c.decode(String.self, forKey: .deliverPolicy)
+        optStartSeq = try c.decodeIfPresent(UInt64.self, forKey: .optStartSeq)
+        ackPolicy = try c.decode(String.self, forKey: .ackPolicy)
+        ackWait = try c.decode(Int64.self, forKey: .ackWait)
+        maxAckPending = try c.decode(Int.self, forKey: .maxAckPending)
+        maxDeliver = try c.decode(Int.self, forKey: .maxDeliver)
+        filterSubject = try c.decodeIfPresent(String.self, forKey: .filterSubject)
+        replayPolicy = try c.decode(String.self, forKey: .replayPolicy)
+        maxBatch = try c.decodeIfPresent(Int.self, forKey: .maxBatch)
+    }
 }
 
 extension NATSClient {

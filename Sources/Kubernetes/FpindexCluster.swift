@@ -103,7 +103,14 @@ public struct FpindexCluster: KubernetesObject, Equatable {
         public var resources: ResourceRequirements?
         public var args: [String]?
         public var auth: ProxyAuth?
+        public var tls: ProxyTLS?
         public init() {}
+    }
+
+    /// HTTPS on the proxies' API port from a `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`).
+    public struct ProxyTLS: Codable, Sendable, Equatable {
+        public var secretName: String
+        public init(secretName: String) { self.secretName = secretName }
     }
 
     /// Bearer tokens the proxies require: a Secret key holding one token a line.

@@ -63,41 +63,48 @@ public struct ProxyAuthSettings: Sendable {
     }
 }
 
-/// Re-reads the token file when it changes. A file that cannot be read or holds no token
-/// keeps the tokens in force (a Secret being rewritten must neither open the proxy nor lock
-/// every client out); the log says so, without the tokens.
-struct TokenFileWatcher: Service, CustomStringConvertible {
-    var description: String { "TokenFileWatcher" }
+/// Calls `changed` with the files' contents when any of them changes (a Kubernetes Secret
+/// volume is rewritten in place by the kubelet): bearer tokens and TLS certificates are
+/// reloaded without a restart. A file that cannot be read is passed as nil.
+struct FileWatcher: Service, CustomStringConvertible {
+    var description: String { "FileWatcher(\(paths.joined(separator: ", ")))" }
 
-    let path: String
-    let tokens: BearerTokens
+    let paths: [String]
     let interval: Duration
-    let logger: Logger
-    let reloads: Metrics.Counter
+    let changed: @Sendable ([Data?]) -> Void
 
     func run() async throws {
-        var last = FileManager.default.contents(atPath: path)
+        var last = paths.map { FileManager.default.contents(atPath: $0) }
         while !Task.isShuttingDownGracefully {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             } catch {
                 return
             }
-            let contents = FileManager.default.contents(atPath: path)
+            let contents = paths.map { FileManager.default.contents(atPath: $0) }
             guard contents != last else { continue }
             last = contents
-            guard let contents else {
-                logger.warning("cannot read the auth token file; the tokens in force stay", metadata: ["file": "\(path)"])
-                continue
-            }
-            let parsed = BearerTokens.parse(String(decoding: contents, as: UTF8.self))
-            guard !parsed.isEmpty else {
-                logger.warning("the auth token file holds no token; the tokens in force stay", metadata: ["file": "\(path)"])
-                continue
-            }
-            tokens.replace(parsed)
-            reloads.increment()
-            logger.info("auth tokens reloaded", metadata: ["file": "\(path)", "tokens": "\(parsed.count)"])
+            changed(contents)
         }
+    }
+}
+
+extension BearerTokens {
+    /// Takes a token file's new contents. One that cannot be read or holds no token keeps the
+    /// tokens in force (a Secret being rewritten must neither open the proxy nor lock every
+    /// client out); the log says so, without the tokens.
+    func reload(_ contents: Data?, file: String, logger: Logger, reloads: Metrics.Counter) {
+        guard let contents else {
+            logger.warning("cannot read the auth token file; the tokens in force stay", metadata: ["file": "\(file)"])
+            return
+        }
+        let parsed = Self.parse(String(decoding: contents, as: UTF8.self))
+        guard !parsed.isEmpty else {
+            logger.warning("the auth token file holds no token; the tokens in force stay", metadata: ["file": "\(file)"])
+            return
+        }
+        replace(parsed)
+        reloads.increment()
+        logger.info("auth tokens reloaded", metadata: ["file": "\(file)", "tokens": "\(parsed.count)"])
     }
 }

@@ -15,6 +15,8 @@ public struct ProxyConfiguration: Sendable {
     /// When set, writes (and with `protectReads` reads) need `Authorization: Bearer <token>`
     /// with one of its tokens (`--auth-token-file` / `AUTH_TOKEN`).
     public var auth: ProxyAuthSettings?
+    /// HTTPS on the listener (`--tls-cert`, `--tls-key`); plain HTTP when nil.
+    public var tls: ProxyTLSSettings?
     /// Timeout of a forwarded read.
     public var readTimeout: Duration
     /// Whether the proxy may create or update the stream (else it only verifies it).
@@ -37,7 +39,7 @@ public struct ProxyConfiguration: Sendable {
         readURL: String = "http://127.0.0.1:6081", auth: ProxyAuthSettings? = nil, readTimeout: Duration = .seconds(10),
         manageStream: Bool = true,
         consistency: WriteConsistency = .stream, minReplicas: Int = 1, replicaTimeout: Duration = .seconds(5),
-        limits: RequestLimits = RequestLimits(), legacy: LegacySettings? = nil
+        limits: RequestLimits = RequestLimits(), legacy: LegacySettings? = nil, tls: ProxyTLSSettings? = nil
     ) {
         self.host = host
         self.port = port
@@ -52,6 +54,7 @@ public struct ProxyConfiguration: Sendable {
         self.replicaTimeout = replicaTimeout
         self.limits = limits
         self.legacy = legacy
+        self.tls = tls
     }
 }
 

@@ -35,6 +35,12 @@ struct FpindexProxy: AsyncParsableCommand {
     @Flag(help: "Reads and searches need a bearer token too; /_health, /_ready and /_metrics never do (env PROTECT_READS=true).")
     var protectReads = false
 
+    @Option(help: "PEM certificate chain for HTTPS on --listen (env TLS_CERT_FILE; with --tls-key; re-read when it changes).")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert (env TLS_KEY_FILE).")
+    var tlsKey: String?
+
     @Flag(help: "Only verify the stream; never create or update it (when the operator manages it).")
     var noManageStream = false
 
@@ -135,6 +141,17 @@ struct FpindexProxy: AsyncParsableCommand {
         return settings
     }
 
+    /// HTTPS on the listener when a certificate and key are given; both or neither.
+    func tlsSettings() throws -> ProxyTLSSettings? {
+        let certificate = tlsCert ?? Settings.environment(ComponentEnvironment.tlsCertificateFile)
+        let key = tlsKey ?? Settings.environment(ComponentEnvironment.tlsKeyFile)
+        switch (certificate, key) {
+        case (nil, nil): return nil
+        case (let certificate?, let key?): return ProxyTLSSettings(certificateFile: certificate, keyFile: key)
+        default: throw SettingsError("--tls-cert / TLS_CERT_FILE and --tls-key / TLS_KEY_FILE go together")
+        }
+    }
+
     func writeConsistency() throws -> WriteConsistency {
         let text = consistency ?? Settings.environment(ComponentEnvironment.consistency) ?? "stream"
         guard let value = WriteConsistency(rawValue: text) else {
@@ -157,15 +174,16 @@ struct FpindexProxy: AsyncParsableCommand {
             stream: try stream.settings(), readURL: readURL,
             auth: try authSettings(),
             manageStream: !noManageStream, consistency: try writeConsistency(), minReplicas: max(minReplicas, 1),
-            replicaTimeout: .milliseconds(max(replicaTimeout, 1)), limits: try requestLimits(), legacy: try legacySettings())
+            replicaTimeout: .milliseconds(max(replicaTimeout, 1)), limits: try requestLimits(), legacy: try legacySettings(),
+            tls: try tlsSettings())
         _ = try Settings.bootstrapLogging(level: logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "fpindex-proxy")
-        let (services, _) = buildProxyServices(
+        let (services, _) = try buildProxyServices(
             configuration: configuration, registry: registry, logger: logger,
             onServerRunning: { port in
-                print("fpindex-proxy listening on http://\(listenAddress.host):\(port)")
+                print("fpindex-proxy listening on \(configuration.tls == nil ? "http" : "https")://\(listenAddress.host):\(port)")
                 flushStandardOutput()
             },
             onLegacyListening: { [legacy = configuration.legacy] port in

@@ -300,6 +300,37 @@ import Testing
                 .filter { $0[path: "metadata.deletionTimestamp"] == nil }
             #expect(Set(after.compactMap { $0[path: "metadata.uid"] as? String }) == Set(proxies.compactMap { $0[path: "metadata.uid"] as? String }))
             #expect(after.allSatisfy { Self.container($0, "proxy")?["restartCount"] as? Int == 0 })
+
+            // HTTPS from a kubernetes.io/tls Secret: the proxies roll, are probed over HTTPS (the
+            // kubelet does not verify a probe's certificate) and serve the Secret's certificate.
+            let folder = try TemporaryDirectory.make(prefix: "proxy-cert")
+            defer { TemporaryDirectory.remove(folder) }
+            let openssl = try ChildProcess(
+                name: "openssl", executable: "/bin/sh",
+                arguments: [
+                    "-c",
+                    "cd '\(folder)' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
+                        + " -subj /CN=main-proxy -addext subjectAltName=DNS:main-proxy -keyout tls.key -out tls.crt",
+                ])
+            #expect(await openssl.waitForExit(timeout: .seconds(60)) == 0, "\(openssl.output)")
+            try await cluster.kubectl.ok(
+                "-n", "fpindex", "create", "secret", "tls", "main-proxy-cert", "--cert=\(folder)/tls.crt", "--key=\(folder)/tls.key")
+            try await cluster.kubectl.ok(
+                "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p", #"{"spec":{"proxy":{"tls":{"secretName":"main-proxy-cert"}}}}"#)
+            try await cluster.kubectl.ok(
+                ["-n", "fpindex", "rollout", "status", "deployment/main-proxy", "--timeout=180s"], timeout: .seconds(200))
+            let secured = try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
+                .filter { $0[path: "metadata.deletionTimestamp"] == nil }
+            let address = try #require(secured.first?[path: "status.podIP"] as? String)
+            let curl = try ChildProcess(
+                name: "curl", executable: "/bin/sh",
+                arguments: [
+                    "-c",
+                    "curl -s --cacert '\(folder)/tls.crt' --resolve main-proxy:8080:\(address) -o /dev/null -w '%{http_code}'"
+                        + " -X PUT -H 'Authorization: Bearer second-token' https://main-proxy:8080/over-tls",
+                ])
+            #expect(await curl.waitForExit(timeout: .seconds(30)) == 0, "\(curl.output)")
+            #expect(curl.stdout == "200", "\(curl.output)")
         }
     }
 

@@ -107,6 +107,24 @@ struct SecurityChildrenTests {
         #expect(!(open.containers[0].env ?? []).contains { $0.name == ComponentEnvironment.authTokenFile })
     }
 
+    @Test func proxiesServeHTTPSFromATLSSecretAndAreProbedSo() throws {
+        var cluster = Fixtures.cluster(replicas: 2)
+        cluster.spec.proxy = .init()
+        cluster.spec.proxy?.tls = .init(secretName: "proxy-cert")
+        let pod = try #require(DesiredChildren(cluster).proxyDeployment.spec?.template?.spec)
+        #expect(pod.volumes?.first { $0.name == "proxy-tls" }?.secret?["secretName"] == "proxy-cert")
+        let container = pod.containers[0]
+        let env = container.env ?? []
+        #expect(env.first { $0.name == ComponentEnvironment.tlsCertificateFile }?.value == "/etc/fpindex/proxy-tls/tls.crt")
+        #expect(env.first { $0.name == ComponentEnvironment.tlsKeyFile }?.value == "/etc/fpindex/proxy-tls/tls.key")
+        #expect(container.readinessProbe?.httpGet?.scheme == "HTTPS")
+        #expect(container.livenessProbe?.httpGet?.scheme == "HTTPS")
+        cluster.spec.proxy?.tls = nil
+        let plain = try #require(DesiredChildren(cluster).proxyDeployment.spec?.template?.spec)
+        #expect(plain.containers[0].readinessProbe?.httpGet?.scheme == nil)
+        #expect(!(plain.containers[0].env ?? []).contains { $0.name == ComponentEnvironment.tlsCertificateFile })
+    }
+
     @Test func protectedReadsWithoutTokensIsASpecProblem() {
         var cluster = Fixtures.cluster(replicas: 2)
         cluster.spec.proxy = .init()

@@ -36,9 +36,10 @@ struct NATSPermissionTests {
         var url: String { "tls://127.0.0.1:\(server.port)" }
         var caFile: String { certificates + "/ca.crt" }
 
-        /// A client as `role`. `timeout` bounds every request and publish: a refused one gets no
-        /// reply at all (the server only logs it), so refusal checks use a short one and retry
-        /// the connection instead (a loaded machine may take longer to connect).
+        /// A client as `role`. A refused request or publish gets no reply at all (the server
+        /// only logs the refusal), so it fails after `timeout`: refusal checks pass a short one.
+        /// Connecting is retried up to the usual deadline, so a short timeout cannot make a
+        /// connection on a loaded machine fail.
         func connect(as role: Role, timeout: Duration = .seconds(5)) async throws -> NATSClient {
             let configuration = NATSConfiguration(
                 servers: [url], user: role.rawValue, password: passwords[role], tlsCAFile: caFile, name: role.rawValue, timeout: timeout,
@@ -141,7 +142,8 @@ struct NATSPermissionTests {
                 environment: nats.environment(as: .proxy).merging(["FPINDEX_URL": "http://127.0.0.1:\(devPort)"]) { $1 })
             var updater: ChildProcess?
             do {
-                let http = TestHTTPClient(baseURL: String(try await proxy.waitForLine(containing: "listening on ").split(separator: " ").last!))
+                let http = TestHTTPClient(
+                    baseURL: String(try await proxy.waitForLine(containing: "listening on ").split(separator: " ").last!))
                 try await eventually("the proxy to be ready\n\(proxy.output)") {
                     try await http.request(.GET, "/_ready").status == 200 ? true : nil
                 }
@@ -192,6 +194,22 @@ struct NATSPermissionTests {
                 try await eventually("the controller to see the replica caught up") {
                     try await controller.consumerInfo(stream: "fpindex", name: "main-index-0")?.lag == 0 ? true : nil
                 }
+                #expect(nats.violations.isEmpty, "refused: \(nats.violations)")
+
+                // NATS restarts (its log starts again): everyone reconnects, and the proxy's
+                // ordered consumer, which did not survive, is created again. An index created
+                // meanwhile by another proxy reaches this proxy's catalog through it.
+                try await nats.server.restart()
+                let other = try await nats.connect(as: .proxy)
+                _ = try await other.publish(
+                    subject: StreamSubjects(prefix: "fpindex").lifecycle("side"), payload: LifecycleRecord(.create).payload)
+                await other.close()
+                try await eventually("the proxy's catalog to learn of index side after the restart\n\(proxy.output)") {
+                    try await http.json(.PUT, "/side/5", #"{"hashes":[501,502,503]}"#).status == 200 ? true : nil
+                }
+                try await eventually("fingerprint 5 on the replica after the restart\n\(started.output)") {
+                    try await Self.found(5, searching: 501, in: index, index: "side") ? true : nil
+                }
 
                 // Shutting down needs nothing more (the proxy leaves its ordered consumer to the server).
                 started.signal(SIGTERM)
@@ -233,18 +251,31 @@ struct NATSPermissionTests {
             let written = try await writer.publish(subject: fingerprint, payload: FingerprintRecord(hashes: [1, 2, 3]).payload)
             #expect(try await writer.lastMessage(stream: "fpindex", subject: fingerprint)?.sequence == written.sequence)
             await writer.close()
+            // What an updater may do beyond what the other test's updater did: find the first
+            // message from a resume point, the last lifecycle record of an index, its consumer.
+            let reader = try await nats.connect(as: .updater)
+            #expect(try await reader.firstMessage(stream: "fpindex", filter: "fpindex.>", atOrAfter: 2)?.sequence == written.sequence)
+            #expect(try await reader.lastMessage(stream: "fpindex", subject: subjects.lifecycle("idx")) != nil)
+            #expect(try await reader.consumerInfo(stream: "fpindex", name: "main-index-0")?.numPending == 2)
+            await reader.close()
 
             // Short timeouts: a refused request has no reply to wait for.
             let proxy = try await nats.connect(as: .proxy, timeout: .seconds(1))
             try await nats.expectRefused(.proxy, subject: "$JS.API.CONSUMER.DELETE.fpindex.main-index-0", "a proxy deletes a consumer") {
                 try await proxy.deleteConsumer(stream: "fpindex", name: "main-index-0")
             }
-            try await nats.expectRefused(.proxy, subject: "$JS.API.CONSUMER.CREATE.fpindex.proxy-owned", "a proxy creates a durable consumer") {
+            try await nats.expectRefused(
+                .proxy, subject: "$JS.API.CONSUMER.CREATE.fpindex.proxy-owned", "a proxy creates a durable consumer"
+            ) {
                 _ = try await proxy.createConsumer(stream: "fpindex", config: Self.replicaConsumer("proxy-owned"))
             }
-            try await nats.expectRefused(.proxy, subject: "$JS.API.CONSUMER.INFO.fpindex.main-index-0", "a proxy binds a replica's consumer") {
-                _ = try await proxy.bindPullConsumer(stream: "fpindex", name: "main-index-0")
-            }
+            // Binding reads the consumer's info, refused; cnats binds all the same when that gets
+            // no answer, but the pull request is dropped: nothing is delivered to the proxy.
+            let stolen = try await proxy.bindPullConsumer(stream: "fpindex", name: "main-index-0")
+            try await nats.expectViolation(.proxy, subject: "$JS.API.CONSUMER.INFO.fpindex.main-index-0")
+            #expect(try await stolen.fetch(batch: 10, timeout: .seconds(1)).messages.isEmpty)
+            try await nats.expectViolation(.proxy, subject: "$JS.API.CONSUMER.MSG.NEXT.fpindex.main-index-0")
+            stolen.close()
             try await nats.expectRefused(.proxy, subject: "$JS.API.STREAM.DELETE.fpindex", "a proxy deletes the stream") {
                 try await proxy.deleteStream("fpindex")
             }
@@ -279,7 +310,9 @@ struct NATSPermissionTests {
             try await nats.expectRefused(.controller, subject: subjects.fingerprint("idx", id: 3), "the controller writes a fingerprint") {
                 _ = try await manager.publish(subject: subjects.fingerprint("idx", id: 3), payload: FingerprintRecord(hashes: [5]).payload)
             }
-            try await nats.expectRefused(.controller, subject: "$JS.API.DIRECT.GET.fpindex.\(fingerprint)", "the controller reads a fingerprint") {
+            try await nats.expectRefused(
+                .controller, subject: "$JS.API.DIRECT.GET.fpindex.\(fingerprint)", "the controller reads a fingerprint"
+            ) {
                 _ = try await manager.lastMessage(stream: "fpindex", subject: fingerprint)
             }
             try await nats.expectRefused(.controller, subject: "$JS.API.STREAM.PURGE.fpindex", "the controller purges the stream") {
@@ -305,16 +338,36 @@ struct NATSPermissionTests {
             #expect(try await controller.consumerNames(stream: "fpindex") == ["main-index-0"])
 
             // The gap the example's header describes: the proxy's ordered consumer needs the
-            // ephemeral-consumer create subject, and nats-server takes an existing consumer's
-            // name in that request and updates it. When this no longer happens (a catalog
-            // without a consumer, or a server that refuses it), drop the permission's caveat.
-            let request = #"{"stream_name":"fpindex","config":{"name":"main-index-0","deliver_policy":"all","ack_policy":"all","#
+            // ephemeral-consumer create subject, and nats-server takes a durable consumer's name
+            // in that request and replaces its configuration (the consumer turns ephemeral, its
+            // settings are the proxy's). When this stops happening (a catalog that needs no
+            // consumer, or a server that refuses it), drop that permission's caveat.
+            let request =
+                #"{"stream_name":"fpindex","config":{"name":"main-index-0","deliver_policy":"all","ack_policy":"all","#
                 + #""ack_wait":1000000000,"max_ack_pending":16000,"max_deliver":-1,"filter_subject":"fpindex.>","replay_policy":"instant"}}"#
-            _ = try? await proxy.request(subject: "$JS.API.CONSUMER.CREATE.fpindex", payload: Array(request.utf8))
-            let after = try #require(try await controller.consumerInfo(stream: "fpindex", name: "main-index-0"))
-            withKnownIssue("a proxy can change a replica consumer's settings through the ephemeral-consumer create subject") {
-                #expect(after.config.ackWait == 60_000_000_000)
+            // The usual timeout: the server answers once it changed the consumer, so the read
+            // below sees the change. (Refused some day, the request fails and nothing changes.)
+            let tamperer = try await nats.connect(as: .proxy)
+            _ = try? await tamperer.request(subject: "$JS.API.CONSUMER.CREATE.fpindex", payload: Array(request.utf8))
+            await tamperer.close()
+            let tampered = try #require(try await controller.consumerInfo(stream: "fpindex", name: "main-index-0"))
+            withKnownIssue("a proxy can replace a replica consumer's configuration through the ephemeral-consumer create subject") {
+                #expect(tampered.isDurable)
+                #expect(tampered.config.ackWait == 60_000_000_000)
             }
+            // The controller can still read it, and creating it again as it wants it repairs it
+            // in place (same consumer, its state kept), durable again.
+            let repaired = try await controller.createConsumer(stream: "fpindex", config: Self.replicaConsumer("main-index-0"))
+            #expect(repaired.isDurable)
+            #expect(repaired.config.ackWait == 60_000_000_000)
+
+            // What else the controller may do: update the stream to the spec, and the finalizer's
+            // work (the consumers, then the stream with deletionPolicy: Delete).
+            #expect(
+                try await controller.ensureStream(StreamSettings(duplicateWindow: .seconds(60))).config.duplicateWindow == 60_000_000_000)
+            #expect(try await controller.deleteConsumer(stream: "fpindex", name: "main-index-0"))
+            try await controller.deleteStream("fpindex")
+            #expect(try await controller.streamInfo("fpindex") == nil)
 
             await proxy.close()
             await updater.close()
@@ -327,9 +380,9 @@ struct NATSPermissionTests {
         guard reply.status == 200 else { throw TestFailure("\(what): \(reply.status) \(reply.text)") }
     }
 
-    /// Whether a search for `hash` on `index` (an fpindex) finds fingerprint `id`.
-    static func found(_ id: Int, searching hash: Int, in index: TestHTTPClient) async throws -> Bool {
-        let reply = try await index.json(.POST, "/idx/_search", #"{"query":[\#(hash)]}"#)
+    /// Whether a search for `hash` in `index` on `server` (an fpindex) finds fingerprint `id`.
+    static func found(_ id: Int, searching hash: Int, in server: TestHTTPClient, index: String = "idx") async throws -> Bool {
+        let reply = try await server.json(.POST, "/\(index)/_search", #"{"query":[\#(hash)]}"#)
         guard reply.status == 200, let results = try reply.jsonObject()["results"] as? [[String: Any]] else { return false }
         return results.contains { ($0["id"] as? Int) == id }
     }

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A container's readiness, liveness or startup probe, parsed.
 struct ProbeSpec: Sendable, Equatable {
@@ -76,6 +77,14 @@ struct Prober: Sendable {
     let client: HTTPClient
     let tools: NodeTools
 
+    /// HTTPS probes, as the kubelet sends them: without verifying the pod's certificate (a
+    /// self-signed one is fine). Lives as long as the process, like `HTTPClient.shared`.
+    static let unverifiedHTTPS: HTTPClient = {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: .init(tlsConfiguration: tls))
+    }()
+
     /// One attempt: nil on success, else why it failed (the kubelet's event message).
     func check(_ spec: ProbeSpec, podIP: String, pid: Int32) async -> String? {
         switch spec.action {
@@ -85,7 +94,7 @@ struct Prober: Sendable {
             request.headers.add(name: "Connection", value: "close")
             for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
             do {
-                let response = try await client.execute(request, timeout: spec.timeoutAmount)
+                let response = try await (https ? Self.unverifiedHTTPS : client).execute(request, timeout: spec.timeoutAmount)
                 let body = try? await response.body.collect(upTo: 10_240)
                 if (200..<400).contains(Int(response.status.code)) { return nil }
                 let text = body.map { String(buffer: $0) } ?? ""
