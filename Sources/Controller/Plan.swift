@@ -120,7 +120,11 @@ public enum Planner {
                     actions.append(.createConsumer(wanted))
                     continue
                 }
-                let drift = ReplicaConsumer.drift(existing.config, wanted: wanted)
+                var drift = ReplicaConsumer.drift(existing.config, wanted: wanted)
+                // Made ephemeral (a create request on the ephemeral subject naming it, which the
+                // proxies' NATS user may send): it would be gone after a server restart. Created
+                // again with its durable name, it is durable again, its state kept.
+                if !existing.isDurable { drift.updatable.append("durable_name") }
                 if !drift.immutable.isEmpty {
                     let resumeAfter = existing.ackFloor.streamSeq
                     let replacement = consumerConfig(model, name: name, startSequence: resumeAfter > 0 ? resumeAfter + 1 : nil)

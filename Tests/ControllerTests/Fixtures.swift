@@ -47,11 +47,11 @@ enum Fixtures {
 
     static func consumer(
         _ name: String, pending: UInt64, ackFloor: UInt64 = 0, filter: String = "fpindex.>", ackPolicy: String = "all",
-        maxAckPending: Int = 16000
+        maxAckPending: Int = 16000, durable: Bool = true
     ) -> ConsumerInfo {
         let json = """
             {"name": "\(name)",
-             "config": {"durable_name": "\(name)", "deliver_policy": "all", "ack_policy": "\(ackPolicy)",
+             "config": {\(durable ? "\"durable_name\": \"\(name)\", " : "")"name": "\(name)", "deliver_policy": "all", "ack_policy": "\(ackPolicy)",
                         "ack_wait": 60000000000, "max_ack_pending": \(maxAckPending), "max_deliver": -1,
                         "filter_subject": "\(filter)", "replay_policy": "instant"},
              "delivered": {"consumer_seq": \(ackFloor), "stream_seq": \(ackFloor)},

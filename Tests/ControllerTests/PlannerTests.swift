@@ -238,6 +238,20 @@ struct PlannerTests {
         #expect(actions[2] == .recreateConsumer(wanted("main-index-1", 41), resumeAfter: 40, fields: ["filter_subject"]))
     }
 
+    /// A replica's consumer made ephemeral (its configuration replaced through the ephemeral
+    /// create subject) is created again under its durable name, in place.
+    @Test func aConsumerMadeEphemeralIsMadeDurableAgain() {
+        let cluster = Fixtures.cluster(replicas: 1)
+        let consumers = [Fixtures.consumer("main-index-0", pending: 3, ackFloor: 12, durable: false)]
+        #expect(!consumers[0].isDurable)
+        #expect(consumers[0].config.durableName == "main-index-0")
+        let actions = plan(cluster, observed(cluster, children: Fixtures.children(of: cluster), consumers: consumers))
+        #expect(actions.map(\.description).contains("updateConsumer(main-index-0, durable_name)"))
+        let durable = plan(
+            cluster, observed(cluster, children: Fixtures.children(of: cluster), consumers: [Fixtures.consumer("main-index-0", pending: 3)]))
+        #expect(!durable.contains { $0.description.hasPrefix("updateConsumer") })
+    }
+
     @Test(arguments: [(nil as String?, false), ("Delete", true)])
     func deletionReleasesJetStream(policy: String?, deletesStream: Bool) {
         let cluster = Fixtures.cluster(deletionPolicy: policy, deleting: true)
