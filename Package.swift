@@ -309,7 +309,9 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "FpindexAPI",
+                "JetStream",
                 "ProcessSpawning",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -13,10 +13,25 @@ public struct ClusterModel: Sendable, Equatable {
     public var workerImage: String
     public var imagePullPolicy: String
     public var natsURL: String
-    /// NATS credentials per role: the role's own Secret, else the shared `credentialsSecret`.
-    public var proxyCredentials: FpindexCluster.SecretKeySelector?
-    public var updaterCredentials: FpindexCluster.SecretKeySelector?
-    public var controllerCredentials: FpindexCluster.SecretKeySelector?
+    /// How a role authenticates to NATS: its user Secret, else its credentials file, else the
+    /// shared credentials file; nil: anonymous.
+    public var proxyCredentials: NATSCredentials?
+    public var updaterCredentials: NATSCredentials?
+    public var controllerCredentials: NATSCredentials?
+
+    public enum NATSCredentials: Sendable, Equatable {
+        /// A `.creds` file (user JWT and NKey seed) in a Secret key.
+        case file(FpindexCluster.SecretKeySelector)
+        /// A `kubernetes.io/basic-auth` Secret: keys `username` and `password`.
+        case user(secretName: String)
+
+        static func role(user: LocalObjectReference?, file: FpindexCluster.SecretKeySelector?, shared: FpindexCluster.SecretKeySelector?)
+            -> NATSCredentials?
+        {
+            if let name = user?.name { return .user(secretName: name) }
+            return (file ?? shared).map { .file($0) }
+        }
+    }
     public var tlsSecret: FpindexCluster.SecretKeySelector?
     public var streamName: String
     public var subjectPrefix: String
@@ -63,10 +78,11 @@ public struct ClusterModel: Sendable, Equatable {
         workerImage = spec.workerImage ?? ""
         imagePullPolicy = spec.imagePullPolicy ?? "IfNotPresent"
         natsURL = spec.nats?.url ?? ""
-        let shared = spec.nats?.credentialsSecret
-        proxyCredentials = spec.nats?.proxyCredentialsSecret ?? shared
-        updaterCredentials = spec.nats?.updaterCredentialsSecret ?? shared
-        controllerCredentials = spec.nats?.controllerCredentialsSecret ?? shared
+        let nats = spec.nats
+        proxyCredentials = .role(user: nats?.proxyUserSecret, file: nats?.proxyCredentialsSecret, shared: nats?.credentialsSecret)
+        updaterCredentials = .role(user: nats?.updaterUserSecret, file: nats?.updaterCredentialsSecret, shared: nats?.credentialsSecret)
+        controllerCredentials = .role(
+            user: nats?.controllerUserSecret, file: nats?.controllerCredentialsSecret, shared: nats?.credentialsSecret)
         tlsSecret = spec.nats?.tlsSecret
         streamName = spec.stream?.name ?? "fpindex"
         subjectPrefix = spec.stream?.subjectPrefix ?? "fpindex"

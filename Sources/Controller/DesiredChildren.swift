@@ -125,15 +125,23 @@ public struct DesiredChildren: Sendable, Equatable {
     }
 
     /// Environment shared by the proxy and the updater: NATS (with the role's credentials) and the stream.
-    static func natsEnvironment(_ model: ClusterModel, credentials: FpindexCluster.SecretKeySelector?) -> [EnvVar] {
+    static func natsEnvironment(_ model: ClusterModel, credentials: ClusterModel.NATSCredentials?) -> [EnvVar] {
         var env = [
             EnvVar(name: ComponentEnvironment.natsURL, value: model.natsURL),
             EnvVar(name: ComponentEnvironment.streamName, value: model.streamName),
             EnvVar(name: ComponentEnvironment.subjectPrefix, value: model.subjectPrefix),
             EnvVar(name: ComponentEnvironment.logLevel, value: "info"),
         ]
-        if let creds = credentials {
+        switch credentials {
+        case .file(let creds)?:
             env.append(EnvVar(name: ComponentEnvironment.natsCredentials, value: "\(SecretMounts.credentialsDirectory)/\(creds.key ?? "creds")"))
+        case .user(let secretName)?:
+            // From the Secret at container start (a changed password takes a restart, as it
+            // would for the NATS server's own configuration).
+            env.append(EnvVar(name: ComponentEnvironment.natsUser, valueFrom: .secret(secretName, key: "username")))
+            env.append(EnvVar(name: ComponentEnvironment.natsPassword, valueFrom: .secret(secretName, key: "password")))
+        case nil:
+            break
         }
         if let tls = model.tlsSecret {
             env.append(EnvVar(name: ComponentEnvironment.natsTLSCA, value: "\(SecretMounts.tlsDirectory)/\(tls.key ?? "ca.crt")"))
@@ -142,12 +150,12 @@ public struct DesiredChildren: Sendable, Equatable {
         return env
     }
 
-    static func secretVolumes(_ model: ClusterModel, credentials: FpindexCluster.SecretKeySelector?) -> (
+    static func secretVolumes(_ model: ClusterModel, credentials: ClusterModel.NATSCredentials?) -> (
         volumes: [Volume], mounts: [VolumeMount]
     ) {
         var volumes: [Volume] = []
         var mounts: [VolumeMount] = []
-        if let creds = credentials {
+        if case .file(let creds)? = credentials {
             var volume = Volume(name: "nats-creds")
             volume.secret = ["secretName": .string(creds.name), "defaultMode": 0o440]
             volumes.append(volume)

@@ -29,10 +29,21 @@ public actor NATSConnections {
             servers: model.natsURL.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) },
             name: "fpindex-controller", timeout: connectTimeout)
         var keyParts = [model.natsURL]
-        if let creds = model.controllerCredentials {
+        switch model.controllerCredentials {
+        case .file(let creds)?:
             let (path, digest) = try await secretFile(model.namespace, creds.name, creds.key ?? "creds")
             configuration.credentialsFile = path
             keyParts.append(digest)
+        case .user(let secretName)?:
+            let secret = try await secretData(model.namespace, secretName)
+            guard let user = secret["username"], let password = secret["password"] else {
+                throw ControllerError.nats("secret \(model.namespace)/\(secretName) needs the keys username and password")
+            }
+            configuration.user = String(decoding: user, as: UTF8.self)
+            configuration.password = String(decoding: password, as: UTF8.self)
+            keyParts.append(Self.digest(user + [0] + password))
+        case nil:
+            break
         }
         if let tls = model.tlsSecret {
             let (path, digest) = try await secretFile(model.namespace, tls.name, tls.key ?? "ca.crt")
@@ -69,14 +80,26 @@ public actor NATSConnections {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    private func secretFile(_ namespace: String, _ name: String, _ key: String) async throws -> (String, String) {
+    /// A Secret's decoded data.
+    private func secretData(_ namespace: String, _ name: String) async throws -> [String: [UInt8]] {
         let secret: Secret
         do {
             secret = try await kubernetes.get(Secret.self, namespace: namespace, name: name)
         } catch let error as KubernetesError where error.reason == .notFound {
             throw ControllerError.nats("secret \(namespace)/\(name) does not exist")
         }
-        guard let encoded = secret.data?[key], let bytes = Data(base64Encoded: encoded) else {
+        return (secret.data ?? [:]).compactMapValues { Data(base64Encoded: $0).map { Array($0) } }
+    }
+
+    /// Distinct contents need distinct connections (a rotated secret reconnects).
+    static func digest(_ bytes: [UInt8]) -> String {
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+        return String(hash, radix: 16)
+    }
+
+    private func secretFile(_ namespace: String, _ name: String, _ key: String) async throws -> (String, String) {
+        guard let bytes = try await secretData(namespace, name)[key].map({ Data($0) }) else {
             throw ControllerError.nats("secret \(namespace)/\(name) has no key \(key)")
         }
         let path = "\(directory)/\(namespace).\(name).\(key)"
@@ -85,10 +108,7 @@ public actor NATSConnections {
             guard FileManager.default.createFile(atPath: path, contents: bytes, attributes: [.posixPermissions: 0o600])
             else { throw ControllerError.nats("cannot write the NATS secret to \(path)") }
         }
-        // Distinct contents need distinct connections (a rotated secret reconnects).
-        var hash: UInt64 = 14_695_981_039_346_656_037
-        for byte in bytes { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
-        return (path, String(hash, radix: 16))
+        return (path, Self.digest(Array(bytes)))
     }
 }
 

@@ -59,6 +59,12 @@ public struct FpindexCluster: KubernetesObject, Equatable {
         public var proxyCredentialsSecret: SecretKeySelector?
         public var updaterCredentialsSecret: SecretKeySelector?
         public var controllerCredentialsSecret: SecretKeySelector?
+        /// Per-role user and password (a `kubernetes.io/basic-auth` Secret: `username`,
+        /// `password`), for a server configured with users, as manifests/nats's example; a
+        /// role's user Secret wins over any credentials file.
+        public var proxyUserSecret: LocalObjectReference?
+        public var updaterUserSecret: LocalObjectReference?
+        public var controllerUserSecret: LocalObjectReference?
         public init() {}
     }
 

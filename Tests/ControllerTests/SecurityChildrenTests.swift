@@ -1,6 +1,7 @@
 import Controller
 import Foundation
 import FpindexAPI
+import JetStream
 import Kubernetes
 import TestSupport
 import Testing
@@ -125,6 +126,24 @@ struct SecurityChildrenTests {
         #expect(!(plain.containers[0].env ?? []).contains { $0.name == ComponentEnvironment.tlsCertificateFile })
     }
 
+    /// A role's user Secret (`kubernetes.io/basic-auth`) wins over credentials files: the
+    /// container gets NATS_USER and NATS_PASSWORD from it, and no credentials file.
+    @Test func aRolesUserSecretGivesItsContainersUserAndPassword() throws {
+        var cluster = Fixtures.cluster(replicas: 2)
+        cluster.spec.nats?.credentialsSecret = .init(name: "shared", key: "creds")
+        cluster.spec.nats?.updaterUserSecret = LocalObjectReference(name: "nats-updater")
+        let model = ClusterModel(cluster)
+        #expect(model.updaterCredentials == .user(secretName: "nats-updater"))
+        #expect(model.proxyCredentials == .file(.init(name: "shared", key: "creds")))
+        let index = try #require(DesiredChildren(cluster).statefulSet.spec?.template?.spec)
+        let updater = try #require(index.containers.first { $0.name == "updater" })
+        let env = updater.env ?? []
+        #expect(env.first { $0.name == ComponentEnvironment.natsUser }?.valueFrom == .secret("nats-updater", key: "username"))
+        #expect(env.first { $0.name == ComponentEnvironment.natsPassword }?.valueFrom == .secret("nats-updater", key: "password"))
+        #expect(!env.contains { $0.name == ComponentEnvironment.natsCredentials })
+        #expect(!(index.volumes ?? []).contains { $0.name == "nats-creds" })
+    }
+
     @Test func protectedReadsWithoutTokensIsASpecProblem() {
         var cluster = Fixtures.cluster(replicas: 2)
         cluster.spec.proxy = .init()
@@ -137,9 +156,9 @@ struct SecurityChildrenTests {
         cluster.spec.nats?.credentialsSecret = .init(name: "shared", key: "creds")
         cluster.spec.nats?.proxyCredentialsSecret = .init(name: "proxy-nats", key: "proxy.creds")
         let model = ClusterModel(cluster)
-        #expect(model.proxyCredentials?.name == "proxy-nats")
-        #expect(model.updaterCredentials?.name == "shared")
-        #expect(model.controllerCredentials?.name == "shared")
+        #expect(model.proxyCredentials == .file(.init(name: "proxy-nats", key: "proxy.creds")))
+        #expect(model.updaterCredentials == .file(.init(name: "shared", key: "creds")))
+        #expect(model.controllerCredentials == .file(.init(name: "shared", key: "creds")))
         let desired = DesiredChildren(cluster)
         let proxy = try #require(desired.proxyDeployment.spec?.template?.spec)
         #expect(proxy.volumes?.first { $0.name == "nats-creds" }?.secret?["secretName"] == "proxy-nats")
@@ -154,6 +173,37 @@ struct SecurityChildrenTests {
 extension ControllerIntegrationTests {
     @Test func networkPoliciesFollowTheSpecOnKubesim() async throws {
         try await Self.networkPoliciesFollowTheSpec(.kubesim)
+    }
+
+    /// The controller as its own least-privilege NATS user (manifests/nats's example, over
+    /// TLS), from a basic-auth Secret named in the spec: it makes the stream and the consumers,
+    /// and the server refuses it nothing.
+    @Test func theControllerWorksAsItsOwnNATSUserFromTheSpec() async throws {
+        try await withSecuredNATS { nats in
+            try await withControllerHarness(.kubesim) { harness in
+                try await harness.startController()
+                _ = try await harness.kubectl([
+                    "-n", "fp", "create", "secret", "generic", "nats-controller", "--type=kubernetes.io/basic-auth",
+                    "--from-literal=username=\(NATSRole.controller.rawValue)", "--from-literal=password=\(nats.passwords[.controller]!)",
+                ])
+                _ = try await harness.kubectl(["-n", "fp", "create", "secret", "generic", "nats-ca", "--from-file=ca.crt=\(nats.caFile)"])
+                let manifest = harness.sample().replacingOccurrences(
+                    of: "url: \(harness.nats.url)",
+                    with: "url: \(nats.url)\n    tlsSecret: {name: nats-ca}\n    controllerUserSecret: {name: nats-controller}")
+                _ = try await harness.kubectl(["apply", "-f", "-"], input: manifest)
+                try await eventually("the stream ready through the controller's own user") {
+                    harness.condition(try await harness.cluster(), "StreamReady")?.status == "True" ? true : nil
+                }
+                let inspector = try await nats.connect(as: .controller)
+                let consumers = try await eventually("both consumers") {
+                    let names = try await inspector.consumerNames(stream: "fpindex")
+                    return names.count == 2 ? names : nil
+                }
+                await inspector.close()
+                #expect(consumers.sorted() == ["main-index-0", "main-index-1"])
+                #expect(nats.violations.isEmpty, "\(nats.violations)")
+            }
+        }
     }
 
     static func networkPoliciesFollowTheSpec(_ server: APIServerKind) async throws {

@@ -11,107 +11,6 @@ import Testing
 /// drops the message, so nothing changes), not by how long a reply takes.
 @Suite("NATS roles get only what they need", .timeLimit(.minutes(3)))
 struct NATSPermissionTests {
-    /// The example's users. Passwords are new for each server, given to it through its
-    /// environment as a Kubernetes Secret would be.
-    enum Role: String, CaseIterable {
-        case proxy = "fpindex-proxy"
-        case updater = "fpindex-updater"
-        case controller = "fpindex-controller"
-
-        var passwordVariable: String {
-            switch self {
-            case .proxy: "FPINDEX_PROXY_PASSWORD"
-            case .updater: "FPINDEX_UPDATER_PASSWORD"
-            case .controller: "FPINDEX_CONTROLLER_PASSWORD"
-            }
-        }
-    }
-
-    /// nats-server running the example configuration, with the certificates it serves.
-    struct SecuredNATS {
-        let server: NATSServer
-        let certificates: String
-        let passwords: [Role: String]
-
-        var url: String { "tls://127.0.0.1:\(server.port)" }
-        var caFile: String { certificates + "/ca.crt" }
-
-        /// A client as `role`. A refused request or publish gets no reply at all (the server
-        /// only logs the refusal), so it fails after `timeout`: refusal checks pass a short one.
-        /// Connecting is retried up to the usual deadline, so a short timeout cannot make a
-        /// connection on a loaded machine fail.
-        func connect(as role: Role, timeout: Duration = .seconds(5)) async throws -> NATSClient {
-            let configuration = NATSConfiguration(
-                servers: [url], user: role.rawValue, password: passwords[role], tlsCAFile: caFile, name: role.rawValue, timeout: timeout,
-                publishTimeout: timeout)
-            return try await eventually("a connection as \(role.rawValue)") {
-                try await NATSClient.connect(configuration, logger: Logger(label: role.rawValue))
-            }
-        }
-
-        /// The environment that makes fpindex-proxy or fpindex-updater connect as `role`.
-        func environment(as role: Role) -> [String: String] {
-            ["NATS_URL": url, "NATS_TLS_CA": caFile, "NATS_USER": role.rawValue, "NATS_PASSWORD": passwords[role]!, "LOG_LEVEL": "info"]
-        }
-
-        /// Every permission violation the server logged, as its log lines.
-        var violations: [String] {
-            server.process.stderr.split(separator: "\n").filter { $0.contains(" Violation - ") }.map(String.init)
-        }
-
-        /// Waits for the server to log that it refused `subject` to `role` (`Publish` or
-        /// `Subscription`): nats-server logs each violation as it drops the message.
-        func expectViolation(_ role: Role, _ kind: String = "Publish", subject: String) async throws {
-            try await eventually("nats-server to refuse \(kind.lowercased()) on \(subject) to \(role.rawValue)") {
-                violations.contains { $0.contains("user:\(role.rawValue)\"") && $0.contains("\(kind) Violation - Subject \"\(subject)\"") }
-                    ? true : nil
-            }
-        }
-
-        /// `attempt` fails, and the server says it refused `subject` to `role`.
-        func expectRefused(
-            _ role: Role, subject: String, _ what: Comment, sourceLocation: SourceLocation = #_sourceLocation,
-            _ attempt: () async throws -> Void
-        ) async throws {
-            await #expect(throws: JetStreamError.self, what, sourceLocation: sourceLocation) { try await attempt() }
-            try await expectViolation(role, subject: subject)
-        }
-    }
-
-    /// Starts nats-server with the example configuration: only its listen address, store,
-    /// monitoring port and certificate folder changed.
-    static func withSecuredNATS(_ body: (SecuredNATS) async throws -> Void) async throws {
-        let example = Locations.packageRoot + "/manifests/nats/nats-server-permissions.conf"
-        let text = try String(contentsOfFile: example, encoding: .utf8)
-        let certificates = try await TestCertificates.make()
-        defer { TemporaryDirectory.remove(certificates) }
-        var passwords: [Role: String] = [:]
-        for role in Role.allCases { passwords[role] = UUID().uuidString }
-        let server = try await NATSServer.start(
-            environment: Dictionary(uniqueKeysWithValues: passwords.map { ($0.key.passwordVariable, $0.value) })
-        ) { port, store in
-            var configuration = text
-            for (from, to) in [
-                ("listen: 0.0.0.0:4222", "listen: 127.0.0.1:\(port)"), ("http_port: 8222", "http_port: -1"),
-                ("store_dir: /data/jetstream", "store_dir: \(store)"), ("/etc/nats/tls/", certificates + "/"),
-            ] {
-                // The example changed under the test: say so rather than test something else.
-                guard configuration.contains(from) else { throw TestFailure("\(example) no longer has '\(from)'") }
-                configuration = configuration.replacingOccurrences(of: from, with: to)
-            }
-            return configuration
-        }
-        let nats = SecuredNATS(server: server, certificates: certificates, passwords: passwords)
-        do {
-            try await body(nats)
-        } catch {
-            print(server.process.output)
-            await server.stop()
-            throw error
-        }
-        await server.stop()
-    }
-
     /// A replica's consumer as the controller creates it (`ReplicaConsumer.config`, which this
     /// test target does not link; the updater uses it as it finds it).
     static func replicaConsumer(_ name: String) -> ConsumerConfig {
@@ -127,7 +26,7 @@ struct NATSPermissionTests {
     /// fpindex-dev; read-your-writes works (the proxy hears the updater's announcements). From
     /// start to shutdown, the server refuses nothing: no component needs more than its role.
     @Test func everyComponentWorksAsItsOwnUserOverTLS() async throws {
-        try await Self.withSecuredNATS { nats in
+        try await withSecuredNATS { nats in
             let controller = try await nats.connect(as: .controller)
             let stream = try await controller.ensureStream(StreamSettings())
             #expect(stream.config.subjects == ["fpindex.>"])
@@ -239,7 +138,7 @@ struct NATSPermissionTests {
     /// published; the controller cannot write to the stream, read its data (no direct gets, no
     /// fetching from a replica's consumer), purge it, nor forge a replica's progress.
     @Test func eachRoleIsRefusedWhatItDoesNotNeed() async throws {
-        try await Self.withSecuredNATS { nats in
+        try await withSecuredNATS { nats in
             let controller = try await nats.connect(as: .controller)
             try await controller.ensureStream(StreamSettings())
             _ = try await controller.createConsumer(stream: "fpindex", config: Self.replicaConsumer("main-index-0"))
@@ -385,5 +284,16 @@ struct NATSPermissionTests {
         let reply = try await server.json(.POST, "/\(index)/_search", #"{"query":[\#(hash)]}"#)
         guard reply.status == 200, let results = try reply.jsonObject()["results"] as? [[String: Any]] else { return false }
         return results.contains { ($0["id"] as? Int) == id }
+    }
+}
+
+extension SecuredNATS {
+    /// `attempt` fails, and the server says it refused `subject` to `role`.
+    func expectRefused(
+        _ role: NATSRole, subject: String, _ what: Comment, sourceLocation: SourceLocation = #_sourceLocation,
+        _ attempt: () async throws -> Void
+    ) async throws {
+        await #expect(throws: JetStreamError.self, what, sourceLocation: sourceLocation) { try await attempt() }
+        try await expectViolation(role, subject: subject)
     }
 }
