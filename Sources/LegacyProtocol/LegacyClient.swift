@@ -21,7 +21,7 @@ public final class LegacyClient: @unchecked Sendable {
             address.sin_port = UInt16(port).bigEndian
             address.sin_addr.s_addr = inet_addr(host)
             let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(candidate, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(candidate, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
             if connected == 0 {
                 var timeout = timeval(tv_sec: 30, tv_usec: 0)
@@ -34,6 +34,21 @@ public final class LegacyClient: @unchecked Sendable {
             Glibc.close(candidate)
             guard ContinuousClock.now < deadline else { throw LegacyClientError("nothing accepts legacy connections on \(host):\(port)") }
             usleep(50_000)
+        }
+    }
+
+    /// Connects as `init` does, but waits between attempts without holding a thread: for a
+    /// server that is still starting, from async code (a blocked thread of the cooperative
+    /// pool stalls every other task of the process meanwhile).
+    public static func connect(host: String = "127.0.0.1", port: Int, timeout: Duration = .seconds(20)) async throws -> LegacyClient {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            do {
+                return try LegacyClient(host: host, port: port, timeout: .zero)
+            } catch {
+                guard ContinuousClock.now < deadline else { throw error }
+                try await Task.sleep(for: .milliseconds(50))
+            }
         }
     }
 

@@ -92,7 +92,7 @@ import Testing
             let proxyService = try await cluster.object("-n", "fpindex", "get", "service", "main-proxy")
             let legacyPort = (proxyService[path: "spec.ports"] as? [[String: Any]])?.first { $0["name"] as? String == "legacy" }?["port"] as? Int
             #expect(legacyPort == 6080)
-            let legacy = try LegacyClient(host: try #require(proxyService[path: "spec.clusterIP"] as? String), port: legacyPort ?? 6080)
+            let legacy = try await LegacyClient.connect(host: try #require(proxyService[path: "spec.clusterIP"] as? String), port: legacyPort ?? 6080)
             let legacyHashes = Self.hashes(9001).map { String(Int32(bitPattern: $0)) }.joined(separator: ",")
             #expect(try legacy.send("begin") == "OK ")
             #expect(try legacy.send("insert 9001 \(legacyHashes)") == "OK ")
@@ -271,8 +271,7 @@ import Testing
             try await cluster.kubectl.ok(
                 "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p",
                 #"{"spec":{"proxy":{"auth":{"tokenSecret":{"name":"main-proxy-tokens"}}}}}"#)
-            try await cluster.kubectl.ok(
-                ["-n", "fpindex", "rollout", "status", "deployment/main-proxy", "--timeout=180s"], timeout: .seconds(200))
+            try await Self.waitForProxyRollout(cluster, carrying: "AUTH_TOKEN_FILE")
             let proxies = try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
                 .filter { $0[path: "metadata.deletionTimestamp"] == nil }
             #expect(proxies.count == 2)
@@ -317,8 +316,7 @@ import Testing
                 "-n", "fpindex", "create", "secret", "tls", "main-proxy-cert", "--cert=\(folder)/tls.crt", "--key=\(folder)/tls.key")
             try await cluster.kubectl.ok(
                 "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p", #"{"spec":{"proxy":{"tls":{"secretName":"main-proxy-cert"}}}}"#)
-            try await cluster.kubectl.ok(
-                ["-n", "fpindex", "rollout", "status", "deployment/main-proxy", "--timeout=180s"], timeout: .seconds(200))
+            try await Self.waitForProxyRollout(cluster, carrying: "TLS_CERT_FILE")
             let secured = try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
                 .filter { $0[path: "metadata.deletionTimestamp"] == nil }
             let address = try #require(secured.first?[path: "status.podIP"] as? String)
@@ -332,6 +330,20 @@ import Testing
             #expect(await curl.waitForExit(timeout: .seconds(30)) == 0, "\(curl.output)")
             #expect(curl.stdout == "200", "\(curl.output)")
         }
+    }
+
+    /// Waits until the controller has put `variable` into the proxy Deployment's template and
+    /// the rollout of that template is complete (`rollout status` alone may see the previous
+    /// template, complete, before the controller's patch arrives).
+    static func waitForProxyRollout(_ cluster: KubeSimCluster, carrying variable: String) async throws {
+        try await eventually(timeout: .seconds(60), "the proxy template with \(variable)") {
+            let deployment = try await cluster.object("-n", "fpindex", "get", "deployment", "main-proxy")
+            let containers = deployment[path: "spec.template.spec.containers"] as? [[String: Any]] ?? []
+            let env = containers.first?["env"] as? [[String: Any]] ?? []
+            return env.contains { $0["name"] as? String == variable } ? true : nil
+        }
+        try await cluster.kubectl.ok(
+            ["-n", "fpindex", "rollout", "status", "deployment/main-proxy", "--timeout=180s"], timeout: .seconds(200))
     }
 
     /// A Secret volume follows its Secret while the pod runs, as the kubelet's is: a rotated

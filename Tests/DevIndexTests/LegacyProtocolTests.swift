@@ -109,6 +109,8 @@ struct LegacyProtocolTests {
             port: port, directory: nil, arguments: ["--legacy-port", String(legacyPort)] + arguments)
         defer { if let scratch { TemporaryDirectory.remove(scratch) } }
         do {
+            // Open before the body's clients connect, which they do at once.
+            _ = try await LegacyClient.connect(port: legacyPort)
             try await body(legacyPort)
         } catch {
             await process.stop(timeout: .seconds(2))

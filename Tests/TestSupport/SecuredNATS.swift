@@ -72,7 +72,9 @@ public func withSecuredNATS(_ body: (SecuredNATS) async throws -> Void) async th
     let certificates = try await TestCertificates.make()
     defer { TemporaryDirectory.remove(certificates) }
     var passwords: [NATSRole: String] = [:]
-    for role in NATSRole.allCases { passwords[role] = UUID().uuidString }
+    // nats-server parses an environment variable's value as a configuration value: a UUID
+    // starting with digits can read as a date or number. Letters first keep it a string.
+    for role in NATSRole.allCases { passwords[role] = "pw" + UUID().uuidString.replacingOccurrences(of: "-", with: "") }
     let server = try await NATSServer.start(
         environment: Dictionary(uniqueKeysWithValues: passwords.map { ($0.key.passwordVariable, $0.value) })
     ) { port, store in

@@ -20,7 +20,7 @@ struct ProxyLegacyTests {
                 "--legacy-listen", "127.0.0.1:\(port)", "--consistency", "replica", "--min-replicas", String(cluster.replicas.count),
             ] + arguments)
         // The port opens once the proxy is ready and the index exists.
-        _ = try LegacyClient(port: port).send("echo")
+        _ = try await LegacyClient.connect(port: port).send("echo")
         return port
     }
 
@@ -88,7 +88,7 @@ struct ProxyLegacyTests {
             let (process, scratch) = try await IndexServerKind.real(binary: real).start(
                 port: try FreePort.find(), directory: nil, arguments: ["--legacy-port", String(legacyPort)])
             defer { if let scratch { TemporaryDirectory.remove(scratch) } }
-            _ = try LegacyClient(port: legacyPort).send("echo")
+            _ = try await LegacyClient.connect(port: legacyPort).send("echo")
             let fromReal = try await runIndexClient(port: legacyPort)
             await process.stop(timeout: .seconds(2))
             #expect(fromReal == expected)
@@ -186,7 +186,7 @@ struct ProxyLegacyTests {
             try await Task.sleep(for: .seconds(1))
             updater.signal(SIGCONT)
             resumed = true
-            #expect(try writer.readReply() == "OK ", "\(cluster.output)")
+            #expect(try await writer.replyOffThePool() == "OK ", "\(cluster.output)")
             #expect(try writer.send("search 7878,7879") == "OK 78:2")
         }
     }
@@ -218,7 +218,7 @@ struct ProxyLegacyTests {
             proxy.signal(SIGTERM)
             // Durable, not applied by any replica in time: the real server's answer to a commit
             // that did not go through, the transaction still open.
-            #expect(try writer.readReply() == "ERR commit failed")
+            #expect(try await writer.replyOffThePool() == "ERR commit failed")
             // Answered at the end of its whole wait, which began after the commit was sent: the
             // signal did not cut it short (measured from the send, not the signal, which a
             // loaded machine may deliver seconds later).
@@ -244,5 +244,15 @@ struct ProxyLegacyTests {
         #expect(await proxy.waitForExit(timeout: .seconds(20)) == 0, "\(proxy.output)")
         // Well within the 25 s shutdown budget: nothing waited for NATS.
         #expect(ContinuousClock.now - stopping < .seconds(10), "\(proxy.output)")
+    }
+}
+
+extension LegacyClient {
+    /// `readReply()` on a thread of its own: a commit's reply may take many seconds, and a
+    /// blocked thread of the cooperative pool (two on this machine) stalls every other test.
+    func replyOffThePool() async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try self.readReply() }) }
+        }
     }
 }
