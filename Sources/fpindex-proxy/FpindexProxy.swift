@@ -56,6 +56,9 @@ struct FpindexProxy: AsyncParsableCommand {
     @Option(help: "Milliseconds a write waits for the stream's acknowledgement before 503 (default 10000).")
     var publishTimeout: Int = 10000
 
+    @Option(help: "Milliseconds a forwarded read or search waits for the read backend before 503 (default 10000).")
+    var readTimeout: Int = 10000
+
     @Option(help: "Longest request target (path and query) in bytes, else 414 (env MAX_REQUEST_TARGET; default 4096).")
     var maxRequestTarget: Int?
 
@@ -172,7 +175,7 @@ struct FpindexProxy: AsyncParsableCommand {
         let configuration = ProxyConfiguration(
             host: listenAddress.host, port: listenAddress.port, nats: natsConfiguration,
             stream: try stream.settings(), readURL: readURL,
-            auth: try authSettings(),
+            auth: try authSettings(), readTimeout: .milliseconds(max(readTimeout, 1)),
             manageStream: !noManageStream, consistency: try writeConsistency(), minReplicas: max(minReplicas, 1),
             replicaTimeout: .milliseconds(max(replicaTimeout, 1)), limits: try requestLimits(), legacy: try legacySettings(),
             tls: try tlsSettings())

@@ -118,7 +118,9 @@ struct WatchTests {
             let created = try await client.create(configMap("a", data: [:]))
             let stream = try client.watch(
                 ConfigMap.resourceType, namespace: "default",
-                options: WatchOptions(resourceVersion: created.metadata.resourceVersion, timeout: .seconds(10)),
+                // Only a bound: the loop ends as soon as both events came (a busy machine may
+                // hold this test for many seconds before it reads them).
+                options: WatchOptions(resourceVersion: created.metadata.resourceVersion, timeout: .seconds(120)),
                 as: ConfigMap.self)
             _ = try await client.create(configMap("b", data: ["x": "y"]))
             var sawAdded = false

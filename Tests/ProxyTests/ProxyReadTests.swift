@@ -168,7 +168,9 @@ struct ProxyShutdownTests {
     @Test func aSearchInFlightAtSigtermGetsItsAnswer() async throws {
         try await withNATSServer { nats in
             let backend = try await HeldBackend.start()
-            let p = try await ProxyHarness.start(nats: nats, readURL: backend.url)
+            // The backend is held until the test releases it: a test process slowed by a busy
+            // machine must not turn that into the proxy's own read timeout (503).
+            let p = try await ProxyHarness.start(nats: nats, readURL: backend.url, arguments: ["--read-timeout", "120000"])
             let search = Task { try await p.http.json(.POST, "/r/_search", #"{"query":[1,2,3]}"#) }
             var arrivals = backend.arrived.makeAsyncIterator()
             _ = await arrivals.next()
