@@ -143,7 +143,7 @@ struct NetworkPolicyStrategy: KindStrategy {
 }
 
 /// An IPv4 or IPv6 network in CIDR notation, as Go's `net.ParseCIDR` reads it.
-struct CIDR {
+struct CIDR: Equatable, Sendable {
     let address: [UInt8]
     let prefix: Int
 

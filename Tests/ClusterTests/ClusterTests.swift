@@ -272,8 +272,7 @@ import Testing
                 "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p",
                 #"{"spec":{"proxy":{"auth":{"tokenSecret":{"name":"main-proxy-tokens"}}}}}"#)
             try await Self.waitForProxyRollout(cluster, carrying: "AUTH_TOKEN_FILE")
-            let proxies = try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
-                .filter { $0[path: "metadata.deletionTimestamp"] == nil }
+            let proxies = try await Self.liveProxies(cluster)
             #expect(proxies.count == 2)
             let bearer = { (token: String) in [("Authorization", "Bearer \(token)")] }
             for pod in proxies {
@@ -295,8 +294,7 @@ import Testing
                 }
                 #expect(try await direct.json(.PUT, "/shielded", headers: bearer("first-token")).status == 401)
             }
-            let after = try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
-                .filter { $0[path: "metadata.deletionTimestamp"] == nil }
+            let after = try await Self.liveProxies(cluster)
             #expect(Set(after.compactMap { $0[path: "metadata.uid"] as? String }) == Set(proxies.compactMap { $0[path: "metadata.uid"] as? String }))
             #expect(after.allSatisfy { Self.container($0, "proxy")?["restartCount"] as? Int == 0 })
 
@@ -317,8 +315,7 @@ import Testing
             try await cluster.kubectl.ok(
                 "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p", #"{"spec":{"proxy":{"tls":{"secretName":"main-proxy-cert"}}}}"#)
             try await Self.waitForProxyRollout(cluster, carrying: "TLS_CERT_FILE")
-            let secured = try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
-                .filter { $0[path: "metadata.deletionTimestamp"] == nil }
+            let secured = try await Self.liveProxies(cluster)
             let address = try #require(secured.first?[path: "status.podIP"] as? String)
             let curl = try ChildProcess(
                 name: "curl", executable: "/bin/sh",
@@ -330,6 +327,12 @@ import Testing
             #expect(await curl.waitForExit(timeout: .seconds(30)) == 0, "\(curl.output)")
             #expect(curl.stdout == "200", "\(curl.output)")
         }
+    }
+
+    /// The sample's proxy pods that are not being deleted.
+    static func liveProxies(_ cluster: KubeSimCluster) async throws -> [[String: Any]] {
+        try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
+            .filter { $0[path: "metadata.deletionTimestamp"] == nil }
     }
 
     /// Waits until the controller has put `variable` into the proxy Deployment's template and

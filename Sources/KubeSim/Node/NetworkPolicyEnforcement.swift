@@ -22,6 +22,16 @@ struct NetworkPolicySnapshot: Equatable, Sendable {
     struct Block: Equatable, Sendable {
         var cidr: String
         var except: [String]
+        /// Parsed once here, not for every connection the Service proxy checks.
+        var network: CIDR?
+        var excluded: [CIDR]
+
+        init(cidr: String, except: [String]) {
+            self.cidr = cidr
+            self.except = except
+            network = CIDR(cidr)
+            excluded = except.compactMap(CIDR.init)
+        }
     }
 
     struct Port: Equatable, Hashable, Sendable {
@@ -110,9 +120,8 @@ struct NetworkPolicySnapshot: Equatable, Sendable {
             let fromMatches =
                 grant.anySource || grant.addresses.contains(source)
                 || grant.blocks.contains { block in
-                    guard let network = CIDR(block.cidr), let address = CIDR("\(source)/32") else { return false }
-                    return network.contains(address.address)
-                        && !block.except.contains { CIDR($0).map { $0.contains(address.address) } ?? false }
+                    guard let network = block.network, let address = CIDR("\(source)/32") else { return false }
+                    return network.contains(address.address) && !block.excluded.contains { $0.contains(address.address) }
                 }
             let portMatches =
                 grant.ports.map { $0.contains(Port(proto: proto, number: port)) || $0.contains(Port(proto: proto, number: 0)) } ?? true
@@ -142,7 +151,7 @@ struct NetworkPolicySnapshot: Equatable, Sendable {
                 sources = [""]
             } else {
                 if !grant.addresses.isEmpty { sources.append("ip saddr { \(grant.addresses.sorted().joined(separator: ", ")) } ") }
-                for block in grant.blocks where CIDR(block.cidr)?.address.count == 4 {
+                for block in grant.blocks where block.network?.address.count == 4 {
                     let except = block.except.isEmpty ? "" : "ip saddr != { \(block.except.joined(separator: ", ")) } "
                     sources.append("ip saddr \(block.cidr) \(except)")
                 }

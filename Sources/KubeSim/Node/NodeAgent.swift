@@ -22,7 +22,6 @@ actor NodeAgent {
     private var finishedWorkers: Set<String> = []
     private var serviceAddresses: Set<String> = []
     private var dnsSnapshot: DNSSnapshot = DNSSnapshot(records: [])
-    private var policySnapshot = NetworkPolicySnapshot()
     /// The nftables script last applied in each pod network namespace.
     private var appliedPolicyScripts: [String: String] = [:]
 
@@ -272,12 +271,7 @@ actor NodeAgent {
     private func reconcileNetworkPolicies(pods: [JSONValue]) async {
         let snapshot = NetworkPolicySnapshot(
             pods: pods, namespaces: await context.writer.list(Self.namespaceType), policies: await context.writer.list(Self.policyType))
-        if snapshot != policySnapshot {
-            policySnapshot = snapshot
-            proxy.setPolicy(snapshot, podAddresses: Set(pods.compactMap { $0.value(at: ["status", "podIP"])?.stringValue }))
-        } else {
-            proxy.setPodAddresses(Set(pods.compactMap { $0.value(at: ["status", "podIP"])?.stringValue }))
-        }
+        proxy.setPolicy(snapshot, podAddresses: Set(pods.compactMap { $0.value(at: ["status", "podIP"])?.stringValue }))
         var live: Set<String> = []
         for worker in workers.values {
             guard let namespace = await worker.hostsNamespace, let address = await worker.address else { continue }

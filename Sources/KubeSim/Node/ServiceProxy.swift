@@ -67,10 +67,6 @@ final class ServiceProxy: Sendable {
         policy.withLock { $0 = (snapshot, podAddresses) }
     }
 
-    func setPodAddresses(_ addresses: Set<String>) {
-        policy.withLock { $0.podAddresses = addresses }
-    }
-
     /// The backends a connection from `source` may reach, as NetworkPolicies say.
     func admitted(_ candidates: [Backend], from source: String?) -> [Backend] {
         let (snapshot, addresses) = policy.withLock { ($0.snapshot, $0.podAddresses) }
