@@ -14,6 +14,9 @@ let package = Package(
         .executable(name: "fpindex-proxy", targets: ["fpindex-proxy"]),
         .executable(name: "fpindex-updater", targets: ["fpindex-updater"]),
         .executable(name: "fpindex-bench", targets: ["fpindex-bench"]),
+        .executable(name: "fpindex-import", targets: ["fpindex-import"]),
+        .executable(name: "fpindex-verify", targets: ["fpindex-verify"]),
+        .executable(name: "fpindex-backup", targets: ["fpindex-backup"]),
         .executable(name: "kubesim", targets: ["kubesim"]),
         .executable(name: "fpindex-controller", targets: ["fpindex-controller"]),
         .library(name: "FpindexAPI", targets: ["FpindexAPI"]),
@@ -67,6 +70,33 @@ let package = Package(
         // controller (which creates and repairs it).
         .target(name: "ReplicaConsumer", dependencies: ["FpindexAPI", "JetStream"], swiftSettings: swiftSettings),
 
+        // The fpindex HTTP API as a client (MessagePack over pooled connections): the updater's
+        // writes, fpindex-verify's reads and searches.
+        .target(
+            name: "FpindexClient",
+            dependencies: [
+                "FpindexAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Moving an index onto the stream and keeping it safe: bulk import, verification against
+        // replicas, stream backup and restore (fpindex-import, fpindex-verify, fpindex-backup).
+        .target(
+            name: "StreamMigration",
+            dependencies: [
+                "FpindexAPI",
+                "FpindexClient",
+                "JetStream",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // The HTTP edge shared by fpindex-dev and fpindex-proxy: routes, negotiation, error replies.
         .target(
             name: "FpindexHTTP",
@@ -108,6 +138,7 @@ let package = Package(
             name: "Updater",
             dependencies: [
                 "FpindexAPI",
+                "FpindexClient",
                 "JetStream",
                 "ReplicaConsumer",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -203,6 +234,7 @@ let package = Package(
             name: "fpindex-bench",
             dependencies: [
                 "FpindexAPI",
+                "StreamMigration",
                 "JetStream",
                 "LegacyProtocol",
                 "ReplicaConsumer",
@@ -212,6 +244,43 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "fpindex-import",
+            dependencies: [
+                "StreamMigration",
+                "CommandSupport",
+                "JetStream",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fpindex-verify",
+            dependencies: [
+                "StreamMigration",
+                "CommandSupport",
+                "FpindexAPI",
+                "FpindexClient",
+                "JetStream",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "fpindex-backup",
+            dependencies: [
+                "StreamMigration",
+                "CommandSupport",
+                "FpindexAPI",
+                "JetStream",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -76,3 +76,10 @@ extension StringProtocol {
 public func flushStandardOutput() {
     fflush(nil)
 }
+
+/// Prints a line on standard error: messages for the person at the terminal, apart from the
+/// figures a script reads from standard output.
+public func printToStandardError(_ text: String) {
+    var bytes = Array((text + "\n").utf8)
+    bytes.withUnsafeMutableBytes { _ = write(2, $0.baseAddress, $0.count) }
+}

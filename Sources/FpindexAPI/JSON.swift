@@ -373,3 +373,17 @@ public struct JSONWriter: WireWriter {
         endArray()
     }
 }
+
+extension JSONReader {
+    /// A 32-bit hash as bulk exports write it: a u32, or a negative 32-bit integer (PostgreSQL
+    /// stores hashes as `int4`), which is taken as its two's-complement bit pattern.
+    public mutating func readHash32() throws(FpindexError) -> UInt32 {
+        guard try peek() == UInt8(ascii: "-") else { return try readUInt32() }
+        position += 1
+        guard position < bytes.count, bytes[position] >= UInt8(ascii: "0"), bytes[position] <= UInt8(ascii: "9") else {
+            throw .badRequest("expected an integer in JSON at byte \(position)")
+        }
+        let magnitude = try readUInt(max: 1 << 31)
+        return UInt32(truncatingIfNeeded: 0 &- magnitude)
+    }
+}

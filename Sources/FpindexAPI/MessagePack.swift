@@ -13,6 +13,9 @@ public struct MsgPackReader: WireReader {
 
     public var isAtEnd: Bool { position >= bytes.count }
 
+    /// How many bytes the values read so far took: where the next value starts.
+    public var offset: Int { position }
+
     /// Rejects trailing bytes after the top-level value.
     public func finish() throws(FpindexError) {
         guard position == bytes.count else {
@@ -326,7 +329,9 @@ public struct MsgPackWriter: WireWriter {
             size += value <= 0x7f ? 1 : value <= 0xff ? 2 : value <= 0xffff ? 3 : 5
         }
         let start = bytes.count
-        bytes.append(contentsOf: repeatElement(0, count: size))
+        // An array source is copied with memcpy even unoptimized; a `repeatElement` is walked
+        // element by element, which made debug builds (the tests) spend most of a write here.
+        bytes.append(contentsOf: [UInt8](repeating: 0, count: size))
         bytes.withUnsafeMutableBufferPointer { buffer in
             var p = start
             for value in values {

@@ -271,6 +271,23 @@ extension NATSClient {
         return info
     }
 
+    /// Checks an existing stream for a process that uses it but does not manage it (the proxy,
+    /// the bulk tools): what writes and reads rely on must be as `settings` says. Replicas and
+    /// storage are the manager's to choose (the controller sets them from the cluster's spec).
+    /// - Throws: `.configuration` when the stream does not exist, `.configurationMismatch(field:)`.
+    public func verifyStream(_ settings: StreamSettings) async throws -> StreamInfo {
+        guard let info = try await streamInfo(settings.name) else {
+            throw JetStreamError(.configuration, "stream \(settings.name) does not exist")
+        }
+        let desired = StreamConfig(settings)
+        if let field = desired.differences(from: info.config).first(where: { !StreamConfig.placementFields.contains($0) }) {
+            throw JetStreamError(
+                .configurationMismatch(field: field),
+                "stream \(settings.name) differs in \(field): it has \(info.config.value(of: field)), this process needs \(desired.value(of: field))")
+        }
+        return info
+    }
+
     /// Purges the messages matching `filter` with a sequence below `upTo` (all of them when nil).
     /// - Returns: how many messages were removed.
     @discardableResult

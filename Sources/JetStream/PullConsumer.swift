@@ -30,6 +30,8 @@ public struct ConsumerConfig: Codable, Sendable, Equatable {
     public var replayPolicy: String
     /// Largest batch one fetch may ask for.
     public var maxBatch: Int?
+    /// Nanoseconds without a fetch after which the server deletes the consumer (nil: never).
+    public var inactiveThreshold: Int64?
 
     enum CodingKeys: String, CodingKey {
         case description
@@ -43,6 +45,7 @@ public struct ConsumerConfig: Codable, Sendable, Equatable {
         case filterSubject = "filter_subject"
         case replayPolicy = "replay_policy"
         case maxBatch = "max_batch"
+        case inactiveThreshold = "inactive_threshold"
     }
 
     /// A durable pull consumer delivering from `startSequence` (from the start when nil), with
@@ -63,6 +66,7 @@ public struct ConsumerConfig: Codable, Sendable, Equatable {
         self.filterSubject = filterSubject
         self.replayPolicy = "instant"
         self.maxBatch = nil
+        self.inactiveThreshold = nil
     }
 }
 
@@ -141,6 +145,7 @@ extension ConsumerConfig {
         filterSubject = try c.decodeIfPresent(String.self, forKey: .filterSubject)
         replayPolicy = try c.decode(String.self, forKey: .replayPolicy)
         maxBatch = try c.decodeIfPresent(Int.self, forKey: .maxBatch)
+        inactiveThreshold = try c.decodeIfPresent(Int64.self, forKey: .inactiveThreshold)
     }
 }
 

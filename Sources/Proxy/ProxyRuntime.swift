@@ -70,7 +70,7 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
             do {
                 let info =
                     configuration.manageStream
-                    ? try await client.ensureStream(configuration.stream) : try await verifyOnly(client)
+                    ? try await client.ensureStream(configuration.stream) : try await client.verifyStream(configuration.stream)
                 runtime.verified(info)
                 subscription = try await followLifecycle(client)
                 progressSubscription = try await followReplicaProgress(client)
@@ -86,19 +86,6 @@ public struct NATSConnectionService: Service, CustomStringConvertible {
         if let client = runtime.detach() {
             await client.close()
         }
-    }
-
-    private func verifyOnly(_ client: NATSClient) async throws -> StreamInfo {
-        guard let info = try await client.streamInfo(configuration.stream.name) else {
-            throw JetStreamError(.configuration, "stream \(configuration.stream.name) does not exist")
-        }
-        // Replicas and storage are the manager's to choose (the controller sets them from the
-        // cluster's spec); what writes and reads rely on must be as this proxy expects.
-        let desired = StreamConfig(configuration.stream)
-        if let field = desired.differences(from: info.config).first(where: { !StreamConfig.placementFields.contains($0) }) {
-            throw JetStreamError(.configurationMismatch(field: field), "stream \(configuration.stream.name) differs in \(field)")
-        }
-        return info
     }
 
     /// Listens to the applied sequences the updaters announce, for `replica` consistency.

@@ -1,4 +1,5 @@
 import FpindexAPI
+import FpindexClient
 import JetStream
 import Logging
 import Metrics

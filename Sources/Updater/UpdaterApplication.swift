@@ -1,4 +1,5 @@
 import FpindexAPI
+import FpindexClient
 import Hummingbird
 import Logging
 import Metrics

@@ -4,7 +4,7 @@ import NIOCore
 import NIOHTTP1
 
 /// What went wrong calling fpindex.
-enum FpindexCallError: Error, CustomStringConvertible {
+public enum FpindexCallError: Error, CustomStringConvertible {
     /// Unreachable, timed out, or a 5xx: try again later.
     case unavailable(String)
     /// The index does not exist (404 `IndexNotFound`).
@@ -12,7 +12,7 @@ enum FpindexCallError: Error, CustomStringConvertible {
     /// fpindex refused the request as invalid (400): retrying will not help.
     case rejected(status: Int, name: String)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .unavailable(let reason): "fpindex unavailable: \(reason)"
         case .indexNotFound: "index not found"
@@ -21,19 +21,20 @@ enum FpindexCallError: Error, CustomStringConvertible {
     }
 }
 
-/// The fpindex HTTP API as the updater uses it, in MessagePack over pooled connections.
-final class FpindexClient: Sendable {
-    let baseURL: String
+/// The fpindex HTTP API as this project's tools use it (the updater, fpindex-verify), in
+/// MessagePack over pooled connections.
+public final class FpindexClient: Sendable {
+    public let baseURL: String
     let client: HTTPClient
 
-    init(baseURL: String) {
+    public init(baseURL: String) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(2), read: .seconds(120))
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
-    func shutdown() async {
+    public func shutdown() async {
         try? await client.shutdown()
     }
 
@@ -75,7 +76,7 @@ final class FpindexClient: Sendable {
     }
 
     /// The index's version, metadata and stats, or nil when it does not exist.
-    func indexInfo(_ index: String) async throws -> IndexInfo? {
+    public func indexInfo(_ index: String) async throws -> IndexInfo? {
         let reply = try await call(.GET, "/\(index)")
         if reply.status == 404 { return nil }
         try check(reply)
@@ -87,7 +88,7 @@ final class FpindexClient: Sendable {
     }
 
     /// The index's generation, or nil when it does not exist.
-    func indexGeneration(_ index: String) async throws -> UInt64? {
+    public func indexGeneration(_ index: String) async throws -> UInt64? {
         let reply = try await call(.GET, "/\(index)/_status")
         if reply.status == 404 { return nil }
         try check(reply)
@@ -95,23 +96,51 @@ final class FpindexClient: Sendable {
     }
 
     /// Creates the index (idempotent) with the given generation; returns the generation it has.
-    func createIndex(_ index: String, generation: UInt64?) async throws -> UInt64 {
+    public func createIndex(_ index: String, generation: UInt64?) async throws -> UInt64 {
         let reply = try await call(.PUT, "/\(index)", body: CreateIndexRequest(generation: generation).encoded(as: .msgpack))
         try check(reply)
         return (try? CreateIndexResponse.decode(from: reply.body, format: .msgpack))?.generation ?? 0
     }
 
-    func deleteIndex(_ index: String) async throws {
+    public func deleteIndex(_ index: String) async throws {
         try check(try await call(.DELETE, "/\(index)"))
     }
 
     /// One atomic write: changes plus metadata (the checkpoint travels with the data).
-    func update(_ index: String, _ request: UpdateRequest) async throws {
+    public func update(_ index: String, _ request: UpdateRequest) async throws {
         try await update(index, body: ByteBuffer(bytes: request.encoded(as: .msgpack)))
     }
 
     /// One atomic write, its MessagePack body already encoded.
-    func update(_ index: String, body: ByteBuffer) async throws {
+    public func update(_ index: String, body: ByteBuffer) async throws {
         try check(try await call(.POST, "/\(index)/_update", body: body))
+    }
+
+    /// The version at which the fingerprint was last written, or nil when the index does not hold it.
+    /// - Throws: `FpindexCallError.indexNotFound` when the index does not exist.
+    public func fingerprintVersion(_ index: String, id: UInt32) async throws -> UInt64? {
+        let reply = try await call(.GET, "/\(index)/\(id)")
+        if reply.status == 404 {
+            let name = (try? ErrorResponse.decode(from: reply.body, format: .msgpack))?.error
+            if name == FpindexError.Name.indexNotFound.rawValue { throw FpindexCallError.indexNotFound }
+            return nil
+        }
+        try check(reply)
+        do {
+            return try VersionResponse.decode(from: reply.body, format: .msgpack).version
+        } catch {
+            throw FpindexCallError.unavailable("unreadable fingerprint reply: \(error)")
+        }
+    }
+
+    /// Searches the index.
+    public func search(_ index: String, _ request: SearchRequest) async throws -> [SearchResult] {
+        let reply = try await call(.POST, "/\(index)/_search", body: request.encoded(as: .msgpack))
+        try check(reply)
+        do {
+            return try SearchResponse.decode(from: reply.body, format: .msgpack).results
+        } catch {
+            throw FpindexCallError.unavailable("unreadable search reply: \(error)")
+        }
     }
 }

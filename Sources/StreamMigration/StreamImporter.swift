@@ -1,0 +1,376 @@
+import FpindexAPI
+import JetStream
+import Logging
+
+/// What an import does with rows it cannot take.
+public enum RowErrorPolicy: String, CaseIterable, Sendable {
+    /// Report the row and go on; the run ends unsuccessful.
+    case skip
+    /// Report the row and stop before publishing anything after it.
+    case stop
+}
+
+/// How an import treats a fingerprint the stream already holds with other hashes.
+public enum ExistingPolicy: String, CaseIterable, Sendable {
+    /// The stream's value stays: with writes going to the proxy before the export was taken, the
+    /// stream is never older than the export (see README, "Migrating").
+    case keep
+    /// The input's value replaces it (a corrected export).
+    case replace
+}
+
+public struct ImportOptions: Sendable {
+    public var index: String
+    public var format: ImportFormat
+    public var onError: RowErrorPolicy
+    public var existing: ExistingPolicy
+    /// Rows (lines, or `msgpack` bodies) before this one are skipped unread.
+    public var resumeFrom: Int
+    /// Messages published and acknowledged together.
+    public var batchSize: Int
+    /// Bad rows printed one by one; later ones are only counted.
+    public var maxReportedErrors: Int
+
+    public init(
+        index: String, format: ImportFormat = .pgcopy, onError: RowErrorPolicy = .stop, existing: ExistingPolicy = .keep,
+        resumeFrom: Int = 1, batchSize: Int = 4096, maxReportedErrors: Int = 1000
+    ) {
+        self.index = index
+        self.format = format
+        self.onError = onError
+        self.existing = existing
+        self.resumeFrom = resumeFrom
+        self.batchSize = batchSize
+        self.maxReportedErrors = maxReportedErrors
+    }
+}
+
+/// What an import did, row by row.
+public struct ImportSummary: Sendable, Equatable {
+    /// Rows read (lines with a row, or bodies), bad ones included, skipped ones not.
+    public var rows = 0
+    /// Rows before `--resume-from`, not read.
+    public var resumedPast = 0
+    /// Messages published and acknowledged by the stream.
+    public var published = 0
+    /// Fingerprints the stream already held with the same payload (an earlier run).
+    public var unchanged = 0
+    /// Fingerprints the stream holds with other hashes, kept (`--existing keep`).
+    public var keptExisting = 0
+    /// Rows whose subject was written by someone else while the import ran: the newer write stays.
+    public var superseded = 0
+    /// Deletions of fingerprints the stream never had: nothing to publish.
+    public var nothingToDelete = 0
+    /// Bad rows, reported with their line.
+    public var badRows = 0
+    /// The first bad rows.
+    public var errors: [RowError] = []
+    /// Whether the run read its whole input (not stopped by a bad row).
+    public var completed = false
+    public var seconds = 0.0
+
+    public var rowsPerSecond: Double { seconds > 0 ? Double(rows) / seconds : 0 }
+
+    public init() {}
+}
+
+/// Fills the stream with an index's fingerprints from a file: the same subjects and payloads the
+/// proxy writes (`StreamSubjects.messages`), each message fenced like the proxy's, so that a write
+/// the proxy takes while the import runs is never replaced by the older exported value.
+public final class StreamImporter: Sendable {
+    let client: NATSClient
+    let stream: StreamSettings
+    let subjects: StreamSubjects
+    let options: ImportOptions
+    let logger: Logger
+
+    public init(client: NATSClient, stream: StreamSettings, options: ImportOptions, logger: Logger) {
+        self.client = client
+        self.stream = stream
+        self.subjects = StreamSubjects(prefix: stream.subjectPrefix)
+        self.options = options
+        self.logger = logger
+    }
+
+    /// One message to publish, and what it stands for.
+    struct Planned {
+        var message: StreamMessage
+        /// The sequence the subject's last message must have (0: none); nil publishes unfenced.
+        var fence: UInt64?
+        /// The fingerprint it writes (metadata: nil).
+        var id: UInt32?
+        /// The input row it comes from.
+        var line: Int
+    }
+
+    /// Runs the import.
+    /// - Parameter onBadRow: called for each bad row reported individually.
+    public func run(
+        input: ImportInput, progress: ProgressReporter, onBadRow: @Sendable (RowError) -> Void = { _ in }
+    ) async throws -> ImportSummary {
+        let started = ContinuousClock.now
+        var summary = ImportSummary()
+        guard FpindexNames.isValidIndexName(options.index) else {
+            throw ImportError("'\(options.index)' is not an index name (1-255 characters of A-Z a-z 0-9 _ -)")
+        }
+        try await prepareStream()
+        try await ensureIndex()
+        var existing = try await existingFingerprints()
+        var publishedThisRun = IdSet()
+
+        var reader = RowReader(input: input, format: options.format)
+        if options.resumeFrom > 1 {
+            try await reader.skip(rows: options.resumeFrom - 1)
+            summary.resumedPast = reader.line
+        }
+        var batch: [Planned] = []
+        var slotOfId: [UInt32: Int] = [:]
+        /// Replaces an earlier message for the same subject in this batch: the later row wins.
+        func plan(_ planned: Planned) {
+            if let id = planned.id, let slot = slotOfId[id] {
+                batch[slot] = planned
+            } else {
+                if let id = planned.id { slotOfId[id] = batch.count }
+                batch.append(planned)
+            }
+        }
+        func flush() async throws {
+            guard !batch.isEmpty else { return }
+            try await publish(batch, summary: &summary, publishedThisRun: &publishedThisRun, existing: &existing)
+            batch.removeAll(keepingCapacity: true)
+            slotOfId.removeAll(keepingCapacity: true)
+        }
+
+        while let (line, result) = try await reader.next() {
+            summary.rows += 1
+            switch result {
+            case .failure(let error):
+                summary.badRows += 1
+                if summary.errors.count < options.maxReportedErrors {
+                    summary.errors.append(error)
+                    onBadRow(error)
+                }
+                if options.onError == .stop {
+                    // Rows before it are published, nothing after it: `--resume-from` continues.
+                    try await flush()
+                    summary.seconds = (ContinuousClock.now - started).seconds
+                    progress.finish(done: summary.rows)
+                    return summary
+                }
+            case .success(let change):
+                for planned in plannedMessages(change, line: line, existing: existing, summary: &summary) {
+                    plan(planned)
+                }
+            }
+            if batch.count >= options.batchSize {
+                try await flush()
+                progress.update(done: summary.rows, fraction: input.totalBytes.map { Double(input.bytesRead) / Double(max($0, 1)) })
+            }
+        }
+        try await flush()
+        summary.completed = true
+        summary.seconds = (ContinuousClock.now - started).seconds
+        progress.finish(done: summary.rows)
+        return summary
+    }
+
+    /// Creates the stream as the controller would when it does not exist yet; otherwise checks it.
+    func prepareStream() async throws {
+        if try await client.streamInfo(stream.name) == nil {
+            try await client.ensureStream(stream)
+        } else {
+            _ = try await client.verifyStream(stream)
+        }
+    }
+
+    /// Publishes the index's create record unless its last lifecycle record already is one, fenced
+    /// like the proxy's `PUT /:index`.
+    func ensureIndex() async throws {
+        let subject = subjects.lifecycle(options.index)
+        for _ in 0..<8 {
+            let last = try await client.lastMessage(stream: stream.name, subject: subject)
+            if let last,
+                let record = try? last.payload.withUnsafeBytes({ bytes throws(FpindexError) in try LifecycleRecord.decode(payload: bytes) }
+                ),
+                record.op == .create
+            {
+                return
+            }
+            do {
+                let ack = try await client.publish(
+                    subject: subject, payload: LifecycleRecord(.create).payload,
+                    options: PublishOptions(expectedLastSubjectSequence: last?.sequence ?? 0))
+                logger.notice("created the index in the stream", metadata: ["index": "\(options.index)", "stream.seq": "\(ack.sequence)"])
+                return
+            } catch let error as JetStreamError where error.isWrongLastSequence {
+                continue  // someone else wrote the lifecycle record meanwhile: look again
+            }
+        }
+        throw ImportError("the lifecycle record of index \(options.index) keeps changing; try again")
+    }
+
+    /// The fingerprints the stream already holds for the index: sequence and payload digest per
+    /// id, so a re-run skips what is there and fences what it replaces.
+    func existingFingerprints() async throws -> [UInt32: ExistingFingerprint] {
+        var existing: [UInt32: ExistingFingerprint] = [:]
+        let progress = ProgressReporter(label: "reading fingerprints already in the stream", unit: "fingerprints")
+        try await client.withStreamScan(stream: stream.name, filter: subjects.fingerprintsOf(options.index)) { scan in
+            while let messages = try await scan.next() {
+                for message in messages {
+                    guard case .fingerprint(_, let id)? = subjects.parse(message.subject) else { continue }
+                    existing[id] = ExistingFingerprint(sequence: message.sequence, digest: PayloadDigest(message.payload))
+                }
+                progress.update(done: existing.count)
+            }
+        }
+        if !existing.isEmpty {
+            progress.finish(done: existing.count)
+            logger.notice("the stream already holds fingerprints of this index", metadata: ["count": "\(existing.count)"])
+        }
+        return existing
+    }
+
+    /// The messages a row becomes, after what the stream already holds is taken into account.
+    func plannedMessages(
+        _ change: ImportChange, line: Int, existing: [UInt32: ExistingFingerprint], summary: inout ImportSummary
+    ) -> [Planned] {
+        var planned: [Planned] = []
+        let messages: [StreamMessage]
+        switch change {
+        case .fingerprint(let id, let hashes):
+            plan(
+                id: id, payload: FingerprintRecord(hashes: hashes).payload, line: line, existing: existing, summary: &summary,
+                into: &planned)
+            return planned
+        case .deletion(let id):
+            plan(id: id, payload: FingerprintRecord.tombstone.payload, line: line, existing: existing, summary: &summary, into: &planned)
+            return planned
+        case .update(let request):
+            messages = subjects.messages(for: request, index: options.index)
+        }
+        for message in messages {
+            if case .fingerprint(_, let id)? = subjects.parse(message.subject) {
+                plan(id: id, payload: message.payload, line: line, existing: existing, summary: &summary, into: &planned)
+            } else {
+                planned.append(Planned(message: message, fence: nil, id: nil, line: line))  // metadata: last wins
+            }
+        }
+        return planned
+    }
+
+    /// Plans one fingerprint's message, fenced where the stream had the subject.
+    private func plan(
+        id: UInt32, payload: [UInt8], line: Int, existing: [UInt32: ExistingFingerprint], summary: inout ImportSummary,
+        into planned: inout [Planned]
+    ) {
+        let message = StreamMessage(subject: subjects.fingerprint(options.index, id: id), payload: payload)
+        guard let current = existing[id] else {
+            if payload.isEmpty || payload == FingerprintRecord.tombstone.payload {
+                summary.nothingToDelete += 1
+            } else {
+                planned.append(Planned(message: message, fence: 0, id: id, line: line))
+            }
+            return
+        }
+        if current.digest == PayloadDigest(payload) {
+            summary.unchanged += 1
+        } else if options.existing == .keep {
+            summary.keptExisting += 1
+        } else {
+            planned.append(Planned(message: message, fence: current.sequence, id: id, line: line))
+        }
+    }
+
+    /// Publishes one batch and waits for every acknowledgement. A message refused because its
+    /// subject moved is sent again, fenced where the subject is now, only when this run wrote it
+    /// (the same id on an earlier row: the later row wins); otherwise someone wrote it meanwhile
+    /// and that newer write stays.
+    func publish(
+        _ batch: [Planned], summary: inout ImportSummary, publishedThisRun: inout IdSet, existing: inout [UInt32: ExistingFingerprint]
+    ) async throws {
+        var pending = batch
+        for _ in 0..<8 {
+            let results = await client.publishBatch(
+                pending.map {
+                    BatchMessage(subject: $0.message.subject, payload: $0.message.payload, expectedLastSubjectSequence: $0.fence)
+                })
+            var again: [Planned] = []
+            for (planned, result) in zip(pending, results) {
+                switch result {
+                case .success:
+                    summary.published += 1
+                    if let id = planned.id {
+                        publishedThisRun.insert(id)
+                        existing[id] = nil
+                    }
+                case .failure(let error) where error.isWrongLastSequence:
+                    if let id = planned.id, publishedThisRun.contains(id) {
+                        var retry = planned
+                        if let actual = error.actualLastSequence {
+                            retry.fence = actual
+                        } else {
+                            retry.fence = try await client.lastMessage(stream: stream.name, subject: planned.message.subject)?.sequence ?? 0
+                        }
+                        again.append(retry)
+                    } else {
+                        summary.superseded += 1
+                    }
+                case .failure(let error):
+                    let line = batch.map(\.line).min() ?? 0
+                    throw ImportError(
+                        "publishing failed (\(error)); every row before line \(line) is in the stream: run again with --resume-from \(line), or from the start (rows already there are skipped)"
+                    )
+                }
+            }
+            if again.isEmpty { return }
+            pending = again
+        }
+        throw ImportError("the same fingerprints keep changing under this import (other writers); run it again")
+    }
+}
+
+/// What the stream held for a fingerprint when the import started.
+struct ExistingFingerprint: Sendable {
+    var sequence: UInt64
+    var digest: PayloadDigest
+}
+
+/// FNV-1a (64 bits) of a payload: equal payloads compare equal without keeping 100 M of them.
+struct PayloadDigest: Hashable, Sendable {
+    let value: UInt64
+
+    init(_ bytes: [UInt8]) {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01b3
+        }
+        value = hash
+    }
+}
+
+/// A set of fingerprint ids in pages of 64 Ki bits allocated on first use: ids of an export are
+/// dense, so 100 M of them take about 12 MB.
+struct IdSet: Sendable {
+    private static let wordsPerPage = 1024
+    /// The page of each block of 65536 ids, -1 for none yet.
+    private var pageOfBlock = [Int32](repeating: -1, count: 65536)
+    private var words: [UInt64] = []
+
+    mutating func insert(_ id: UInt32) {
+        let block = Int(id >> 16)
+        var page = Int(pageOfBlock[block])
+        if page < 0 {
+            page = words.count / Self.wordsPerPage
+            pageOfBlock[block] = Int32(page)
+            words.append(contentsOf: repeatElement(0, count: Self.wordsPerPage))
+        }
+        words[page * Self.wordsPerPage + Int((id >> 6) & 1023)] |= 1 << UInt64(id & 63)
+    }
+
+    func contains(_ id: UInt32) -> Bool {
+        let page = Int(pageOfBlock[Int(id >> 16)])
+        guard page >= 0 else { return false }
+        return words[page * Self.wordsPerPage + Int((id >> 6) & 1023)] & (1 << UInt64(id & 63)) != 0
+    }
+}
