@@ -462,6 +462,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // fpindex-import, fpindex-verify and fpindex-backup as a user runs them, on real nats-servers,
+        // updaters and fpindexes; the row parsers alone, fuzzed.
+        .testTarget(
+            name: "MigrationTests",
+            dependencies: [
+                "StreamMigration", "JetStream", "FpindexAPI", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "FpindexAPITests",
             dependencies: ["FpindexAPI"],

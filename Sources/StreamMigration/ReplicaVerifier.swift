@@ -21,7 +21,7 @@ public struct VerifyOptions: Sendable {
 
     /// Whether `id` is in the sample: a multiplicative hash of the id, so the choice is spread
     /// over the whole range and the same on every run.
-    func isSampled(_ id: UInt32) -> Bool {
+    public func isSampled(_ id: UInt32) -> Bool {
         guard sample < 1 else { return true }
         let mixed = (UInt64(id) &* 0x9E37_79B9_7F4A_7C15) >> 32
         return Double(mixed & 0xffff_ffff) < sample * 4_294_967_296

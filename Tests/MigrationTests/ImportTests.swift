@@ -1,0 +1,153 @@
+import Foundation
+import FpindexAPI
+import JetStream
+import TestSupport
+import Testing
+
+/// `fpindex-import` against a real nats-server: what it publishes, how it reports bad rows, how
+/// it resumes, and how it treats what the stream already holds.
+@Suite(.timeLimit(.minutes(10))) struct ImportTests {
+    let subjects = StreamSubjects()
+
+    func payload(_ client: NATSClient, _ index: String, _ id: UInt32) async throws -> [UInt8]? {
+        try await client.lastMessage(stream: "fpindex", subject: subjects.fingerprint(index, id: id))?.payload
+    }
+
+    @Test func badRowsAreReportedByLineAndARunResumes() async throws {
+        try await withNATSServer { nats in
+            let directory = try TemporaryDirectory.make(prefix: "import")
+            defer { TemporaryDirectory.remove(directory) }
+            let file = directory + "/fingerprints.copy"
+            try ExportFile.write(path: file, count: 2000, bad: [5: "5\t{1,x}", 17: "garbage"], deleted: [9])
+            let client = try await connect(nats.url)
+            defer { Task { await client.close() } }
+
+            // Stopping at the first bad row: everything before it is in the stream, nothing after.
+            let stopped = try await runTool("fpindex-import", ["--index", "main", file], natsURL: nats.url)
+            #expect(stopped.status == 2, "\(stopped.stdout)\(stopped.stderr)")
+            #expect(stopped.stderr.contains("line 5: the hash 'x' is not an integer"))
+            #expect(stopped.stdout.contains("--resume-from 5"))
+            #expect(try await payload(client, "main", 4) == FingerprintRecord(hashes: ExportFile.hashes(4)).payload)
+            #expect(try await payload(client, "main", 6) == nil)
+            let lifecycle = try #require(try await client.lastMessage(stream: "fpindex", subject: subjects.lifecycle("main")))
+            #expect(lifecycle.payload == LifecycleRecord(.create).payload)
+
+            // Resuming after it, skipping bad rows: the rest goes in, the other bad row is named.
+            let resumed = try await runTool(
+                "fpindex-import", ["--index", "main", "--on-error", "skip", "--resume-from", "6", file], natsURL: nats.url)
+            #expect(resumed.status == 1, "bad rows were skipped: \(resumed.stdout)\(resumed.stderr)")
+            #expect(resumed.stderr.contains("line 17: expected two tab-separated columns"))
+            #expect(try resumed.int("resumed_past") == 5)
+            #expect(try resumed.int("bad_rows") == 1)
+            #expect(try resumed.int("nothing_to_delete") == 1)  // id 9 is NULL and was never in the stream
+            #expect(try resumed.int("published") == 2000 - 5 - 1 - 1)
+            // Signed int4 hashes are stored as the proxy stores them: their u32 bit pattern.
+            #expect(try await payload(client, "main", 2000) == FingerprintRecord(hashes: ExportFile.hashes(2000)).payload)
+            #expect(try await payload(client, "main", 9) == nil)
+
+            // A re-run from the start publishes nothing: every row is already there.
+            let again = try await runTool("fpindex-import", ["--index", "main", "--on-error", "skip", file], natsURL: nats.url)
+            #expect(again.status == 1)
+            #expect(try again.int("published") == 0)
+            #expect(try again.int("unchanged") == 2000 - 2 - 1)
+            let lastSequence = try #require(try await client.streamInfo("fpindex")).state.lastSeq
+
+            // A newer write the proxy took stays (the default); --existing replace puts the export's value back.
+            let newer = FingerprintRecord(hashes: [7, 7, 7]).payload
+            _ = try await client.publish(subject: subjects.fingerprint("main", id: 10), payload: newer)
+            let kept = try await runTool("fpindex-import", ["--index", "main", "--on-error", "skip", file], natsURL: nats.url)
+            #expect(try kept.int("kept_existing") == 1)
+            #expect(try kept.int("published") == 0)
+            #expect(try await payload(client, "main", 10) == newer)
+            #expect(try #require(try await client.streamInfo("fpindex")).state.lastSeq == lastSequence + 1)
+            let replaced = try await runTool(
+                "fpindex-import", ["--index", "main", "--on-error", "skip", "--existing", "replace", file], natsURL: nats.url)
+            #expect(try replaced.int("published") == 1)
+            #expect(try await payload(client, "main", 10) == FingerprintRecord(hashes: ExportFile.hashes(10)).payload)
+
+            // A NULL row for a fingerprint the stream holds deletes it only with --existing replace.
+            let deletions = directory + "/deletions.copy"
+            try "11\t\\N\n".write(toFile: deletions, atomically: true, encoding: .utf8)
+            let ignored = try await runTool("fpindex-import", ["--index", "main", deletions], natsURL: nats.url)
+            #expect(ignored.status == 0)
+            #expect(try ignored.int("kept_existing") == 1)
+            let deleted = try await runTool("fpindex-import", ["--index", "main", "--existing", "replace", deletions], natsURL: nats.url)
+            #expect(try deleted.int("published") == 1)
+            #expect(try await payload(client, "main", 11) == FingerprintRecord.tombstone.payload)
+        }
+    }
+
+    /// The three formats of the same fingerprints put the same payloads in the stream.
+    @Test func everyFormatWritesWhatThePgcopyRowsWrite() async throws {
+        try await withNATSServer { nats in
+            let directory = try TemporaryDirectory.make(prefix: "formats")
+            defer { TemporaryDirectory.remove(directory) }
+            let count = 300
+            try ExportFile.write(path: directory + "/rows.copy", count: count, deleted: [3])
+            var jsonl = ""
+            var msgpack: [UInt8] = []
+            for id in UInt32(1)...UInt32(count) {
+                let hashes = ExportFile.hashes(id)
+                jsonl +=
+                    id == 3
+                    ? #"{"id":3,"hashes":null}"#
+                    : #"{"id":\#(id),"hashes":[\#(hashes.map { String(Int32(bitPattern: $0)) }.joined(separator: ","))]}"#
+                jsonl += "\n"
+            }
+            // _update bodies of 100 changes each, plus metadata, as a write log would hold them.
+            for start in stride(from: 1, through: count, by: 100) {
+                let changes = (start..<(start + 100)).map { id -> Change in
+                    id == 3 ? .delete(id: 3) : .insert(id: UInt32(id), hashes: ExportFile.hashes(UInt32(id)))
+                }
+                msgpack += UpdateRequest(changes: changes, metadata: ["source": "log"]).encoded(as: .msgpack)
+            }
+            try jsonl.write(toFile: directory + "/rows.jsonl", atomically: true, encoding: .utf8)
+            _ = FileManager.default.createFile(atPath: directory + "/rows.msgpack", contents: Data(msgpack))
+            let client = try await connect(nats.url)
+            defer { Task { await client.close() } }
+            // Id 3 exists first, so each format's deletion of it has something to delete.
+            try await client.ensureStream(StreamSettings())
+            for index in ["pg", "js", "mp"] {
+                _ = try await client.publish(subject: subjects.lifecycle(index), payload: LifecycleRecord(.create).payload)
+                _ = try await client.publish(subject: subjects.fingerprint(index, id: 3), payload: FingerprintRecord(hashes: [1]).payload)
+            }
+            for (index, format, file) in [("pg", "pgcopy", "rows.copy"), ("js", "jsonl", "rows.jsonl"), ("mp", "msgpack", "rows.msgpack")] {
+                let run = try await runTool(
+                    "fpindex-import", ["--index", index, "--format", format, "--existing", "replace", directory + "/" + file],
+                    natsURL: nats.url)
+                #expect(run.status == 0, "\(format): \(run.stdout)\(run.stderr)")
+            }
+            let content = try await streamContent(client, stream: "fpindex", prefix: "fpindex")
+            for id in UInt32(1)...UInt32(count) {
+                let hex = String(id, radix: 16).leftPadded(to: 8)
+                let expected = id == 3 ? FingerprintRecord.tombstone.payload : FingerprintRecord(hashes: ExportFile.hashes(id)).payload
+                #expect(content["pg.\(hex)"] == expected)
+                #expect(content["js.\(hex)"] == expected)
+                #expect(content["mp.\(hex)"] == expected)
+            }
+            #expect(
+                content[String(subjects.metadata("mp", key: "source").dropFirst("fpindex.".count))] == MetadataRecord(value: "log").payload)
+        }
+    }
+
+    /// A broken MessagePack body stops the import there: bodies carry no length, so nothing after
+    /// it can be found again.
+    @Test func aBrokenMessagePackBodyIsReportedByItsOrdinal() async throws {
+        try await withNATSServer { nats in
+            let directory = try TemporaryDirectory.make(prefix: "msgpack")
+            defer { TemporaryDirectory.remove(directory) }
+            let good = UpdateRequest(changes: [.insert(id: 1, hashes: [1, 2])]).encoded(as: .msgpack)
+            _ = FileManager.default.createFile(atPath: directory + "/broken.msgpack", contents: Data(good + [0xc1] + good))
+            let run = try await runTool(
+                "fpindex-import", ["--index", "x", "--format", "msgpack", "--on-error", "skip", directory + "/broken.msgpack"],
+                natsURL: nats.url)
+            #expect(run.status == 1)
+            #expect(run.stderr.contains("line 2: not a MessagePack _update body"))
+            #expect(try run.int("published") == 1)
+        }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

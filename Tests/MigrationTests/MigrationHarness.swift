@@ -1,0 +1,141 @@
+import Foundation
+import FpindexAPI
+import JetStream
+import Logging
+import TestSupport
+
+/// What a tool run printed, and how it ended.
+struct ToolRun {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    /// The JSON object a tool prints as its last line.
+    func lastJSON() throws -> [String: Any] {
+        guard let line = stdout.split(separator: "\n").last,
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        else { throw TestFailure("no JSON last line in:\n\(stdout)\n\(stderr)") }
+        return object
+    }
+
+    func int(_ key: String) throws -> Int {
+        guard let value = try lastJSON()[key] as? Int else { throw TestFailure("no \(key) in \(stdout)") }
+        return value
+    }
+}
+
+/// Runs one of the migration tools to its end.
+func runTool(_ name: String, _ arguments: [String], natsURL: String, timeout: Duration = .seconds(600)) async throws -> ToolRun {
+    let process = try ChildProcess(
+        name: name, executable: try Locations.executable(name), arguments: arguments + ["--quiet"],
+        environment: ["NATS_URL": natsURL, "LOG_LEVEL": "warning"])
+    guard let status = await process.waitForExit(timeout: timeout) else {
+        await process.stop(timeout: .seconds(2))
+        throw TestFailure("\(name) \(arguments) did not end within \(timeout)\n\(process.output)")
+    }
+    return ToolRun(status: status, stdout: process.stdout, stderr: process.stderr)
+}
+
+/// One replica for these tests: an fpindex and its updater, fed from a stream.
+struct TestReplica {
+    let name: String
+    let index: (process: ChildProcess, scratch: String?)
+    let updater: ChildProcess
+    let url: String
+
+    static func start(name: String, server: IndexServerKind, natsURL: String, stream: String = "fpindex", prefix: String = "fpindex")
+        async throws -> TestReplica
+    {
+        let port = try FreePort.find()
+        let index = try await server.start(port: port, directory: nil)
+        let updater = try ChildProcess(
+            name: "fpindex-updater-\(name)", executable: try Locations.executable("fpindex-updater"),
+            arguments: [
+                "--consumer", name, "--fpindex-url", "http://127.0.0.1:\(port)", "--listen", "127.0.0.1:0", "--create-consumer",
+                "--stream", stream, "--subject-prefix", prefix, "--batch", "4000", "--batch-wait", "100", "--idle-check", "300",
+            ],
+            environment: ["NATS_URL": natsURL, "LOG_LEVEL": "warning"])
+        _ = try await updater.waitForLine(containing: "listening on ")
+        return TestReplica(name: name, index: index, updater: updater, url: "http://127.0.0.1:\(port)")
+    }
+
+    /// Waits until the updater has applied and acknowledged every message of the stream.
+    func waitCaughtUp(_ client: NATSClient, stream: String = "fpindex", timeout: Duration = .seconds(600)) async throws {
+        try await eventually(timeout: timeout, "\(name) to catch up\n\(updater.output)", interval: .milliseconds(200)) { () -> Bool? in
+            guard updater.isRunning else { throw TestFailure("the updater exited\n\(updater.output)") }
+            guard let info = try await client.consumerInfo(stream: stream, name: name) else { return nil }
+            return info.numPending == 0 && info.numAckPending == 0 && info.delivered.streamSeq > 0 ? true : nil
+        }
+    }
+
+    func stop() async {
+        await updater.stop()
+        await index.process.stop(timeout: .seconds(5))
+        if let scratch = index.scratch { TemporaryDirectory.remove(scratch) }
+    }
+}
+
+/// A COPY-format export written as PostgreSQL writes it, with bad rows at chosen lines.
+enum ExportFile {
+    /// The hashes of fingerprint `id`: deterministic, spread over the whole u32 range (so many
+    /// are negative as int4), and rarely shared, so a search for them finds `id` first.
+    static func hashes(_ id: UInt32, count: Int = 12) -> [UInt32] {
+        var state = UInt64(id) &* 0x9E37_79B9_7F4A_7C15 | 1
+        return (0..<count).map { _ in
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return UInt32(truncatingIfNeeded: state >> 16)
+        }
+    }
+
+    /// Writes rows 1...count (line n holds id n) with `bad` lines replaced by broken rows and
+    /// `deleted` ids written as NULL.
+    static func write(path: String, count: Int, bad: [Int: String] = [:], deleted: Set<UInt32> = []) throws {
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(1 << 22)
+        for line in 1...count {
+            if let broken = bad[line] {
+                buffer += Array(broken.utf8)
+            } else {
+                let id = UInt32(line)
+                buffer += Array(String(id).utf8)
+                buffer.append(UInt8(ascii: "\t"))
+                if deleted.contains(id) {
+                    buffer += Array("\\N".utf8)
+                } else {
+                    buffer.append(UInt8(ascii: "{"))
+                    for (i, hash) in hashes(id).enumerated() {
+                        if i > 0 { buffer.append(UInt8(ascii: ",")) }
+                        buffer += Array(String(Int32(bitPattern: hash)).utf8)
+                    }
+                    buffer.append(UInt8(ascii: "}"))
+                }
+            }
+            buffer.append(UInt8(ascii: "\n"))
+            if buffer.count > 1 << 22 {
+                try handle.write(contentsOf: buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+        }
+        try handle.write(contentsOf: buffer)
+    }
+}
+
+/// Every subject's last payload in a stream, keyed below the prefix (to compare two streams).
+func streamContent(_ client: NATSClient, stream: String, prefix: String) async throws -> [String: [UInt8]] {
+    try await client.withStreamScan(stream: stream, filter: "\(prefix).>") { scan in
+        var content: [String: [UInt8]] = [:]
+        while let messages = try await scan.next() {
+            for message in messages { content[String(message.subject.dropFirst(prefix.count + 1))] = message.payload }
+        }
+        return content
+    }
+}
+
+func connect(_ url: String) async throws -> NATSClient {
+    try await NATSClient.connect(NATSConfiguration(servers: [url], name: "migration-tests"), logger: Logger(label: "migration-tests"))
+}
