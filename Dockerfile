@@ -1,5 +1,6 @@
-# One image with every binary: fpindex-proxy and fpindex-updater (the workers) and
-# fpindex-controller.   docker build -t fpindex-cluster:latest .
+# One image with every binary: fpindex-proxy and fpindex-updater (the workers),
+# fpindex-controller, and the migration tools fpindex-import, fpindex-verify and fpindex-backup
+# (run them with `kubectl run`, or from a Job).   docker build -t fpindex-cluster:latest .
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libnats-dev libcurl4-openssl-dev libyaml-dev pkg-config \
@@ -9,11 +10,12 @@ COPY Package.swift ./
 COPY Sources Sources
 # Every target of the manifest must exist, test targets included.
 COPY Tests Tests
-# SwiftPM builds one product per invocation; the second and third reuse the first's work.
-RUN swift build -c release --static-swift-stdlib --product fpindex-proxy \
-    && swift build -c release --static-swift-stdlib --product fpindex-updater \
-    && swift build -c release --static-swift-stdlib --product fpindex-controller
-RUN mkdir /out && cp .build/release/fpindex-proxy .build/release/fpindex-updater .build/release/fpindex-controller /out/
+# SwiftPM builds one product per invocation; the later ones reuse the first's work.
+RUN for product in fpindex-proxy fpindex-updater fpindex-controller fpindex-import fpindex-verify fpindex-backup; do \
+        swift build -c release --static-swift-stdlib --product "$product" || exit 1; \
+    done
+RUN mkdir /out && cd .build/release \
+    && cp fpindex-proxy fpindex-updater fpindex-controller fpindex-import fpindex-verify fpindex-backup /out/
 
 FROM debian:bookworm-slim
 # Only the C libraries the binaries link, and CA certificates for TLS to NATS and the API server.

@@ -7,5 +7,6 @@ struct FpindexBench: AsyncParsableCommand {
         abstract: "Benchmarks of fpindex-cluster. Each prints a table and, as its last line, one JSON object.",
         subcommands: [
             IndexBenchmark.self, ProxyBenchmark.self, ReplayBenchmark.self, EndToEndBenchmark.self, ChaosBenchmark.self, LegacyBenchmark.self,
+            ImportBenchmark.self,
         ])
 }

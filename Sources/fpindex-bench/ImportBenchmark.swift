@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import FpindexAPI
+import JetStream
+import Logging
+import StreamMigration
+
+/// `fpindex-bench import`: fpindex-import's rate from a PostgreSQL COPY file against raw cnats
+/// publishing of the same messages, in one run.
+struct ImportBenchmark: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Raw cnats async publish vs. fpindex-import of the same fingerprints from a COPY file (read, parsed, fenced, published).")
+
+    @Option(help: "Fingerprints (rows) per phase.")
+    var rows: Int = 200_000
+
+    @Option(help: "Hashes per fingerprint.")
+    var hashes: Int = 120
+
+    @Option(help: "Rounds of (raw, import); the figures are the medians.")
+    var rounds: Int = 3
+
+    @Option(help: "nats-server executable to start.")
+    var natsServer: String = ".tools/bin/nats-server"
+
+    func run() async throws {
+        let workspace = try BenchWorkspace(natsServer: natsServer)
+        defer { workspace.close() }
+        let client = try await connectNATS(workspace.natsURL)
+        let settings = StreamSettings()
+        try await client.ensureStream(settings)
+        let subjects = StreamSubjects()
+
+        // The export and the raw messages are made before any clock starts.
+        let file = workspace.path + "/fingerprints.copy"
+        var text: [UInt8] = []
+        var payloads: [[UInt8]] = []
+        for id in 1...rows {
+            let fingerprint = Fingerprints.hashes(id: UInt32(id), count: hashes)
+            payloads.append(FingerprintRecord(hashes: fingerprint).payload)
+            text += Array("\(id)\t{\(fingerprint.map { String(Int32(bitPattern: $0)) }.joined(separator: ","))}\n".utf8)
+        }
+        _ = FileManager.default.createFile(atPath: file, contents: Data(text))
+
+        var rawRates: [Double] = []
+        var importRates: [Double] = []
+        let logger = Logger(label: "bench")
+        for round in 1...rounds {
+            let raw = payloads.enumerated().map {
+                (subject: subjects.fingerprint("raw\(round)", id: UInt32($0.offset + 1)), payload: $0.element)
+            }
+            rawRates.append(Double(rows) / (try await client.publishRawForBenchmark(raw)).seconds)
+            let importer = StreamImporter(client: client, stream: settings, options: ImportOptions(index: "import\(round)"), logger: logger)
+            let start = ContinuousClock.now
+            let summary = try await importer.run(
+                input: try ImportInput(path: file), progress: ProgressReporter(label: "import", unit: "rows", enabled: false))
+            let elapsed = (ContinuousClock.now - start).seconds
+            guard summary.published == rows else { throw BenchError("the import published \(summary.published) of \(rows) rows") }
+            importRates.append(Double(rows) / elapsed)
+            try await client.purge(stream: settings.name, filter: subjects.all)
+        }
+        await client.close()
+        let rawRate = median(rawRates)
+        let importRate = median(importRates)
+        printTable(
+            "fpindex-bench import",
+            [
+                (
+                    "rows per phase",
+                    "\(rows) x \(hashes) hashes (\(payloads.first?.count ?? 0) B messages, \(text.count / 1_048_576) MiB of COPY text), median of \(rounds) rounds"
+                ),
+                (
+                    "raw cnats async publish",
+                    String(format: "%.0f msg/s (rounds: %@)", rawRate, rawRates.map { fmt($0, 0) }.joined(separator: ", "))
+                ),
+                (
+                    "fpindex-import (pgcopy)",
+                    String(
+                        format: "%.0f rows/s (ratio %.2f; rounds: %@)", importRate, importRate / rawRate,
+                        importRates.map { fmt($0, 0) }.joined(separator: ", "))
+                ),
+            ])
+        printJSON([
+            ("bench", "\"import\""), ("rows", "\(rows)"), ("import_per_s", fmt(importRate, 1)), ("raw_per_s", fmt(rawRate, 1)),
+            ("ratio", fmt(importRate / rawRate, 3)),
+        ])
+    }
+
+    func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+}
