@@ -67,6 +67,40 @@ import Testing
         }
     }
 
+    /// The A/B check of a migration between fpindex-dev and the real fpindex fed the same stream:
+    /// whole, partial and noisy queries get the same top result (id and score) from both, which
+    /// also holds fpindex-dev's ranking to the real one's. Runs when the real fpindex is here.
+    @Test(arguments: IndexServerKind.all.filter { if case .real = $0 { true } else { false } })
+    func fpindexDevAndTheRealFpindexRankAlike(real: IndexServerKind) async throws {
+        try await withNATSServer { nats in
+            let directory = try TemporaryDirectory.make(prefix: "ab")
+            defer { TemporaryDirectory.remove(directory) }
+            try ExportFile.write(path: directory + "/rows.copy", count: 3000)
+            #expect(try await runTool("fpindex-import", ["--index", "main", directory + "/rows.copy"], natsURL: nats.url).status == 0)
+            let client = try await connect(nats.url)
+            defer { Task { await client.close() } }
+            let dev = try await TestReplica.start(name: "dev", server: .dev, natsURL: nats.url)
+            let upstream = try await TestReplica.start(name: "real", server: real, natsURL: nats.url)
+            do {
+                try await dev.waitCaughtUp(client)
+                try await upstream.waitCaughtUp(client)
+                let run = try await runTool(
+                    "fpindex-verify", ["--index", "main", "--fpindex-url", upstream.url, "--compare", dev.url, "--compare-sources", "1000"],
+                    natsURL: nats.url)
+                #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+                #expect(try run.int("matching") == 3000)
+                #expect(try run.int("compare_queries") == 3000)
+                #expect(try run.int("compare_different_top") == 0)
+            } catch {
+                await dev.stop()
+                await upstream.stop()
+                throw error
+            }
+            await dev.stop()
+            await upstream.stop()
+        }
+    }
+
     @Test func badUsageIsAClearError() async throws {
         try await withNATSServer { nats in
             let noIndex = try await runTool(
