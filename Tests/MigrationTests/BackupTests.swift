@@ -69,4 +69,44 @@ import Testing
             }
         }
     }
+
+    /// The runbook's disaster: the stream is lost and restored from a backup under its own name.
+    /// The replica's index was fed from a stream of another identity, so its updater rebuilds it
+    /// from the restored stream, and what it held beyond the stream is gone.
+    @Test(arguments: IndexServerKind.all)
+    func aReplicaRebuildsFromARestoredStream(server: IndexServerKind) async throws {
+        try await withNATSServer { nats in
+            let directory = try TemporaryDirectory.make(prefix: "rebuild")
+            defer { TemporaryDirectory.remove(directory) }
+            try ExportFile.write(path: directory + "/rows.copy", count: 2000)
+            #expect(try await runTool("fpindex-import", ["--index", "main", directory + "/rows.copy"], natsURL: nats.url).status == 0)
+            let backup = directory + "/stream.fpbak"
+            #expect(try await runTool("fpindex-backup", ["create", backup], natsURL: nats.url).status == 0)
+            let client = try await connect(nats.url)
+            defer { Task { await client.close() } }
+            var replica = try await TestReplica.start(name: "r", server: server, natsURL: nats.url)
+            do {
+                try await replica.waitCaughtUp(client)
+                // Something only this replica holds, written behind its updater's back.
+                #expect(try await TestHTTPClient(baseURL: replica.url).json(.PUT, "/main/999999", #"{"hashes":[5,6,7]}"#).status == 200)
+
+                await replica.updater.stop()
+                try await client.deleteStream("fpindex")
+                let restored = try await runTool("fpindex-backup", ["restore", backup], natsURL: nats.url)
+                #expect(restored.status == 0, "\(restored.stdout)\(restored.stderr)")
+                replica = try await replica.restartUpdater(natsURL: nats.url)
+                try await replica.waitCaughtUp(client)
+                let verified = try await runTool("fpindex-verify", ["--index", "main", "--fpindex-url", replica.url], natsURL: nats.url)
+                #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+                #expect(try verified.int("matching") == 2000)
+                #expect(try verified.int("replica_documents") == 2000, "the rebuilt index holds the stream's fingerprints only")
+                #expect(replica.updater.output.contains("another stream"), "\(replica.updater.output)")
+            } catch {
+                print(replica.updater.output)
+                await replica.stop()
+                throw error
+            }
+            await replica.stop()
+        }
+    }
 }

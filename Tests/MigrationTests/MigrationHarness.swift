@@ -42,12 +42,26 @@ struct TestReplica {
     let index: (process: ChildProcess, scratch: String?)
     let updater: ChildProcess
     let url: String
+    let stream: String
+    let prefix: String
 
     static func start(name: String, server: IndexServerKind, natsURL: String, stream: String = "fpindex", prefix: String = "fpindex")
         async throws -> TestReplica
     {
         let port = try FreePort.find()
         let index = try await server.start(port: port, directory: nil)
+        let updater = try await startUpdater(name: name, port: port, natsURL: natsURL, stream: stream, prefix: prefix)
+        return TestReplica(name: name, index: index, updater: updater, url: "http://127.0.0.1:\(port)", stream: stream, prefix: prefix)
+    }
+
+    /// The same replica with a new updater (the old one stopped), as a restarted pod has.
+    func restartUpdater(natsURL: String) async throws -> TestReplica {
+        let port = Int(url.split(separator: ":").last!)!
+        let updater = try await Self.startUpdater(name: name, port: port, natsURL: natsURL, stream: stream, prefix: prefix)
+        return TestReplica(name: name, index: index, updater: updater, url: url, stream: stream, prefix: prefix)
+    }
+
+    private static func startUpdater(name: String, port: Int, natsURL: String, stream: String, prefix: String) async throws -> ChildProcess {
         let updater = try ChildProcess(
             name: "fpindex-updater-\(name)", executable: try Locations.executable("fpindex-updater"),
             arguments: [
@@ -56,7 +70,7 @@ struct TestReplica {
             ],
             environment: ["NATS_URL": natsURL, "LOG_LEVEL": "warning"])
         _ = try await updater.waitForLine(containing: "listening on ")
-        return TestReplica(name: name, index: index, updater: updater, url: "http://127.0.0.1:\(port)")
+        return updater
     }
 
     /// Waits until the updater has applied and acknowledged every message of the stream.
