@@ -134,11 +134,26 @@ public final class StreamImporter: Sendable {
                 batch.append(planned)
             }
         }
+        // One batch is published while the next is read and planned. The next is sent only
+        // once the one before is settled, so the stream takes the rows in input order.
+        var sending: (batch: [Planned], task: Task<[Result<PublishAck, JetStreamError>], Never>)?
+        func settleSending() async throws {
+            guard let (sent, task) = sending else { return }
+            sending = nil
+            try await settle(sent, results: await task.value, summary: &summary, publishedThisRun: &publishedThisRun, existing: &existing)
+        }
         func flush() async throws {
+            try await settleSending()
             guard !batch.isEmpty else { return }
-            try await publish(batch, summary: &summary, publishedThisRun: &publishedThisRun, existing: &existing)
+            let messages = Self.batchMessages(batch)
+            let client = self.client
+            sending = (batch, Task { await client.publishBatch(messages) })
             batch.removeAll(keepingCapacity: true)
             slotOfId.removeAll(keepingCapacity: true)
+        }
+        func drain() async throws {
+            try await flush()
+            try await settleSending()
         }
 
         while let (line, result) = try await reader.next() {
@@ -152,7 +167,7 @@ public final class StreamImporter: Sendable {
                 }
                 if options.onError == .stop {
                     // Rows before it are published, nothing after it: `--resume-from` continues.
-                    try await flush()
+                    try await drain()
                     summary.seconds = (ContinuousClock.now - started).seconds
                     progress.finish(done: summary.rows)
                     return summary
@@ -167,7 +182,7 @@ public final class StreamImporter: Sendable {
                 progress.update(done: summary.rows, fraction: input.totalBytes.map { Double(input.bytesRead) / Double(max($0, 1)) })
             }
         }
-        try await flush()
+        try await drain()
         summary.completed = true
         summary.seconds = (ContinuousClock.now - started).seconds
         progress.finish(done: summary.rows)
@@ -281,19 +296,19 @@ public final class StreamImporter: Sendable {
         }
     }
 
-    /// Publishes one batch and waits for every acknowledgement. A message refused because its
+    /// Takes a published batch's outcomes, sending again what must be. A message refused because its
     /// subject moved is sent again, fenced where the subject is now, only when this run wrote it
     /// (the same id on an earlier row: the later row wins); otherwise someone wrote it meanwhile
     /// and that newer write stays.
-    func publish(
-        _ batch: [Planned], summary: inout ImportSummary, publishedThisRun: inout IdSet, existing: inout [UInt32: ExistingFingerprint]
+    func settle(
+        _ batch: [Planned], results first: [Result<PublishAck, JetStreamError>], summary: inout ImportSummary,
+        publishedThisRun: inout IdSet,
+        existing: inout [UInt32: ExistingFingerprint]
     ) async throws {
         var pending = batch
-        for _ in 0..<8 {
-            let results = await client.publishBatch(
-                pending.map {
-                    BatchMessage(subject: $0.message.subject, payload: $0.message.payload, expectedLastSubjectSequence: $0.fence)
-                })
+        var results = first
+        for attempt in 0..<8 {
+            if attempt > 0 { results = await client.publishBatch(Self.batchMessages(pending)) }
             var again: [Planned] = []
             for (planned, result) in zip(pending, results) {
                 switch result {
@@ -326,6 +341,10 @@ public final class StreamImporter: Sendable {
             pending = again
         }
         throw ImportError("the same fingerprints keep changing under this import (other writers); run it again")
+    }
+
+    static func batchMessages(_ planned: [Planned]) -> [BatchMessage] {
+        planned.map { BatchMessage(subject: $0.message.subject, payload: $0.message.payload, expectedLastSubjectSequence: $0.fence) }
     }
 }
 

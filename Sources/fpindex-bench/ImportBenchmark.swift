@@ -45,12 +45,25 @@ struct ImportBenchmark: AsyncParsableCommand {
 
         var rawRates: [Double] = []
         var importRates: [Double] = []
+        var fencedRates: [Double] = []
         let logger = Logger(label: "bench")
         for round in 1...rounds {
             let raw = payloads.enumerated().map {
                 (subject: subjects.fingerprint("raw\(round)", id: UInt32($0.offset + 1)), payload: $0.element)
             }
             rawRates.append(Double(rows) / (try await client.publishRawForBenchmark(raw)).seconds)
+            // The same messages through publishBatch, each fenced as the import fences them: the
+            // part of the gap the fence and the Swift publish path take, without the file.
+            let fenced = payloads.enumerated().map {
+                BatchMessage(
+                    subject: subjects.fingerprint("fenced\(round)", id: UInt32($0.offset + 1)), payload: $0.element,
+                    expectedLastSubjectSequence: 0)
+            }
+            let fencedStart = ContinuousClock.now
+            for chunk in stride(from: 0, to: fenced.count, by: 4096) {
+                _ = await client.publishBatch(Array(fenced[chunk..<min(chunk + 4096, fenced.count)]))
+            }
+            fencedRates.append(Double(rows) / (ContinuousClock.now - fencedStart).seconds)
             let importer = StreamImporter(client: client, stream: settings, options: ImportOptions(index: "import\(round)"), logger: logger)
             let start = ContinuousClock.now
             let summary = try await importer.run(
@@ -63,6 +76,7 @@ struct ImportBenchmark: AsyncParsableCommand {
         await client.close()
         let rawRate = median(rawRates)
         let importRate = median(importRates)
+        let fencedRate = median(fencedRates)
         printTable(
             "fpindex-bench import",
             [
@@ -75,6 +89,10 @@ struct ImportBenchmark: AsyncParsableCommand {
                     String(format: "%.0f msg/s (rounds: %@)", rawRate, rawRates.map { fmt($0, 0) }.joined(separator: ", "))
                 ),
                 (
+                    "fenced publishBatch",
+                    String(format: "%.0f msg/s (ratio %.2f; the import without reading or parsing)", fencedRate, fencedRate / rawRate)
+                ),
+                (
                     "fpindex-import (pgcopy)",
                     String(
                         format: "%.0f rows/s (ratio %.2f; rounds: %@)", importRate, importRate / rawRate,
@@ -83,6 +101,7 @@ struct ImportBenchmark: AsyncParsableCommand {
             ])
         printJSON([
             ("bench", "\"import\""), ("rows", "\(rows)"), ("import_per_s", fmt(importRate, 1)), ("raw_per_s", fmt(rawRate, 1)),
+            ("fenced_per_s", fmt(fencedRate, 1)),
             ("ratio", fmt(importRate / rawRate, 3)),
         ])
     }
