@@ -77,6 +77,47 @@ import Testing
         }
     }
 
+    /// A write the proxy takes while the import runs is never replaced by the exported value:
+    /// fenced, the import's message for that subject is refused because the write is in. The
+    /// export comes through a pipe, as from `psql`, and its last row only after the write.
+    @Test func aLiveWriteDuringTheImportIsNeverReplaced() async throws {
+        try await withNATSServer { nats in
+            let directory = try TemporaryDirectory.make(prefix: "live")
+            defer { TemporaryDirectory.remove(directory) }
+            let count = 20_000
+            try ExportFile.write(path: directory + "/rows.copy", count: count)
+            let rows = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/rows.copy")))
+            let lastLine = rows.dropLast().lastIndex(of: UInt8(ascii: "\n"))! + 1
+            let pipe = directory + "/export.pipe"
+            #expect(mkfifo(pipe, 0o600) == 0)
+            let client = try await connect(nats.url)
+            defer { Task { await client.close() } }
+            let importer = try ChildProcess(
+                name: "fpindex-import", executable: try Locations.executable("fpindex-import"),
+                arguments: ["--index", "main", "--quiet", pipe], environment: ["NATS_URL": nats.url, "LOG_LEVEL": "warning"])
+            // A FIFO opens for writing without blocking only once its reader has it open.
+            let writer = try await eventually("fpindex-import to open the pipe\n\(importer.output)") { () -> Int32? in
+                let fd = open(pipe, O_WRONLY | O_NONBLOCK)
+                guard fd >= 0 else { return nil }
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+                return fd
+            }
+            await writeOffThePool(writer, Array(rows[..<lastLine]))
+            let live = FingerprintRecord(hashes: [42, 43]).payload
+            _ = try await client.publish(
+                subject: subjects.fingerprint("main", id: UInt32(count)), payload: live,
+                options: PublishOptions(expectedLastSubjectSequence: 0))
+            await writeOffThePool(writer, Array(rows[lastLine...]))
+            close(writer)
+            let status = await importer.waitForExit(timeout: .seconds(300))
+            #expect(status == 0, "\(importer.output)")
+            let run = ToolRun(status: status ?? -1, stdout: importer.stdout, stderr: importer.stderr)
+            #expect(try await payload(client, "main", UInt32(count)) == live)
+            #expect(try run.int("superseded") == 1)
+            #expect(try run.int("published") == count - 1)
+        }
+    }
+
     /// The three formats of the same fingerprints put the same payloads in the stream.
     @Test func everyFormatWritesWhatThePgcopyRowsWrite() async throws {
         try await withNATSServer { nats in
@@ -150,4 +191,21 @@ import Testing
 
 extension String {
     func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
+
+/// Writes everything to a descriptor from a thread of its own: a pipe blocks while its reader is busy.
+func writeOffThePool(_ descriptor: Int32, _ bytes: [UInt8]) async {
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        Thread {
+            bytes.withUnsafeBytes { buffer in
+                var offset = 0
+                while offset < buffer.count {
+                    let written = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                    if written <= 0 { break }
+                    offset += written
+                }
+            }
+            continuation.resume()
+        }.start()
+    }
 }
