@@ -21,6 +21,12 @@ struct FpindexBackup: AsyncParsableCommand {
 
         @Option(help: "Log level (env LOG_LEVEL; default info).")
         var logLevel: String?
+
+        /// Sets up logging for the run and returns the tool's logger.
+        func logger() throws -> Logger {
+            _ = try Settings.bootstrapLogging(level: logLevel)
+            return Logger(label: "fpindex-backup")
+        }
     }
 
     struct Create: AsyncParsableCommand {
@@ -33,8 +39,7 @@ struct FpindexBackup: AsyncParsableCommand {
         var file: String
 
         func run() async throws {
-            _ = try Settings.bootstrapLogging(level: common.logLevel)
-            let logger = Logger(label: "fpindex-backup")
+            let logger = try common.logger()
             let settings = try common.stream.settings()
             try await withClient(common, logger: logger) { client in
                 let summary = try await StreamBackup.create(
@@ -56,8 +61,7 @@ struct FpindexBackup: AsyncParsableCommand {
         var file: String
 
         func run() async throws {
-            _ = try Settings.bootstrapLogging(level: common.logLevel)
-            let logger = Logger(label: "fpindex-backup")
+            let logger = try common.logger()
             let header: BackupHeader
             do {
                 (header, _) = try StreamBackup.check(path: file)

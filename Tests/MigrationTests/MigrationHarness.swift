@@ -61,7 +61,8 @@ struct TestReplica {
         return TestReplica(name: name, index: index, updater: updater, url: url, stream: stream, prefix: prefix)
     }
 
-    private static func startUpdater(name: String, port: Int, natsURL: String, stream: String, prefix: String) async throws -> ChildProcess {
+    private static func startUpdater(name: String, port: Int, natsURL: String, stream: String, prefix: String) async throws -> ChildProcess
+    {
         let updater = try ChildProcess(
             name: "fpindex-updater-\(name)", executable: try Locations.executable("fpindex-updater"),
             arguments: [
@@ -152,4 +153,38 @@ func streamContent(_ client: NATSClient, stream: String, prefix: String) async t
 
 func connect(_ url: String) async throws -> NATSClient {
     try await NATSClient.connect(NATSConfiguration(servers: [url], name: "migration-tests"), logger: Logger(label: "migration-tests"))
+}
+
+/// Runs `body` with a temporary folder holding a COPY export of fingerprints 1...`count`, already
+/// imported into index `main`.
+func withImportedExport<T>(count: Int, natsURL: String, _ body: (_ directory: String) async throws -> T) async throws -> T {
+    let directory = try TemporaryDirectory.make(prefix: "export")
+    defer { TemporaryDirectory.remove(directory) }
+    try ExportFile.write(path: directory + "/rows.copy", count: count)
+    let run = try await runTool("fpindex-import", ["--index", "main", directory + "/rows.copy"], natsURL: natsURL)
+    guard run.status == 0 else { throw TestFailure("the import failed\n\(run.stdout)\(run.stderr)") }
+    return try await body(directory)
+}
+
+/// Runs `body` with replicas fed from the stream `fpindex`, caught up, and stops them after
+/// whatever happens (printing their updaters' logs when `body` throws).
+func withCaughtUpReplicas<T>(
+    _ replicas: [(name: String, server: IndexServerKind)], natsURL: String, client: NATSClient, _ body: ([TestReplica]) async throws -> T
+) async throws -> T {
+    var started: [TestReplica] = []
+    do {
+        for replica in replicas {
+            started.append(try await TestReplica.start(name: replica.name, server: replica.server, natsURL: natsURL))
+        }
+        for replica in started { try await replica.waitCaughtUp(client) }
+        let result = try await body(started)
+        for replica in started { await replica.stop() }
+        return result
+    } catch {
+        for replica in started {
+            print(replica.updater.output)
+            await replica.stop()
+        }
+        throw error
+    }
 }

@@ -13,57 +13,46 @@ import Testing
     @Test(arguments: IndexServerKind.all)
     func differencesAreFoundAndNamed(server: IndexServerKind) async throws {
         try await withNATSServer { nats in
-            let directory = try TemporaryDirectory.make(prefix: "verify")
-            defer { TemporaryDirectory.remove(directory) }
             let count = 1500
-            try ExportFile.write(path: directory + "/rows.copy", count: count)
-            #expect(try await runTool("fpindex-import", ["--index", "main", directory + "/rows.copy"], natsURL: nats.url).status == 0)
             let client = try await connect(nats.url)
             defer { Task { await client.close() } }
-            let replica = try await TestReplica.start(name: "a", server: server, natsURL: nats.url)
-            let other = try await TestReplica.start(name: "b", server: server, natsURL: nats.url)
-            do {
-                try await replica.waitCaughtUp(client)
-                try await other.waitCaughtUp(client)
-                let clean = try await runTool(
-                    "fpindex-verify",
-                    ["--index", "main", "--fpindex-url", replica.url, "--compare", other.url, "--compare-sources", "200"],
-                    natsURL: nats.url)
-                #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
-                #expect(try clean.int("checked") == count)
-                #expect(try clean.int("matching") == count)
-                #expect(try clean.int("compare_queries") == 600)
-                #expect(try clean.int("compare_different_top") == 0)
+            try await withImportedExport(count: count, natsURL: nats.url) { _ in
+                try await withCaughtUpReplicas([("a", server), ("b", server)], natsURL: nats.url, client: client) { replicas in
+                    let (replica, other) = (replicas[0], replicas[1])
+                    let clean = try await runTool(
+                        "fpindex-verify",
+                        ["--index", "main", "--fpindex-url", replica.url, "--compare", other.url, "--compare-sources", "200"],
+                        natsURL: nats.url)
+                    #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
+                    #expect(try clean.int("checked") == count)
+                    #expect(try clean.int("matching") == count)
+                    #expect(try clean.int("compare_queries") == 600)
+                    #expect(try clean.int("compare_different_top") == 0)
 
-                // Behind the updater's back: one fingerprint changed, one removed, and one deleted
-                // in the stream that the (stopped) updater never applies.
-                await replica.updater.stop()
-                let http = TestHTTPClient(baseURL: replica.url)
-                #expect(try await http.json(.PUT, "/main/700", #"{"hashes":[1,2,3]}"#).status == 200)
-                #expect(try await http.json(.DELETE, "/main/800").status == 200)
-                _ = try await client.publish(subject: subjects.fingerprint("main", id: 900), payload: FingerprintRecord.tombstone.payload)
-                let dirty = try await runTool(
-                    "fpindex-verify",
-                    ["--index", "main", "--fpindex-url", replica.url, "--compare", other.url, "--compare-sources", "1500"],
-                    natsURL: nats.url)
-                #expect(dirty.status == 1, "\(dirty.stdout)\(dirty.stderr)")
-                let report = try dirty.lastJSON()
-                #expect(report["stale_ids"] as? [Int] == [700])
-                #expect(report["missing_ids"] as? [Int] == [800])
-                #expect(report["extra_ids"] as? [Int] == [900])
-                #expect(try dirty.int("matching") == count - 3)
-                #expect(dirty.stdout.contains("stale     1: 700"))
-                // The A/B check sees the changed fingerprints as other top results.
-                #expect(try dirty.int("compare_different_top") > 0)
-                #expect(((report["compare_differing_source_ids"] as? [Int]) ?? []).allSatisfy { [700, 800].contains($0) })
-            } catch {
-                print(replica.updater.output, other.updater.output)
-                await replica.stop()
-                await other.stop()
-                throw error
+                    // Behind the updater's back: one fingerprint changed, one removed, and one deleted
+                    // in the stream that the (stopped) updater never applies.
+                    await replica.updater.stop()
+                    let http = TestHTTPClient(baseURL: replica.url)
+                    #expect(try await http.json(.PUT, "/main/700", #"{"hashes":[1,2,3]}"#).status == 200)
+                    #expect(try await http.json(.DELETE, "/main/800").status == 200)
+                    _ = try await client.publish(
+                        subject: subjects.fingerprint("main", id: 900), payload: FingerprintRecord.tombstone.payload)
+                    let dirty = try await runTool(
+                        "fpindex-verify",
+                        ["--index", "main", "--fpindex-url", replica.url, "--compare", other.url, "--compare-sources", "1500"],
+                        natsURL: nats.url)
+                    #expect(dirty.status == 1, "\(dirty.stdout)\(dirty.stderr)")
+                    let report = try dirty.lastJSON()
+                    #expect(report["stale_ids"] as? [Int] == [700])
+                    #expect(report["missing_ids"] as? [Int] == [800])
+                    #expect(report["extra_ids"] as? [Int] == [900])
+                    #expect(try dirty.int("matching") == count - 3)
+                    #expect(dirty.stdout.contains("stale     1: 700"))
+                    // The A/B check sees the changed fingerprints as other top results.
+                    #expect(try dirty.int("compare_different_top") > 0)
+                    #expect(((report["compare_differing_source_ids"] as? [Int]) ?? []).allSatisfy { [700, 800].contains($0) })
+                }
             }
-            await replica.stop()
-            await other.stop()
         }
     }
 
@@ -73,31 +62,20 @@ import Testing
     @Test(arguments: IndexServerKind.all.filter { if case .real = $0 { true } else { false } })
     func fpindexDevAndTheRealFpindexRankAlike(real: IndexServerKind) async throws {
         try await withNATSServer { nats in
-            let directory = try TemporaryDirectory.make(prefix: "ab")
-            defer { TemporaryDirectory.remove(directory) }
-            try ExportFile.write(path: directory + "/rows.copy", count: 3000)
-            #expect(try await runTool("fpindex-import", ["--index", "main", directory + "/rows.copy"], natsURL: nats.url).status == 0)
             let client = try await connect(nats.url)
             defer { Task { await client.close() } }
-            let dev = try await TestReplica.start(name: "dev", server: .dev, natsURL: nats.url)
-            let upstream = try await TestReplica.start(name: "real", server: real, natsURL: nats.url)
-            do {
-                try await dev.waitCaughtUp(client)
-                try await upstream.waitCaughtUp(client)
-                let run = try await runTool(
-                    "fpindex-verify", ["--index", "main", "--fpindex-url", upstream.url, "--compare", dev.url, "--compare-sources", "1000"],
-                    natsURL: nats.url)
-                #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
-                #expect(try run.int("matching") == 3000)
-                #expect(try run.int("compare_queries") == 3000)
-                #expect(try run.int("compare_different_top") == 0)
-            } catch {
-                await dev.stop()
-                await upstream.stop()
-                throw error
+            try await withImportedExport(count: 3000, natsURL: nats.url) { _ in
+                try await withCaughtUpReplicas([("dev", .dev), ("real", real)], natsURL: nats.url, client: client) { replicas in
+                    let run = try await runTool(
+                        "fpindex-verify",
+                        ["--index", "main", "--fpindex-url", replicas[1].url, "--compare", replicas[0].url, "--compare-sources", "1000"],
+                        natsURL: nats.url)
+                    #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+                    #expect(try run.int("matching") == 3000)
+                    #expect(try run.int("compare_queries") == 3000)
+                    #expect(try run.int("compare_different_top") == 0)
+                }
             }
-            await dev.stop()
-            await upstream.stop()
         }
     }
 
