@@ -26,9 +26,16 @@ struct ToolRun {
 
 /// Runs one of the migration tools to its end.
 func runTool(_ name: String, _ arguments: [String], natsURL: String, timeout: Duration = .seconds(600)) async throws -> ToolRun {
+    try await runTool(name, arguments, environment: ["NATS_URL": natsURL], timeout: timeout)
+}
+
+/// Runs one of the migration tools to its end with this environment (NATS user, TLS, ...).
+func runTool(_ name: String, _ arguments: [String], environment: [String: String], timeout: Duration = .seconds(600)) async throws
+    -> ToolRun
+{
     let process = try ChildProcess(
         name: name, executable: try Locations.executable(name), arguments: arguments + ["--quiet"],
-        environment: ["NATS_URL": natsURL, "LOG_LEVEL": "warning"])
+        environment: environment.merging(["LOG_LEVEL": "warning"]) { _, quiet in quiet })
     guard let status = await process.waitForExit(timeout: timeout) else {
         await process.stop(timeout: .seconds(2))
         throw TestFailure("\(name) \(arguments) did not end within \(timeout)\n\(process.output)")

@@ -12,12 +12,14 @@ public enum NATSRole: String, CaseIterable, Sendable {
     case proxy = "fpindex-proxy"
     case updater = "fpindex-updater"
     case controller = "fpindex-controller"
+    case tools = "fpindex-tools"
 
     public var passwordVariable: String {
         switch self {
         case .proxy: "FPINDEX_PROXY_PASSWORD"
         case .updater: "FPINDEX_UPDATER_PASSWORD"
         case .controller: "FPINDEX_CONTROLLER_PASSWORD"
+        case .tools: "FPINDEX_TOOLS_PASSWORD"
         }
     }
 }
