@@ -25,17 +25,19 @@ struct ToolRun {
 }
 
 /// Runs one of the migration tools to its end.
-func runTool(_ name: String, _ arguments: [String], natsURL: String, timeout: Duration = .seconds(600)) async throws -> ToolRun {
-    try await runTool(name, arguments, environment: ["NATS_URL": natsURL], timeout: timeout)
+func runTool(_ name: String, _ arguments: [String], natsURL: String, niceness: Int = 0, timeout: Duration = .seconds(600)) async throws
+    -> ToolRun
+{
+    try await runTool(name, arguments, environment: ["NATS_URL": natsURL], niceness: niceness, timeout: timeout)
 }
 
 /// Runs one of the migration tools to its end with this environment (NATS user, TLS, ...).
-func runTool(_ name: String, _ arguments: [String], environment: [String: String], timeout: Duration = .seconds(600)) async throws
-    -> ToolRun
-{
+func runTool(
+    _ name: String, _ arguments: [String], environment: [String: String], niceness: Int = 0, timeout: Duration = .seconds(600)
+) async throws -> ToolRun {
     let process = try ChildProcess(
         name: name, executable: try Locations.executable(name), arguments: arguments + ["--quiet"],
-        environment: environment.merging(["LOG_LEVEL": "warning"]) { _, quiet in quiet })
+        environment: environment.merging(["LOG_LEVEL": "warning"]) { _, quiet in quiet }, niceness: niceness)
     guard let status = await process.waitForExit(timeout: timeout) else {
         await process.stop(timeout: .seconds(2))
         throw TestFailure("\(name) \(arguments) did not end within \(timeout)\n\(process.output)")
@@ -51,24 +53,28 @@ struct TestReplica {
     let url: String
     let stream: String
     let prefix: String
+    let niceness: Int
 
-    static func start(name: String, server: IndexServerKind, natsURL: String, stream: String = "fpindex", prefix: String = "fpindex")
-        async throws -> TestReplica
-    {
+    static func start(
+        name: String, server: IndexServerKind, natsURL: String, stream: String = "fpindex", prefix: String = "fpindex", niceness: Int = 0
+    ) async throws -> TestReplica {
         let port = try FreePort.find()
-        let index = try await server.start(port: port, directory: nil)
-        let updater = try await startUpdater(name: name, port: port, natsURL: natsURL, stream: stream, prefix: prefix)
-        return TestReplica(name: name, index: index, updater: updater, url: "http://127.0.0.1:\(port)", stream: stream, prefix: prefix)
+        let index = try await server.start(port: port, directory: nil, niceness: niceness)
+        let updater = try await startUpdater(name: name, port: port, natsURL: natsURL, stream: stream, prefix: prefix, niceness: niceness)
+        return TestReplica(
+            name: name, index: index, updater: updater, url: "http://127.0.0.1:\(port)", stream: stream, prefix: prefix, niceness: niceness)
     }
 
     /// The same replica with a new updater (the old one stopped), as a restarted pod has.
     func restartUpdater(natsURL: String) async throws -> TestReplica {
         let port = Int(url.split(separator: ":").last!)!
-        let updater = try await Self.startUpdater(name: name, port: port, natsURL: natsURL, stream: stream, prefix: prefix)
-        return TestReplica(name: name, index: index, updater: updater, url: url, stream: stream, prefix: prefix)
+        let updater = try await Self.startUpdater(
+            name: name, port: port, natsURL: natsURL, stream: stream, prefix: prefix, niceness: niceness)
+        return TestReplica(name: name, index: index, updater: updater, url: url, stream: stream, prefix: prefix, niceness: niceness)
     }
 
-    private static func startUpdater(name: String, port: Int, natsURL: String, stream: String, prefix: String) async throws -> ChildProcess
+    private static func startUpdater(name: String, port: Int, natsURL: String, stream: String, prefix: String, niceness: Int)
+        async throws -> ChildProcess
     {
         let updater = try ChildProcess(
             name: "fpindex-updater-\(name)", executable: try Locations.executable("fpindex-updater"),
@@ -76,7 +82,7 @@ struct TestReplica {
                 "--consumer", name, "--fpindex-url", "http://127.0.0.1:\(port)", "--listen", "127.0.0.1:0", "--create-consumer",
                 "--stream", stream, "--subject-prefix", prefix, "--batch", "4000", "--batch-wait", "100", "--idle-check", "300",
             ],
-            environment: ["NATS_URL": natsURL, "LOG_LEVEL": "warning"])
+            environment: ["NATS_URL": natsURL, "LOG_LEVEL": "warning"], niceness: niceness)
         _ = try await updater.waitForLine(containing: "listening on ")
         return updater
     }

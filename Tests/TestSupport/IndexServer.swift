@@ -38,7 +38,8 @@ public enum IndexServerKind: Sendable, CustomTestStringConvertible {
     ///   in memory; the real fpindex always needs a folder, so it gets a new empty one each start
     ///   (`scratch`, for the caller to remove), so that both come back empty after a crash.
     /// - Parameter arguments: more of the real fpindex's flags (fpindex-dev takes them too).
-    public func start(port: Int, directory: String?, arguments extra: [String] = []) async throws
+    /// - Parameter niceness: run it under `nice` (see `ChildProcess`).
+    public func start(port: Int, directory: String?, arguments extra: [String] = [], niceness: Int = 0) async throws
         -> (process: ChildProcess, scratch: String?)
     {
         let process: ChildProcess
@@ -47,12 +48,14 @@ public enum IndexServerKind: Sendable, CustomTestStringConvertible {
         case .dev:
             var arguments = ["--host", "127.0.0.1", "--port", String(port)]
             if let directory { arguments += ["--dir", directory] }
-            process = try ChildProcess(name: "fpindex-dev", executable: try executable(), arguments: arguments + extra)
+            process = try ChildProcess(name: "fpindex-dev", executable: try executable(), arguments: arguments + extra, niceness: niceness)
         case .real:
             if directory == nil { scratch = try TemporaryDirectory.make(prefix: "fpindex-real") }
             let folder = directory ?? scratch!
             process = try ChildProcess(
-                name: "fpindex", executable: try executable(), arguments: ["--dir", folder, "--host", "127.0.0.1", "--port", String(port)] + extra)
+                name: "fpindex", executable: try executable(),
+                arguments: ["--dir", folder, "--host", "127.0.0.1", "--port", String(port)] + extra,
+                niceness: niceness)
         }
         let http = TestHTTPClient(baseURL: "http://127.0.0.1:\(port)")
         do {

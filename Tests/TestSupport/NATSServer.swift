@@ -17,11 +17,13 @@ public final class NATSServer: Sendable {
     private struct Setup: Sendable {
         var configuration: (@Sendable (_ port: Int, _ store: String) throws -> String)?
         var environment: [String: String] = [:]
+        var niceness = 0
     }
 
     /// Starts the server and waits until it accepts clients.
-    public static func start() async throws -> NATSServer {
-        try await start(Setup())
+    /// - Parameter niceness: run it under `nice` (see `ChildProcess`).
+    public static func start(niceness: Int = 0) async throws -> NATSServer {
+        try await start(Setup(niceness: niceness))
     }
 
     /// Starts the server with a configuration file instead of flags, and waits until it accepts
@@ -59,7 +61,8 @@ public final class NATSServer: Sendable {
             arguments = ["-c", file]
         }
         let process = try ChildProcess(
-            name: "nats-server", executable: try Locations.natsServer(), arguments: arguments, environment: setup.environment)
+            name: "nats-server", executable: try Locations.natsServer(), arguments: arguments, environment: setup.environment,
+            niceness: setup.niceness)
         try await eventually(timeout: .seconds(20), "nats-server to accept clients\n\(process.output)") {
             guard process.isRunning else { throw TestFailure("nats-server exited\n\(process.output)") }
             return process.stderr.contains("Server is ready") ? true : nil
@@ -156,8 +159,8 @@ public enum FreePort {
 }
 
 /// Runs `body` with a fresh nats-server, stopping it and removing its store afterwards.
-public func withNATSServer<T>(_ body: (NATSServer) async throws -> T) async throws -> T {
-    let server = try await NATSServer.start()
+public func withNATSServer<T>(niceness: Int = 0, _ body: (NATSServer) async throws -> T) async throws -> T {
+    let server = try await NATSServer.start(niceness: niceness)
     do {
         let result = try await body(server)
         await server.stop()
