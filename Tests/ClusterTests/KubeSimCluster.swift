@@ -92,10 +92,14 @@ final class KubeSimCluster: Sendable {
         try await kubectl.ok("apply", "-k", root + "/hack/monitoring-local")
         let targets = try ChildProcess(
             name: "prometheus-targets", executable: root + "/hack/prometheus-targets", arguments: ["--every", "2"],
-            environment: ["KUBECONFIG": directory + "/kubeconfig", "PATH": (try Locations.kubectl() as NSString).deletingLastPathComponent + ":"
-                + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")])
+            environment: [
+                "KUBECONFIG": directory + "/kubeconfig",
+                "PATH": (try Locations.kubectl() as NSString).deletingLastPathComponent + ":"
+                    + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+            ])
         do {
-            try await kubectl.ok(["-n", "monitoring", "rollout", "status", "deployment/prometheus", "--timeout=180s"], timeout: .seconds(200))
+            try await kubectl.ok(
+                ["-n", "monitoring", "rollout", "status", "deployment/prometheus", "--timeout=180s"], timeout: .seconds(200))
         } catch {
             var logs = ""
             for previous in [false, true] {

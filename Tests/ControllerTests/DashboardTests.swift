@@ -178,7 +178,8 @@ struct DataPlane: Sendable {
                     environment: ["NATS_URL": natsURL, "LOG_LEVEL": "info"])
                 plane.replicas.append(
                     Replica(
-                        pod: consumer, indexProcess: index, updaterProcess: updater, index: TestHTTPClient(baseURL: "http://127.0.0.1:\(port)"),
+                        pod: consumer, indexProcess: index, updaterProcess: updater,
+                        index: TestHTTPClient(baseURL: "http://127.0.0.1:\(port)"),
                         updater: TestHTTPClient(baseURL: "http://127.0.0.1:9")))
                 let url = String(try await updater.waitForLine(containing: "listening on ").split(separator: " ").last!)
                 plane.replicas[plane.replicas.count - 1].updater = TestHTTPClient(baseURL: url)
@@ -188,7 +189,8 @@ struct DataPlane: Sendable {
                 arguments: ["--listen", "127.0.0.1:0", "--no-manage-stream"],
                 environment: ["NATS_URL": natsURL, "FPINDEX_URL": plane.replicas.first?.index.baseURL ?? "http://127.0.0.1:9"])
             plane.proxyProcess = proxy
-            plane.proxy = TestHTTPClient(baseURL: String(try await proxy.waitForLine(containing: "listening on ").split(separator: " ").last!))
+            plane.proxy = TestHTTPClient(
+                baseURL: String(try await proxy.waitForLine(containing: "listening on ").split(separator: " ").last!))
             let client = plane.proxy
             try await eventually("the proxy to be ready\n\(proxy.output)") {
                 try await client.request(.GET, "/_ready").status == 200 ? true : nil

@@ -51,7 +51,11 @@ struct MonitoringRulesTests {
         for (number, line) in lines.enumerated() where line.hasPrefix("alertname: ") {
             let name = String(line.dropFirst("alertname: ".count))
             guard number + 1 < lines.count else { continue }
-            if lines[number + 1] == "exp_alerts: []" { silent.insert(name) } else if lines[number + 1] == "exp_alerts:" { firing.insert(name) }
+            if lines[number + 1] == "exp_alerts: []" {
+                silent.insert(name)
+            } else if lines[number + 1] == "exp_alerts:" {
+                firing.insert(name)
+            }
         }
         let names = try Self.alertNames()
         #expect(names.count == 11, "\(names)")

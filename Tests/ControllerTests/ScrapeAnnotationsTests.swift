@@ -16,7 +16,8 @@ struct ScrapeAnnotationsTests {
             ])
         let containers = try #require(template.spec?.containers)
         // The annotated port is the updater's, and fpindex's own metrics port is named for a PodMonitor.
-        #expect(containers.first { $0.name == "updater" }?.ports == [ContainerPort(name: "probes", containerPort: DesiredChildren.updaterPort)])
+        #expect(
+            containers.first { $0.name == "updater" }?.ports == [ContainerPort(name: "probes", containerPort: DesiredChildren.updaterPort)])
         #expect(containers.first { $0.name == "fpindex" }?.ports?.first?.name == "http")
     }
 
