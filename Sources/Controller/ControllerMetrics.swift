@@ -11,7 +11,7 @@ public final class ControllerMetrics: Sendable {
     let queueDepth: Gauge
     let leader: Gauge
     private let watchRestarts = Mutex<[String: Counter]>([:])
-    private let clusterLag = Mutex<[String: Gauge]>([:])
+    private let clusterGauges = Mutex<[String: Gauge]>([:])
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -41,21 +41,46 @@ public final class ControllerMetrics: Sendable {
         counter.increment()
     }
 
-    /// One series per managed cluster (a handful).
-    func setLag(_ lag: Int, for key: ObjectKey) {
-        let gauge = clusterLag.withLock { gauges in
-            if let gauge = gauges[key.description] { return gauge }
-            let gauge = Gauge(
-                label: "fpindex_controller_cluster_max_lag",
-                dimensions: [("namespace", key.namespace), ("name", key.name)], factory: factory)
-            gauges[key.description] = gauge
-            return gauge
+    /// One series per managed cluster and gauge (a handful of clusters): what the last reconcile
+    /// saw. A gauge whose value is unknown has no series, so no alert reads a stale value.
+    /// The labels are `cluster_namespace` and `cluster`, not `namespace` and `name`: Prometheus
+    /// gives every target of a pod the pod's `namespace`, and would rename the series' own to
+    /// `exported_namespace`.
+    func record(_ result: ReconcileResult, for key: ObjectKey) {
+        let dimensions = [("cluster_namespace", key.namespace), ("cluster", key.name)]
+        let values: [(String, Int64?)] = [
+            ("fpindex_controller_cluster_max_lag_messages", result.maxLag.map(Int64.init)),
+            ("fpindex_controller_cluster_ready", result.ready.map { $0 ? 1 : 0 }),
+            ("fpindex_controller_stream_messages", result.stream.map { Int64(clamping: $0.messages) }),
+            ("fpindex_controller_stream_bytes", result.stream.map { Int64(clamping: $0.bytes) }),
+            ("fpindex_controller_stream_limit_bytes", result.stream?.limitBytes.map { Int64(clamping: $0) }),
+        ]
+        let (set, removed) = clusterGauges.withLock { gauges in
+            var set: [(Gauge, Int64)] = []
+            var removed: [Gauge] = []
+            for (label, value) in values {
+                let gaugeKey = "\(key.description)|\(label)"
+                if let value {
+                    let gauge = gauges[gaugeKey] ?? Gauge(label: label, dimensions: dimensions, factory: factory)
+                    gauges[gaugeKey] = gauge
+                    set.append((gauge, value))
+                } else if let gauge = gauges.removeValue(forKey: gaugeKey) {
+                    removed.append(gauge)
+                }
+            }
+            return (set, removed)
         }
-        gauge.record(lag)
+        for (gauge, value) in set { gauge.record(value) }
+        for gauge in removed { gauge.destroy() }
     }
 
-    func removeLag(for key: ObjectKey) {
-        // A deleted cluster reads 0 rather than keeping its last lag.
-        clusterLag.withLock { $0.removeValue(forKey: key.description) }?.record(0)
+    /// A deleted cluster's series go away (rather than reading 0, or Ready 0 forever).
+    func remove(_ key: ObjectKey) {
+        let prefix = "\(key.description)|"
+        let removed = clusterGauges.withLock { gauges in
+            let keys = gauges.keys.filter { $0.hasPrefix(prefix) }
+            return keys.compactMap { gauges.removeValue(forKey: $0) }
+        }
+        for gauge in removed { gauge.destroy() }
     }
 }

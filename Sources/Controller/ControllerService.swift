@@ -125,8 +125,10 @@ public struct ControllerService: ServiceLifecycle.Service, Sendable {
                 return  // Shut down while standing by.
             }
             state.set(waiting: false)
-            metrics.leader.record(1)
         }
+        // Acting: the Lease is ours, or this is the only controller (no leader election), which
+        // acts as the leader does: the "no leader" alert reads this gauge.
+        metrics.leader.record(1)
         do {
             try await withThrowingTaskGroup(of: Ending.self) { group in
                 if let elector {
@@ -205,7 +207,7 @@ public struct ControllerService: ServiceLifecycle.Service, Sendable {
                 let result = try await reconciler.reconcile(namespace: key.namespace, name: key.name)
                 await queue.forget(key)
                 metrics.reconcileSuccess.increment()
-                if let lag = result.maxLag { metrics.setLag(lag, for: key) } else { metrics.removeLag(for: key) }
+                metrics.record(result, for: key)
                 if let after = result.requeueAfter { await queue.add(key, after: after) }
             } catch let error as KubernetesError where error.reason == .conflict {
                 metrics.reconcileConflict.increment()
@@ -249,7 +251,7 @@ public struct ControllerService: ServiceLifecycle.Service, Sendable {
                 if let key = key(of: item, instanceLabel: false) { await queue.add(key) }
             case .deleted(let item):
                 if let key = key(of: item, instanceLabel: false) {
-                    metrics.removeLag(for: key)
+                    metrics.remove(key)
                     await queue.add(key)
                 }
             }

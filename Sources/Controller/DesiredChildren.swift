@@ -118,6 +118,19 @@ public struct DesiredChildren: Sendable, Equatable {
         return policy
     }
 
+    /// The conventional scrape annotations (Prometheus's `kubernetes_sd` examples, most Helm
+    /// charts) for the process whose metrics matter most in the pod: the updater in an index pod
+    /// (lag, batches), the proxy in a proxy pod. They name one port per pod: fpindex's own
+    /// metrics on the index port are scraped by port name (`http` of the `fpindex` container,
+    /// manifests/monitoring/prometheus.yaml and podmonitor.yaml).
+    static func scrapeAnnotations(port: Int, https: Bool = false) -> [String: String] {
+        var annotations = [
+            "prometheus.io/scrape": "true", "prometheus.io/port": String(port), "prometheus.io/path": ProbePath.metrics,
+        ]
+        if https { annotations["prometheus.io/scheme"] = "https" }
+        return annotations
+    }
+
     static func metadata(_ model: ClusterModel, name: String, component: String) -> ObjectMeta {
         ObjectMeta(
             name: name, namespace: model.namespace, labels: model.labels(component: component),
@@ -244,7 +257,7 @@ public struct DesiredChildren: Sendable, Equatable {
         pod.terminationGracePeriodSeconds = 60
 
         var template = PodTemplateSpec()
-        template.metadata = ObjectMeta(labels: model.labels(component: "index"))
+        template.metadata = ObjectMeta(labels: model.labels(component: "index"), annotations: scrapeAnnotations(port: updaterPort))
         template.spec = pod
 
         var claim = PersistentVolumeClaim()
@@ -336,7 +349,8 @@ public struct DesiredChildren: Sendable, Equatable {
         pod.terminationGracePeriodSeconds = Int64(ShutdownBudget.servingPodGracePeriodSeconds)
 
         var template = PodTemplateSpec()
-        template.metadata = ObjectMeta(labels: model.labels(component: "proxy"))
+        template.metadata = ObjectMeta(
+            labels: model.labels(component: "proxy"), annotations: scrapeAnnotations(port: proxyPort, https: model.proxyTLSSecret != nil))
         template.spec = pod
 
         var deployment = Deployment()

@@ -61,6 +61,9 @@ public struct Observed: Sendable {
     /// The index pods of the StatefulSet.
     public var pods: [Pod]
     public var jetStream: JetStreamObservation
+    /// The NATS account's JetStream use and limits (for the stream's storage limit); nil when
+    /// not read or not answered.
+    public var account: JetStreamAccountUsage?
 
     public init(
         cluster: FpindexCluster, children: [ChildRole: JSONValue], foreign: Set<ChildRole> = [], pods: [Pod],

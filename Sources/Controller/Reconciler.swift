@@ -28,6 +28,10 @@ public struct ReconcileResult: Sendable, Equatable {
     public var requeueAfter: Duration?
     /// The cluster's max lag after this reconcile (for the metric), nil when unknown or deleted.
     public var maxLag: Int? = nil
+    /// Whether the cluster's Ready condition is True (for the metric), nil when deleted.
+    public var ready: Bool? = nil
+    /// The stream's size and limit (for the metrics), nil when it was not seen.
+    public var stream: StreamUsage? = nil
 }
 
 /// Reconciles one FpindexCluster: observe (reads only), plan (pure), apply (the only writer),
@@ -100,8 +104,11 @@ public final class Reconciler: Sendable {
         var lagging = status.replicaStatus?.contains { !$0.caughtUp } ?? false
         if case .unavailable = observed.jetStream { lagging = true }
         let converging = outcome.changed || lagging || (status.readyReplicas ?? 0) < model.replicas
+        var streamUsage: StreamUsage?
+        if case .seen(let stream?, _) = observed.jetStream { streamUsage = StreamUsage(stream: stream, account: observed.account) }
         return ReconcileResult(
-            requeueAfter: model.paused ? nil : converging ? settings.lagRefresh : settings.statusRefresh, maxLag: status.maxLag)
+            requeueAfter: model.paused ? nil : converging ? settings.lagRefresh : settings.statusRefresh, maxLag: status.maxLag,
+            ready: status.conditions?.contains { $0.type == "Ready" && $0.status == "True" } ?? false, stream: streamUsage)
     }
 
     // MARK: Observe
@@ -134,7 +141,12 @@ public final class Reconciler: Sendable {
         } else {
             jetStream = .unavailable("spec.nats.url is not set")
         }
-        return Observed(cluster: cluster, children: children, foreign: foreign, pods: pods, jetStream: jetStream)
+        var observed = Observed(cluster: cluster, children: children, foreign: foreign, pods: pods, jetStream: jetStream)
+        if case .seen(_?, _) = jetStream {
+            // Only for the storage gauge: a server that does not answer leaves it unknown.
+            observed.account = try? await JetStreamAccountUsage.read(try await nats.client(for: model))
+        }
+        return observed
     }
 
     func observeJetStream(_ model: ClusterModel) async -> JetStreamObservation {

@@ -43,6 +43,7 @@ public struct Replicator: Service, CustomStringConvertible {
             configuration.nats, logger: logger, sleep: sleepUnlessShuttingDown,
             keepTrying: { !Task.isShuttingDownGracefully && !Task.isCancelled })
         guard let client else { return }
+        status.attach(client)
         var delay = Duration.milliseconds(200)
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
@@ -58,6 +59,7 @@ public struct Replicator: Service, CustomStringConvertible {
             }
         }
         status.set(phase: .stopping)
+        status.attach(nil)
         await client.close()
         await fpindex.shutdown()
     }

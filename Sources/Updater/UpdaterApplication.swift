@@ -30,6 +30,7 @@ public func buildUpdaterServices(
             body: .init(byteBuffer: ByteBuffer(bytes: status.json())))
     }
     router.get(RouterPath(ProbePath.metrics)) { _, _ -> Response in
+        status.recordConnectionState()
         var bytes: [UInt8] = []
         registry.emit(into: &bytes)
         return Response(

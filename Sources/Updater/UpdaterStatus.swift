@@ -33,10 +33,15 @@ public final class UpdaterStatus: Sendable {
 
     let state = Mutex(State())
     let maxLag: UInt64
+    /// The replicator's NATS connection once it has one: its state is read when scraped.
+    let natsClient = Mutex<NATSClient?>(nil)
 
     // Metrics, made once.
     let lagGauge: Metrics.Gauge
+    let maxLagGauge: Metrics.Gauge
     let readyGauge: Metrics.Gauge
+    let appliedSequenceGauge: Metrics.Gauge
+    let natsConnectedGauge: Metrics.Gauge
     let appliedMessages: Counter
     let appliedBatches: Counter
     let batchDuration: Metrics.Timer
@@ -50,7 +55,13 @@ public final class UpdaterStatus: Sendable {
     init(maxLag: UInt64, factory: any MetricsFactory) {
         self.maxLag = maxLag
         lagGauge = Metrics.Gauge(label: "fpindex_updater_lag_messages", factory: factory)
+        // The readiness threshold beside the lag, so an alert compares each replica with its own.
+        maxLagGauge = Metrics.Gauge(label: "fpindex_updater_max_lag_messages", factory: factory)
+        maxLagGauge.record(Int64(clamping: maxLag))
         readyGauge = Metrics.Gauge(label: "fpindex_updater_ready", factory: factory)
+        appliedSequenceGauge = Metrics.Gauge(label: "fpindex_updater_applied_sequence", factory: factory)
+        natsConnectedGauge = Metrics.Gauge(label: "fpindex_updater_nats_connected", factory: factory)
+        natsConnectedGauge.record(0)
         appliedMessages = Counter(label: "fpindex_updater_applied_messages_total", factory: factory)
         appliedBatches = Counter(label: "fpindex_updater_applied_batches_total", factory: factory)
         batchDuration = Metrics.Timer(label: "fpindex_updater_batch_duration_seconds", preferredDisplayUnit: .seconds, factory: factory)
@@ -83,7 +94,7 @@ public final class UpdaterStatus: Sendable {
 
     /// Recomputes readiness: ready once caught up, not ready again only above twice the threshold.
     func update(_ change: (inout State) -> Void) {
-        let (lag, ready) = state.withLock { state in
+        let (lag, ready, applied) = state.withLock { state in
             change(&state)
             let lag = Self.lag(state)
             if state.phase == .replicating {
@@ -92,10 +103,23 @@ public final class UpdaterStatus: Sendable {
             } else {
                 state.ready = false
             }
-            return (lag, state.ready)
+            return (lag, state.ready, state.appliedSeq)
         }
         lagGauge.record(Int64(clamping: lag))
+        appliedSequenceGauge.record(Int64(clamping: applied))
         readyGauge.record(ready ? 1 : 0)
+    }
+
+    /// The connection whose state `fpindex_updater_nats_connected` reports (nil: none).
+    func attach(_ client: NATSClient?) {
+        natsClient.withLock { $0 = client }
+    }
+
+    /// Called when `/_metrics` is scraped: the connection's state now, not at its last event
+    /// (0 until the first connection, so an updater that never reached NATS shows it too).
+    func recordConnectionState() {
+        let connected = natsClient.withLock { $0?.state == .connected }
+        natsConnectedGauge.record(connected ? 1 : 0)
     }
 
     /// `/status` as JSON.

@@ -330,6 +330,54 @@ import Testing
     }
 
     /// The sample's proxy pods that are not being deleted.
+    /// make run's Prometheus (manifests/monitoring/prometheus.yaml) in the namespace monitoring:
+    /// it discovers every pod through the API server and scrapes it by its annotations (the
+    /// updaters, proxies and controller) or its port name (fpindex), through the sample's
+    /// NetworkPolicies; it has one lag series per replica, a third once the cluster scales to
+    /// three, and the alert rules loaded.
+    @Test func prometheusHasEveryReplicasLag() async throws {
+        try await KubeSimCluster.with { cluster in
+            let (proxy, _) = try await cluster.installSample()
+            let (url, targets) = try await cluster.installPrometheus()
+            do {
+                try await Self.checkPrometheus(PrometheusAPI(baseURL: url), cluster: cluster, proxy: proxy)
+                await targets.stop()
+            } catch {
+                await targets.stop()
+                throw TestFailure("\(error)\n\(targets.output)")
+            }
+        }
+    }
+
+    static func checkPrometheus(_ prometheus: PrometheusAPI, cluster: KubeSimCluster, proxy: TestHTTPClient) async throws {
+        try await Self.load(proxy, 1...500)
+        func lagSeries() async throws -> [String] {
+            try await prometheus.query("fpindex_updater_lag_messages").map { $0.labels["pod"] ?? "?" }.sorted()
+        }
+        try await eventually(timeout: .seconds(120), "Prometheus to have one lag series per replica", interval: .seconds(1)) {
+            try await lagSeries() == ["main-index-0", "main-index-1"] ? true : nil
+        }
+        // The controller (by its Deployment's annotations), fpindex itself (by port name) and the proxies.
+        for (query, what) in [
+            (#"fpindex_controller_cluster_ready{cluster="main"}"#, "the controller"), (#"fpindex_docs{index="sample"}"#, "fpindex"),
+            ("fpindex_proxy_nats_connected", "the proxies"),
+        ] {
+            try await eventually(timeout: .seconds(60), "Prometheus to scrape \(what): \(query)", interval: .seconds(1)) {
+                try await prometheus.query(query).isEmpty ? nil : true
+            }
+        }
+        #expect(try await prometheus.query("fpindex_proxy_nats_connected").count == 2, "one series per proxy")
+        let rules = try await prometheus.http.request(.GET, "/api/v1/rules").text
+        for alert in ["FpindexReplicaLagging", "FpindexClusterNotReady", "FpindexControllerNoLeader"] {
+            #expect(rules.contains(alert), "\(alert) not loaded: \(rules.prefix(300))")
+        }
+
+        try await cluster.kubectl.ok("-n", "fpindex", "scale", "fpc/main", "--replicas=3")
+        try await eventually(timeout: .seconds(180), "a lag series for the third replica", interval: .seconds(1)) {
+            try await lagSeries() == ["main-index-0", "main-index-1", "main-index-2"] ? true : nil
+        }
+    }
+
     static func liveProxies(_ cluster: KubeSimCluster) async throws -> [[String: Any]] {
         try await cluster.pods(selector: "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=main")
             .filter { $0[path: "metadata.deletionTimestamp"] == nil }

@@ -37,7 +37,8 @@ final class KubeSimCluster: Sendable {
                "cmd": ["fpindex", "--dir", "/var/lib/fpindex", "--host", "0.0.0.0", "--port", "8080"],
                "programs": {"fpindex": "\(fpindexProgram)"}},
               {"repository": "nats", "entrypoint": ["\(nats)"]},
-              {"repository": "busybox", "path": "/bin", "entrypoint": ["sh"]}
+              {"repository": "busybox", "path": "/bin", "entrypoint": ["sh"]},
+              {"repository": "prom/prometheus", "path": "\(try Self.prometheusDirectory())", "entrypoint": ["prometheus"]}
             ]}
             """
         try imageMap.write(toFile: directory + "/images.json", atomically: true, encoding: .utf8)
@@ -76,6 +77,40 @@ final class KubeSimCluster: Sendable {
         try await kubectl.ok(["-n", "fpindex", "rollout", "status", "statefulset/nats", "--timeout=180s"], timeout: .seconds(200))
         try await kubectl.ok(
             ["-n", "fpindex-system", "rollout", "status", "deployment/fpindex-controller", "--timeout=180s"], timeout: .seconds(200))
+    }
+
+    /// Where Debian's prometheus is (hack/kubesim-images.json maps prom/prometheus to it too).
+    static func prometheusDirectory() throws -> String {
+        (try Locations.prometheusTool("prometheus") as NSString).deletingLastPathComponent
+    }
+
+    /// Prometheus as make run installs it (hack/monitoring-local: manifests/monitoring/ with its
+    /// targets kept by hack/prometheus-targets, which runs until the returned process is stopped),
+    /// rolled out; its Service's URL.
+    func installPrometheus() async throws -> (url: String, targets: ChildProcess) {
+        let root = Locations.packageRoot
+        try await kubectl.ok("apply", "-k", root + "/hack/monitoring-local")
+        let targets = try ChildProcess(
+            name: "prometheus-targets", executable: root + "/hack/prometheus-targets", arguments: ["--every", "2"],
+            environment: [
+                "KUBECONFIG": directory + "/kubeconfig",
+                "PATH": (try Locations.kubectl() as NSString).deletingLastPathComponent + ":"
+                    + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"),
+            ])
+        do {
+            try await kubectl.ok(
+                ["-n", "monitoring", "rollout", "status", "deployment/prometheus", "--timeout=180s"], timeout: .seconds(200))
+        } catch {
+            var logs = ""
+            for previous in [false, true] {
+                let arguments = ["-n", "monitoring", "logs", "deploy/prometheus", "--tail=30"] + (previous ? ["--previous"] : [])
+                logs += (try? await kubectl.run(arguments).output) ?? ""
+            }
+            let events = (try? await kubectl.run("-n", "monitoring", "get", "events").output) ?? ""
+            await targets.stop()
+            throw TestFailure("\(error)\n--- prometheus ---\n\(logs)\n--- events ---\n\(events)\n\(targets.output)")
+        }
+        return (try await serviceURL("prometheus", namespace: "monitoring"), targets)
     }
 
     /// Applies the sample FpindexCluster and waits until it is Ready and its Services answer

@@ -94,7 +94,15 @@ extension ControllerIntegrationTests {
             #expect(try await http.request(.GET, "/ready").status == 200, "the name before 0.3 still answers")
             let metrics = try await http.request(.GET, "/_metrics").text
             #expect(metrics.contains(#"fpindex_controller_reconciles_total{result="success"}"#))
-            #expect(metrics.contains(#"fpindex_controller_cluster_max_lag{namespace="fp",name="main"}"#))
+            #expect(metrics.contains(#"fpindex_controller_cluster_max_lag_messages{cluster_namespace="fp",cluster="main"}"#))
+            // The series the alert rules and the dashboard read (manifests/monitoring/).
+            #expect(metrics.contains(#"fpindex_controller_cluster_ready{cluster_namespace="fp",cluster="main"}"#))
+            #expect(metrics.contains(#"fpindex_controller_stream_messages{cluster_namespace="fp",cluster="main"}"#))
+            #expect(metrics.contains(#"fpindex_controller_stream_bytes{cluster_namespace="fp",cluster="main"}"#))
+            // The test server limits neither the stream nor the account: no limit, no series.
+            #expect(!metrics.contains("fpindex_controller_stream_limit_bytes{"))
+            // The only controller, without leader election, acts as the leader.
+            #expect(metrics.contains("fpindex_controller_leader 1"))
             #expect(metrics.contains("fpindex_controller_reconcile_duration_seconds"))
         }
     }

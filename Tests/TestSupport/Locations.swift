@@ -57,6 +57,18 @@ public enum Locations {
         throw TestFailure("kubectl not found: run hack/setup")
     }
 
+    /// A program of Debian's `prometheus` package (`prometheus`, `promtool`; hack/setup installs it):
+    /// `$PROMETHEUS_BIN_DIR`, else the PATH.
+    public static func prometheusTool(_ name: String) throws -> String {
+        let directories =
+            [ProcessInfo.processInfo.environment["PROMETHEUS_BIN_DIR"]].compactMap { $0 }
+            + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map(String.init)
+        for directory in directories where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
+            return "\(directory)/\(name)"
+        }
+        throw TestFailure("\(name) not found: run hack/setup (it installs Debian's prometheus package)")
+    }
+
     /// python3 from the PATH (hack/setup's packages need it), for AcoustID's Python client.
     public static func python3() throws -> String {
         for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
