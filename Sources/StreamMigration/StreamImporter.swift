@@ -117,6 +117,9 @@ public final class StreamImporter: Sendable {
         try await ensureIndex()
         var existing = try await existingFingerprints()
         var publishedThisRun = IdSet()
+        /// Ids an earlier row of this run planned a message for: a later row for one is always
+        /// sent (it wins, as within one `_update`), whatever the stream held before the run.
+        var plannedThisRun = IdSet()
 
         var reader = RowReader(input: input, format: options.format)
         if options.resumeFrom > 1 {
@@ -173,7 +176,7 @@ public final class StreamImporter: Sendable {
                     return summary
                 }
             case .success(let change):
-                for planned in plannedMessages(change, line: line, existing: existing, summary: &summary) {
+                for planned in plannedMessages(change, line: line, existing: existing, planned: &plannedThisRun, summary: &summary) {
                     plan(planned)
                 }
             }
@@ -247,25 +250,29 @@ public final class StreamImporter: Sendable {
 
     /// The messages a row becomes, after what the stream already holds is taken into account.
     func plannedMessages(
-        _ change: ImportChange, line: Int, existing: [UInt32: ExistingFingerprint], summary: inout ImportSummary
+        _ change: ImportChange, line: Int, existing: [UInt32: ExistingFingerprint], planned earlier: inout IdSet,
+        summary: inout ImportSummary
     ) -> [Planned] {
         var planned: [Planned] = []
         let messages: [StreamMessage]
         switch change {
         case .fingerprint(let id, let hashes):
             plan(
-                id: id, payload: FingerprintRecord(hashes: hashes).payload, line: line, existing: existing, summary: &summary,
+                id: id, payload: FingerprintRecord(hashes: hashes).payload, line: line, existing: existing, earlier: &earlier,
+                summary: &summary,
                 into: &planned)
             return planned
         case .deletion(let id):
-            plan(id: id, payload: FingerprintRecord.tombstone.payload, line: line, existing: existing, summary: &summary, into: &planned)
+            plan(
+                id: id, payload: FingerprintRecord.tombstone.payload, line: line, existing: existing, earlier: &earlier, summary: &summary,
+                into: &planned)
             return planned
         case .update(let request):
             messages = subjects.messages(for: request, index: options.index)
         }
         for message in messages {
             if case .fingerprint(_, let id)? = subjects.parse(message.subject) {
-                plan(id: id, payload: message.payload, line: line, existing: existing, summary: &summary, into: &planned)
+                plan(id: id, payload: message.payload, line: line, existing: existing, earlier: &earlier, summary: &summary, into: &planned)
             } else {
                 planned.append(Planned(message: message, fence: nil, id: nil, line: line))  // metadata: last wins
             }
@@ -275,10 +282,16 @@ public final class StreamImporter: Sendable {
 
     /// Plans one fingerprint's message, fenced where the stream had the subject.
     private func plan(
-        id: UInt32, payload: [UInt8], line: Int, existing: [UInt32: ExistingFingerprint], summary: inout ImportSummary,
+        id: UInt32, payload: [UInt8], line: Int, existing: [UInt32: ExistingFingerprint], earlier: inout IdSet,
+        summary: inout ImportSummary,
         into planned: inout [Planned]
     ) {
         let message = StreamMessage(subject: subjects.fingerprint(options.index, id: id), payload: payload)
+        if earlier.contains(id) {
+            planned.append(Planned(message: message, fence: existing[id]?.sequence ?? 0, id: id, line: line))
+            return
+        }
+        defer { if planned.last?.id == id { earlier.insert(id) } }
         guard let current = existing[id] else {
             if payload.isEmpty || payload == FingerprintRecord.tombstone.payload {
                 summary.nothingToDelete += 1

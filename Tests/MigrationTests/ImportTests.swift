@@ -118,6 +118,31 @@ import Testing
         }
     }
 
+    /// An id on several rows ends with its last row, whatever the stream held before the run and
+    /// whether the rows fall into one batch or several.
+    @Test(arguments: [1, 4096])
+    func theLastRowOfAnIdWins(batch: Int) async throws {
+        try await withNATSServer { nats in
+            let directory = try TemporaryDirectory.make(prefix: "repeats")
+            defer { TemporaryDirectory.remove(directory) }
+            let client = try await connect(nats.url)
+            defer { Task { await client.close() } }
+            let first = directory + "/first.copy"
+            try "1\t{1,2}\n2\t{5}\n".write(toFile: first, atomically: true, encoding: .utf8)
+            #expect(try await runTool("fpindex-import", ["--index", "main", first], natsURL: nats.url).status == 0)
+            // Id 1 changes and changes back (the stream's value again); id 3 is new, then deleted;
+            // id 2 is deleted, then written again.
+            let repeats = directory + "/repeats.copy"
+            try "1\t{9}\n3\t{7}\n2\t\\N\n1\t{1,2}\n3\t\\N\n2\t{6}\n".write(toFile: repeats, atomically: true, encoding: .utf8)
+            let run = try await runTool(
+                "fpindex-import", ["--index", "main", "--existing", "replace", "--batch", String(batch), repeats], natsURL: nats.url)
+            #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+            #expect(try await payload(client, "main", 1) == FingerprintRecord(hashes: [1, 2]).payload)
+            #expect(try await payload(client, "main", 2) == FingerprintRecord(hashes: [6]).payload)
+            #expect(try await payload(client, "main", 3) == FingerprintRecord.tombstone.payload)
+        }
+    }
+
     /// The three formats of the same fingerprints put the same payloads in the stream.
     @Test func everyFormatWritesWhatThePgcopyRowsWrite() async throws {
         try await withNATSServer { nats in
