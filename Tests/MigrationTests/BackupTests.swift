@@ -78,7 +78,7 @@ import Testing
         try await withNATSServer { nats in
             let directory = try TemporaryDirectory.make(prefix: "rebuild")
             defer { TemporaryDirectory.remove(directory) }
-            try ExportFile.write(path: directory + "/rows.copy", count: 2000)
+            try await ExportFile.write(path: directory + "/rows.copy", count: 2000)
             #expect(try await runTool("fpindex-import", ["--index", "main", directory + "/rows.copy"], natsURL: nats.url).status == 0)
             let backup = directory + "/stream.fpbak"
             #expect(try await runTool("fpindex-backup", ["create", backup], natsURL: nats.url).status == 0)

@@ -18,7 +18,7 @@ import Testing
             let directory = try TemporaryDirectory.make(prefix: "import")
             defer { TemporaryDirectory.remove(directory) }
             let file = directory + "/fingerprints.copy"
-            try ExportFile.write(path: file, count: 2000, bad: [5: "5\t{1,x}", 17: "garbage"], deleted: [9])
+            try await ExportFile.write(path: file, count: 2000, bad: [5: "5\t{1,x}", 17: "garbage"], deleted: [9])
             let client = try await connect(nats.url)
             defer { Task { await client.close() } }
 
@@ -85,7 +85,7 @@ import Testing
             let directory = try TemporaryDirectory.make(prefix: "live")
             defer { TemporaryDirectory.remove(directory) }
             let count = 20_000
-            try ExportFile.write(path: directory + "/rows.copy", count: count)
+            try await ExportFile.write(path: directory + "/rows.copy", count: count)
             let rows = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/rows.copy")))
             let lastLine = rows.dropLast().lastIndex(of: UInt8(ascii: "\n"))! + 1
             let pipe = directory + "/export.pipe"
@@ -149,7 +149,7 @@ import Testing
             let directory = try TemporaryDirectory.make(prefix: "formats")
             defer { TemporaryDirectory.remove(directory) }
             let count = 300
-            try ExportFile.write(path: directory + "/rows.copy", count: count, deleted: [3])
+            try await ExportFile.write(path: directory + "/rows.copy", count: count, deleted: [3])
             var jsonl = ""
             var msgpack: [UInt8] = []
             for id in UInt32(1)...UInt32(count) {

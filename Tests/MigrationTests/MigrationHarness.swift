@@ -119,7 +119,18 @@ enum ExportFile {
 
     /// Writes rows 1...count (line n holds id n) with `bad` lines replaced by broken rows and
     /// `deleted` ids written as NULL.
-    static func write(path: String, count: Int, bad: [Int: String] = [:], deleted: Set<UInt32> = []) throws {
+    static func write(path: String, count: Int, bad: [Int: String] = [:], deleted: Set<UInt32> = []) async throws {
+        // Off the cooperative pool: a million rows take a debug build a minute, which would starve
+        // the servers other suites run inside the test process.
+        let result: Result<Void, any Error> = await withCheckedContinuation { continuation in
+            Thread {
+                continuation.resume(returning: Result { try writeBlocking(path: path, count: count, bad: bad, deleted: deleted) })
+            }.start()
+        }
+        try result.get()
+    }
+
+    private static func writeBlocking(path: String, count: Int, bad: [Int: String], deleted: Set<UInt32>) throws {
         _ = FileManager.default.createFile(atPath: path, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? handle.close() }
@@ -173,7 +184,7 @@ func connect(_ url: String) async throws -> NATSClient {
 func withImportedExport<T>(count: Int, natsURL: String, _ body: (_ directory: String) async throws -> T) async throws -> T {
     let directory = try TemporaryDirectory.make(prefix: "export")
     defer { TemporaryDirectory.remove(directory) }
-    try ExportFile.write(path: directory + "/rows.copy", count: count)
+    try await ExportFile.write(path: directory + "/rows.copy", count: count)
     let run = try await runTool("fpindex-import", ["--index", "main", directory + "/rows.copy"], natsURL: natsURL)
     guard run.status == 0 else { throw TestFailure("the import failed\n\(run.stdout)\(run.stderr)") }
     return try await body(directory)

@@ -23,7 +23,7 @@ import Testing
             let directory = try TemporaryDirectory.make(prefix: "million")
             defer { TemporaryDirectory.remove(directory) }
             let file = directory + "/fingerprints.copy"
-            try ExportFile.write(path: file, count: Self.count, bad: Self.badLines)
+            try await ExportFile.write(path: file, count: Self.count, bad: Self.badLines)
             let client = try await connect(nats.url)
             defer { Task { await client.close() } }
 

@@ -11,7 +11,7 @@ import Testing
         try await withSecuredNATS { nats in
             let directory = try TemporaryDirectory.make(prefix: "tools-user")
             defer { TemporaryDirectory.remove(directory) }
-            try ExportFile.write(path: directory + "/rows.copy", count: 500)
+            try await ExportFile.write(path: directory + "/rows.copy", count: 500)
             let environment = nats.environment(as: .tools)
             // The stream does not exist yet: the import creates it.
             let imported = try await runTool("fpindex-import", ["--index", "main", directory + "/rows.copy"], environment: environment)
