@@ -15,10 +15,16 @@ build: setup
 
 ## test: set up, build everything, run every test (unit, HTTP, real nats-server; the envtest
 ## suites too when KUBE_ASSETS names a folder with kube-apiserver and kube-controller-manager)
+## Most tests start servers of their own (nats-server, kubesim, fpindex, a kube-apiserver) and give
+## them time limits; swift-testing would otherwise start every suite at once, and on a 2-core
+## machine the servers starved past their limits. TEST_PARALLELISM bounds the tests run together.
+TEST_PARALLELISM ?= 6
+
 test: setup
 	$(SWIFT) build --build-tests
 	@[ -n "$$KUBE_ASSETS" ] || echo "make test: the envtest suites (a real kube-apiserver) are not run: KUBE_ASSETS is not set (see README, Tests)"
-	$(SWIFT) test --skip-build --disable-xctest --skip MillionFingerprintsTests
+	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_PARALLELISM) \
+	  $(SWIFT) test --skip-build --disable-xctest --skip MillionFingerprintsTests
 	@# The million-fingerprint migration keeps both cores busy for minutes: run alongside the rest,
 	@# it starved the in-process servers' time limits, so it runs on its own, after them.
 	$(SWIFT) test --skip-build --disable-xctest --filter MillionFingerprintsTests
