@@ -19,6 +19,9 @@ public final class StreamScan: Sendable {
     private let consumer: PullConsumer?
     private let batch: Int
     private let finished = Mutex(false)
+    /// Messages handed to the caller: the server counts what it delivered (`delivered.consumer_seq`),
+    /// and the scan ends only when both agree.
+    private let returned = Mutex<UInt64>(0)
 
     init(client: NATSClient, stream: String, name: String, consumer: PullConsumer?, batch: Int) {
         self.client = client
@@ -33,16 +36,46 @@ public final class StreamScan: Sendable {
     /// was returned.
     public func next() async throws -> [StoredMessage]? {
         guard let consumer, !finished.withLock({ $0 }) else { return nil }
+        var emptyWhileBehind = 0
         while true {
             let fetched = try await consumer.fetch(batch: batch, timeout: .milliseconds(250))
             if !fetched.messages.isEmpty {
+                returned.withLock { $0 += UInt64(fetched.messages.count) }
                 return fetched.messages.map { StoredMessage(subject: $0.subject, sequence: $0.streamSequence, payload: $0.payload) }
             }
             // An empty fetch may only mean a slow server: the consumer says whether anything is left.
-            if let info = try await client.consumerInfo(stream: stream, name: name), info.numPending > 0 { continue }
+            guard let info = try await client.consumerInfo(stream: stream, name: name) else {
+                await cancel()
+                throw JetStreamError(
+                    .unavailable, "the scan's consumer \(name) on stream \(stream) disappeared before the scan ended; run it again")
+            }
+            if info.numPending > 0 { continue }
+            // Delivered but not read here: a fetch gave up just before they came. They wait in the
+            // subscription and the next fetch returns them; ending now would leave them out.
+            if info.delivered.consumerSeq > returned.withLock({ $0 }) {
+                emptyWhileBehind += 1
+                guard emptyWhileBehind < 40 else {
+                    await cancel()
+                    throw JetStreamError(
+                        .unavailable,
+                        "the scan of stream \(stream) did not receive \(info.delivered.consumerSeq - returned.withLock { $0 }) messages the server delivered; run it again"
+                    )
+                }
+                continue
+            }
             await cancel()
             return nil
         }
+    }
+
+    /// Messages the scan has yet to return, as the server counts them now: right after the start,
+    /// the number of subjects the filter matches.
+    public func remaining() async throws -> UInt64 {
+        guard consumer != nil, !finished.withLock({ $0 }) else { return 0 }
+        guard let info = try await client.consumerInfo(stream: stream, name: name) else {
+            throw JetStreamError(.unavailable, "the scan's consumer \(name) on stream \(stream) disappeared")
+        }
+        return info.numPending + info.delivered.consumerSeq - returned.withLock { $0 }
     }
 
     /// Ends the scan and deletes its consumer. Idempotent.

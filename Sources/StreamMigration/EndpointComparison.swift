@@ -68,9 +68,9 @@ public final class EndpointComparison: Sendable {
         let started = ContinuousClock.now
         var report = ComparisonReport()
         // Spread over the index: every n-th fingerprint with enough hashes to cut.
-        let total = Int(try await client.streamInfo(stream.name)?.state.messages ?? 0)
-        let step = max(1, total / max(sources, 1))
         let chosen = try await client.withStreamScan(stream: stream.name, filter: subjects.fingerprintsOf(index)) { scan in
+            // The index's own fingerprint count, not the stream's: other indexes must not thin the sample.
+            let step = max(1, Int(try await scan.remaining()) / max(sources, 1))
             var chosen: [(UInt32, [UInt32])] = []
             var seen = 0
             while let messages = try await scan.next() {

@@ -186,7 +186,7 @@ struct RowReader {
                 let reason = "not a MessagePack _update body: \(error.detail); the rest of the input is not read"
                 start = buffer.count
                 atEnd = true
-                return (line, .failure(RowError(line: line, reason: reason)))
+                return (line, .failure(RowError(line: line, reason: reason, endsInput: true)))
             }
         }
     }

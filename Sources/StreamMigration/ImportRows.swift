@@ -25,10 +25,13 @@ public struct RowError: Error, Sendable, Equatable, CustomStringConvertible {
     /// 1-based line (for `msgpack`, the body's ordinal).
     public var line: Int
     public var reason: String
+    /// Nothing after this row can be read (a broken `msgpack` body: bodies carry no length).
+    public var endsInput: Bool
 
-    public init(line: Int, reason: String) {
+    public init(line: Int, reason: String, endsInput: Bool = false) {
         self.line = line
         self.reason = reason
+        self.endsInput = endsInput
     }
 
     public var description: String { "line \(line): \(reason)" }

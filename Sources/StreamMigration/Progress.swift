@@ -115,6 +115,7 @@ extension ImportSummary {
         line.add("unchanged", unchanged)
         line.add("kept_existing", keptExisting)
         line.add("superseded", superseded)
+        line.add("kept_after_matching_row", keptAfterMatchingRow)
         line.add("nothing_to_delete", nothingToDelete)
         line.add("bad_rows", badRows)
         line.add("resumed_past", resumedPast)

@@ -70,6 +70,8 @@ struct FNV1a {
 final class BackupWriter {
     private let path: String
     private let file: UnsafeMutablePointer<FILE>
+    /// Set once `file` is closed: `abandon` after a failed `finish` must not close it again.
+    private var closed = false
     private var checksum = FNV1a()
     private(set) var records: UInt64 = 0
     private var scratch: [UInt8] = []
@@ -108,7 +110,8 @@ final class BackupWriter {
         trailer.appendBigEndian(checksum.value)
         try write(trailer)
         guard fflush(file) == 0, fsync(fileno(file)) == 0 else { throw ImportError("cannot flush \(path).partial") }
-        fclose(file)
+        closed = true
+        guard fclose(file) == 0 else { throw ImportError("cannot close \(path).partial: \(String(cString: strerror(errno)))") }
         guard rename(path + ".partial", path) == 0 else {
             throw ImportError("cannot rename \(path).partial to \(path): \(String(cString: strerror(errno)))")
         }
@@ -116,7 +119,8 @@ final class BackupWriter {
 
     /// Drops an unfinished file.
     func abandon() {
-        fclose(file)
+        if !closed { fclose(file) }
+        closed = true
         unlink(path + ".partial")
     }
 
@@ -284,9 +288,18 @@ public enum StreamBackup {
     ) async throws -> BackupSummary {
         let started = ContinuousClock.now
         let (header, total) = try check(path: path)
-        if let existing = try await client.streamInfo(stream.name), existing.state.messages > 0 {
-            throw ImportError(
-                "stream \(stream.name) holds \(existing.state.messages) messages; a restore goes into an empty stream (or a new name)")
+        if let existing = try await client.streamInfo(stream.name) {
+            if existing.state.messages > 0 {
+                throw ImportError(
+                    "stream \(stream.name) holds \(existing.state.messages) messages; a restore goes into an empty stream (or a new name)")
+            }
+            // A purged stream keeps its identity and sequences: replicas would take the restore as
+            // new writes on top of what they hold instead of rebuilding. It must be deleted first.
+            if existing.state.lastSeq > 0 {
+                throw ImportError(
+                    "stream \(stream.name) was purged, not deleted (its last sequence is \(existing.state.lastSeq)): replicas would not rebuild from a restore into it; delete the stream (or restore under a new name)"
+                )
+            }
         }
         try await client.ensureStream(stream)
         logger.notice(

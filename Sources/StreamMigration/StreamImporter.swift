@@ -59,6 +59,11 @@ public struct ImportSummary: Sendable, Equatable {
     public var keptExisting = 0
     /// Rows whose subject was written by someone else while the import ran: the newer write stays.
     public var superseded = 0
+    /// Rows kept out although the input's earlier row for the id equals the stream's value and
+    /// this one differs (`--existing keep`): after an interrupted run, the stream may hold an
+    /// earlier row of the input rather than its last. Reported, and the run ends with status 1.
+    public var keptAfterMatchingRow = 0
+    public var keptAfterMatchingRowIds: [UInt32] = []
     /// Deletions of fingerprints the stream never had: nothing to publish.
     public var nothingToDelete = 0
     /// Bad rows, reported with their line.
@@ -67,6 +72,8 @@ public struct ImportSummary: Sendable, Equatable {
     public var errors: [RowError] = []
     /// Whether the run read its whole input (not stopped by a bad row).
     public var completed = false
+    /// The row the run stopped at.
+    public var stoppedBy: RowError?
     public var seconds = 0.0
 
     public var rowsPerSecond: Double { seconds > 0 ? Double(rows) / seconds : 0 }
@@ -116,10 +123,10 @@ public final class StreamImporter: Sendable {
         try await prepareStream()
         try await ensureIndex()
         var existing = try await existingFingerprints()
-        var publishedThisRun = IdSet()
-        /// Ids an earlier row of this run planned a message for: a later row for one is always
-        /// sent (it wins, as within one `_update`), whatever the stream held before the run.
-        var plannedThisRun = IdSet()
+        /// The stream sequences this run's messages got: a subject whose last message is one of
+        /// them was last written by this run, not by the proxy.
+        var ownSequences = SequenceRanges()
+        var runIds = RunIds()
 
         var reader = RowReader(input: input, format: options.format)
         if options.resumeFrom > 1 {
@@ -143,7 +150,7 @@ public final class StreamImporter: Sendable {
         func settleSending() async throws {
             guard let (sent, task) = sending else { return }
             sending = nil
-            try await settle(sent, results: await task.value, summary: &summary, publishedThisRun: &publishedThisRun, existing: &existing)
+            try await settle(sent, results: await task.value, summary: &summary, ownSequences: &ownSequences, existing: &existing)
         }
         func flush() async throws {
             try await settleSending()
@@ -168,15 +175,16 @@ public final class StreamImporter: Sendable {
                     summary.errors.append(error)
                     onBadRow(error)
                 }
-                if options.onError == .stop {
+                if options.onError == .stop || error.endsInput {
                     // Rows before it are published, nothing after it: `--resume-from` continues.
                     try await drain()
+                    summary.stoppedBy = error
                     summary.seconds = (ContinuousClock.now - started).seconds
                     progress.finish(done: summary.rows)
                     return summary
                 }
             case .success(let change):
-                for planned in plannedMessages(change, line: line, existing: existing, planned: &plannedThisRun, summary: &summary) {
+                for planned in plannedMessages(change, line: line, existing: existing, run: &runIds, summary: &summary) {
                     plan(planned)
                 }
             }
@@ -250,7 +258,7 @@ public final class StreamImporter: Sendable {
 
     /// The messages a row becomes, after what the stream already holds is taken into account.
     func plannedMessages(
-        _ change: ImportChange, line: Int, existing: [UInt32: ExistingFingerprint], planned earlier: inout IdSet,
+        _ change: ImportChange, line: Int, existing: [UInt32: ExistingFingerprint], run: inout RunIds,
         summary: inout ImportSummary
     ) -> [Planned] {
         var planned: [Planned] = []
@@ -258,13 +266,13 @@ public final class StreamImporter: Sendable {
         switch change {
         case .fingerprint(let id, let hashes):
             plan(
-                id: id, payload: FingerprintRecord(hashes: hashes).payload, line: line, existing: existing, earlier: &earlier,
+                id: id, payload: FingerprintRecord(hashes: hashes).payload, line: line, existing: existing, run: &run,
                 summary: &summary,
                 into: &planned)
             return planned
         case .deletion(let id):
             plan(
-                id: id, payload: FingerprintRecord.tombstone.payload, line: line, existing: existing, earlier: &earlier, summary: &summary,
+                id: id, payload: FingerprintRecord.tombstone.payload, line: line, existing: existing, run: &run, summary: &summary,
                 into: &planned)
             return planned
         case .update(let request):
@@ -272,7 +280,7 @@ public final class StreamImporter: Sendable {
         }
         for message in messages {
             if case .fingerprint(_, let id)? = subjects.parse(message.subject) {
-                plan(id: id, payload: message.payload, line: line, existing: existing, earlier: &earlier, summary: &summary, into: &planned)
+                plan(id: id, payload: message.payload, line: line, existing: existing, run: &run, summary: &summary, into: &planned)
             } else {
                 planned.append(Planned(message: message, fence: nil, id: nil, line: line))  // metadata: last wins
             }
@@ -282,16 +290,16 @@ public final class StreamImporter: Sendable {
 
     /// Plans one fingerprint's message, fenced where the stream had the subject.
     private func plan(
-        id: UInt32, payload: [UInt8], line: Int, existing: [UInt32: ExistingFingerprint], earlier: inout IdSet,
+        id: UInt32, payload: [UInt8], line: Int, existing: [UInt32: ExistingFingerprint], run: inout RunIds,
         summary: inout ImportSummary,
         into planned: inout [Planned]
     ) {
         let message = StreamMessage(subject: subjects.fingerprint(options.index, id: id), payload: payload)
-        if earlier.contains(id) {
+        if run.planned.contains(id) {
             planned.append(Planned(message: message, fence: existing[id]?.sequence ?? 0, id: id, line: line))
             return
         }
-        defer { if planned.last?.id == id { earlier.insert(id) } }
+        defer { if planned.last?.id == id { run.planned.insert(id) } }
         guard let current = existing[id] else {
             if payload.isEmpty || payload == FingerprintRecord.tombstone.payload {
                 summary.nothingToDelete += 1
@@ -302,20 +310,28 @@ public final class StreamImporter: Sendable {
         }
         if current.digest == PayloadDigest(payload) {
             summary.unchanged += 1
+            run.matched.insert(id)
         } else if options.existing == .keep {
             summary.keptExisting += 1
+            if run.matched.contains(id) {
+                // The stream holds an earlier row of this input, and a later row differs: an earlier
+                // run that stopped between them, or a proxy write that happens to equal that row.
+                // The stream cannot tell which, so the stream's value stays and the id is reported.
+                summary.keptAfterMatchingRow += 1
+                if summary.keptAfterMatchingRowIds.count < options.maxReportedErrors { summary.keptAfterMatchingRowIds.append(id) }
+            }
         } else {
             planned.append(Planned(message: message, fence: current.sequence, id: id, line: line))
         }
     }
 
     /// Takes a published batch's outcomes, sending again what must be. A message refused because its
-    /// subject moved is sent again, fenced where the subject is now, only when this run wrote it
-    /// (the same id on an earlier row: the later row wins); otherwise someone wrote it meanwhile
-    /// and that newer write stays.
+    /// subject moved is sent again, fenced where the subject is now, only when the subject's last
+    /// message is this run's own (the same id on an earlier row: the later row wins); otherwise
+    /// someone wrote it after that row, and that newer write stays.
     func settle(
         _ batch: [Planned], results first: [Result<PublishAck, JetStreamError>], summary: inout ImportSummary,
-        publishedThisRun: inout IdSet,
+        ownSequences: inout SequenceRanges,
         existing: inout [UInt32: ExistingFingerprint]
     ) async throws {
         var pending = batch
@@ -325,20 +341,19 @@ public final class StreamImporter: Sendable {
             var again: [Planned] = []
             for (planned, result) in zip(pending, results) {
                 switch result {
-                case .success:
+                case .success(let ack):
                     summary.published += 1
-                    if let id = planned.id {
-                        publishedThisRun.insert(id)
-                        existing[id] = nil
-                    }
+                    ownSequences.insert(ack.sequence)
+                    if let id = planned.id { existing[id] = nil }
                 case .failure(let error) where error.isWrongLastSequence:
-                    if let id = planned.id, publishedThisRun.contains(id) {
+                    var actual = error.actualLastSequence
+                    if actual == nil {
+                        actual = try await client.lastMessage(stream: stream.name, subject: planned.message.subject)?.sequence ?? 0
+                    }
+                    // Only this run's own earlier row gives way; a write the proxy took after it stays.
+                    if let actual, actual != 0, ownSequences.contains(actual) {
                         var retry = planned
-                        if let actual = error.actualLastSequence {
-                            retry.fence = actual
-                        } else {
-                            retry.fence = try await client.lastMessage(stream: stream.name, subject: planned.message.subject)?.sequence ?? 0
-                        }
+                        retry.fence = actual
                         again.append(retry)
                     } else {
                         summary.superseded += 1
@@ -365,6 +380,63 @@ public final class StreamImporter: Sendable {
 struct ExistingFingerprint: Sendable {
     var sequence: UInt64
     var digest: PayloadDigest
+}
+
+/// What this run did with ids, row by row.
+struct RunIds {
+    /// Ids an earlier row of this run planned a message for: a later row for one is always sent
+    /// (it wins, as within one `_update`), whatever the stream held before the run.
+    var planned = IdSet()
+    /// Ids whose earlier row of this run equalled what the stream holds.
+    var matched = IdSet()
+}
+
+/// A set of stream sequences kept as sorted, disjoint ranges: an import's own sequences are
+/// consecutive but for the writes others make meanwhile, so 100 M of them take a few ranges.
+public struct SequenceRanges: Sendable {
+    private var ranges: [ClosedRange<UInt64>] = []
+
+    public init() {}
+
+    public mutating func insert(_ sequence: UInt64) {
+        // The first range that ends at or after sequence - 1 (acknowledgements mostly come in order: the last one).
+        var low = 0
+        var high = ranges.count
+        while low < high {
+            let middle = (low + high) / 2
+            if ranges[middle].upperBound &+ 1 < sequence { low = middle + 1 } else { high = middle }
+        }
+        guard low < ranges.count else {
+            ranges.append(sequence...sequence)
+            return
+        }
+        let range = ranges[low]
+        if range.contains(sequence) { return }
+        if range.upperBound &+ 1 == sequence {
+            ranges[low] = range.lowerBound...sequence
+            if low + 1 < ranges.count, ranges[low + 1].lowerBound == sequence &+ 1 {
+                ranges[low] = range.lowerBound...ranges[low + 1].upperBound
+                ranges.remove(at: low + 1)
+            }
+        } else if sequence &+ 1 == range.lowerBound {
+            ranges[low] = sequence...range.upperBound
+        } else {
+            ranges.insert(sequence...sequence, at: low)
+        }
+    }
+
+    public func contains(_ sequence: UInt64) -> Bool {
+        var low = 0
+        var high = ranges.count
+        while low < high {
+            let middle = (low + high) / 2
+            if ranges[middle].upperBound < sequence { low = middle + 1 } else { high = middle }
+        }
+        return low < ranges.count && ranges[low].contains(sequence)
+    }
+
+    /// How many disjoint ranges hold the set.
+    public var rangeCount: Int { ranges.count }
 }
 
 /// FNV-1a (64 bits) of a payload: equal payloads compare equal without keeping 100 M of them.

@@ -88,12 +88,28 @@ struct FpindexImport: AsyncParsableCommand {
               bad rows               \(summary.badRows)
               time                   \((summary.seconds * 10).rounded() / 10) s (\(Int(summary.rowsPerSecond)) rows/s)
             """)
-        if !summary.completed, let last = summary.errors.last {
-            print("stopped at line \(last.line); fix it and run again with --resume-from \(last.line)")
+        if let stop = summary.stoppedBy {
+            if stop.endsInput {
+                print(
+                    "stopped at body \(stop.line): MessagePack bodies carry no length, so none after a broken one can be found; every body before it is in the stream. Repair the input from that body on."
+                )
+            } else {
+                print("stopped at line \(stop.line); fix it and run again with --resume-from \(stop.line)")
+            }
+        }
+        if summary.keptAfterMatchingRow > 0 {
+            let shown = summary.keptAfterMatchingRowIds.prefix(20).map(String.init).joined(separator: ", ")
+            print(
+                """
+                \(summary.keptAfterMatchingRow) fingerprints keep the stream's value, which equals an earlier row of this input,
+                although a later row differs (ids \(shown)\(summary.keptAfterMatchingRow > 20 ? ", ..." : "")). After an interrupted
+                run the stream holds that earlier row; a write through the proxy looks the same. Check them against the
+                database; where no live write touched them, send their last rows again with --existing replace.
+                """)
         }
         print(summary.jsonLine)
         flushStandardOutput()
         if !summary.completed { throw ExitCode(2) }
-        if summary.badRows > 0 { throw ExitCode(1) }
+        if summary.badRows > 0 || summary.keptAfterMatchingRow > 0 { throw ExitCode(1) }
     }
 }

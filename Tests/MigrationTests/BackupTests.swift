@@ -52,6 +52,12 @@ import Testing
             let refused = try await runTool("fpindex-backup", ["restore", backup], natsURL: nats.url)
             #expect(refused.status == 2)
             #expect(refused.stderr.contains("a restore goes into an empty stream"), "\(refused.stderr)")
+            // Nor is a purged one: it keeps its identity, so replicas would not rebuild from it.
+            try await client.purge(stream: "fpindex", filter: ">")
+            let purged = try await runTool("fpindex-backup", ["restore", backup], natsURL: nats.url)
+            #expect(purged.status == 2)
+            #expect(purged.stderr.contains("was purged, not deleted"), "\(purged.stderr)")
+            #expect(try await client.streamInfo("fpindex")?.state.messages == 0)
 
             // A damaged or cut file is refused before anything is published.
             var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: backup)))

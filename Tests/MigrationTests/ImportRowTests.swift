@@ -136,3 +136,32 @@ import Testing
         }
     }
 }
+
+/// The import's own sequences: a set of ranges, checked against a plain `Set` on random inserts.
+@Suite struct SequenceRangesTests {
+    @Test func rangesHoldExactlyWhatWasInserted() {
+        var generator = SeededRandom(seed: 7)
+        for _ in 0..<200 {
+            var ranges = SequenceRanges()
+            var plain = Set<UInt64>()
+            for _ in 0..<Int.random(in: 0...60, using: &generator) {
+                let sequence = UInt64.random(in: 1...80, using: &generator)
+                ranges.insert(sequence)
+                plain.insert(sequence)
+            }
+            for sequence in 0...82 { #expect(ranges.contains(UInt64(sequence)) == plain.contains(UInt64(sequence))) }
+            // Disjoint and merged: as many ranges as runs of consecutive members.
+            let runs = plain.filter { !plain.contains($0 - 1) }.count
+            #expect(ranges.rangeCount == runs)
+        }
+    }
+
+    @Test func inOrderSequencesWithGapsTakeOneRangePerRun() {
+        var ranges = SequenceRanges()
+        for sequence in UInt64(1)...100_000 where sequence % 25_000 != 0 { ranges.insert(sequence) }
+        #expect(ranges.rangeCount == 4)
+        #expect(!ranges.contains(50_000))
+        #expect(ranges.contains(50_001))
+        #expect(!ranges.contains(0))
+    }
+}

@@ -17,6 +17,13 @@ import Testing
             let client = try await connect(nats.url)
             defer { Task { await client.close() } }
             try await withImportedExport(count: count, natsURL: nats.url) { _ in
+                // Another index, three times as large: the A/B sample is spread over this index alone.
+                _ = try await client.publish(subject: subjects.lifecycle("other"), payload: LifecycleRecord(.create).payload)
+                let others = (UInt32(1)...UInt32(3 * count)).map {
+                    BatchMessage(
+                        subject: subjects.fingerprint("other", id: $0), payload: FingerprintRecord(hashes: ExportFile.hashes($0)).payload)
+                }
+                #expect(await client.publishBatch(others).allSatisfy { (try? $0.get()) != nil })
                 try await withCaughtUpReplicas([("a", server), ("b", server)], natsURL: nats.url, client: client) { replicas in
                     let (replica, other) = (replicas[0], replicas[1])
                     let clean = try await runTool(
