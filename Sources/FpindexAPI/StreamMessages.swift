@@ -63,4 +63,6 @@ extension StreamSubjects {
     /// The fingerprint subjects of one index, `<prefix>.<index>.*` (metadata subjects have one
     /// token more, the lifecycle record one less).
     public func fingerprintsOf(_ index: String) -> String { "\(prefix).\(index).*" }
+    /// Every metadata subject of an index.
+    public func metadataOf(_ index: String) -> String { "\(prefix).\(index)._meta.*" }
 }

@@ -14,7 +14,9 @@ import Logging
 
 /// What a backup file says of itself (its JSON header).
 public struct BackupHeader: Codable, Sendable, Equatable {
-    public static let currentFormat = 1
+    /// 2: the checksum covers the header too (format 1 files are still read).
+    public static let currentFormat = 2
+    static let readableFormats = 1...2
 
     public var format: Int
     public var stream: String
@@ -36,13 +38,16 @@ public struct BackupHeader: Codable, Sendable, Equatable {
 
 /// The backup file format: `FPXBAK1\n`, a u32 length and the JSON header, then records
 /// (`0x01`, u64 original sequence, u16 subject length, the subject below the prefix, u32
-/// payload length, the payload), then a trailer (`0xFF`, u64 record count, u64 FNV-1a of every
-/// record byte). Big-endian. Records are in stream order; the trailer proves the file complete.
+/// payload length, the payload), then a trailer (`0xFF`, u64 record count, u64 FNV-1a of the
+/// magic, header and every record byte; format 1 left the magic and header out). Big-endian.
+/// Records are in stream order; the trailer proves the file complete.
 enum BackupFormat {
     static let magic = Array("FPXBAK1\n".utf8)
     static let recordTag: UInt8 = 0x01
     static let trailerTag: UInt8 = 0xFF
     static let maxHeaderBytes = 1 << 20
+    /// Far above any message NATS takes (its max_payload is at most 64 MiB): a larger length is damage.
+    static let maxPayloadBytes = 64 << 20
 }
 
 /// One message of a backup.
@@ -86,6 +91,7 @@ final class BackupWriter {
         var start = BackupFormat.magic
         start.appendBigEndian(UInt32(json.count))
         start += json
+        checksum.add(start)
         try write(start)
     }
 
@@ -148,12 +154,17 @@ final class BackupReader {
             guard try Self.read(file, count: BackupFormat.magic.count) == BackupFormat.magic else {
                 throw ImportError("\(path) is not an fpindex-backup file")
             }
-            let length = Int(try Self.bigEndian(UInt32.self, file))
+            let lengthBytes = try Self.read(file, count: 4)
+            let length = Int(UInt32(bigEndianBytes: lengthBytes))
             guard length <= BackupFormat.maxHeaderBytes else { throw ImportError("\(path): header too large") }
-            let header = try JSONDecoder().decode(BackupHeader.self, from: Data(try Self.read(file, count: length)))
-            guard header.format == BackupHeader.currentFormat else {
-                throw ImportError("\(path) has backup format \(header.format); this version reads format \(BackupHeader.currentFormat)")
+            let json = try Self.read(file, count: length)
+            let header = try JSONDecoder().decode(BackupHeader.self, from: Data(json))
+            guard BackupHeader.readableFormats.contains(header.format) else {
+                throw ImportError(
+                    "\(path) has backup format \(header.format); this version reads formats \(BackupHeader.readableFormats.lowerBound)-\(BackupHeader.readableFormats.upperBound)"
+                )
             }
+            if header.format >= 2 { checksum.add(BackupFormat.magic + lengthBytes + json) }
             self.header = header
         } catch let error as ImportError {
             fclose(file)
@@ -177,7 +188,11 @@ final class BackupReader {
             let subjectLengthBytes = try Self.read(file, count: 2)
             let subject = try Self.read(file, count: Int(UInt16(bigEndianBytes: subjectLengthBytes)))
             let payloadLengthBytes = try Self.read(file, count: 4)
-            let payload = try Self.read(file, count: Int(UInt32(bigEndianBytes: payloadLengthBytes)))
+            let payloadLength = Int(UInt32(bigEndianBytes: payloadLengthBytes))
+            guard payloadLength <= BackupFormat.maxPayloadBytes else {
+                throw ImportError("\(path): record \(records + 1) claims a payload of \(payloadLength) bytes (the file is damaged)")
+            }
+            let payload = try Self.read(file, count: payloadLength)
             bytes += sequenceBytes + subjectLengthBytes + subject + payloadLengthBytes + payload
             checksum.add(bytes)
             records += 1
@@ -206,9 +221,6 @@ final class BackupReader {
         return bytes
     }
 
-    private static func bigEndian<T: FixedWidthInteger>(_ type: T.Type, _ file: UnsafeMutablePointer<FILE>) throws -> T {
-        T(bigEndianBytes: try read(file, count: MemoryLayout<T>.size))
-    }
 }
 
 extension Array where Element == UInt8 {

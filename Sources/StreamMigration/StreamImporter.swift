@@ -123,6 +123,8 @@ public final class StreamImporter: Sendable {
         try await prepareStream()
         try await ensureIndex()
         var existing = try await existingFingerprints()
+        // Only MessagePack bodies carry metadata.
+        let existingMetadata = options.format == .msgpack ? try await existingMetadataRecords() : [:]
         /// The stream sequences this run's messages got: a subject whose last message is one of
         /// them was last written by this run, not by the proxy.
         var ownSequences = SequenceRanges()
@@ -135,12 +137,20 @@ public final class StreamImporter: Sendable {
         }
         var batch: [Planned] = []
         var slotOfId: [UInt32: Int] = [:]
+        var slotOfMetadata: [String: Int] = [:]
         /// Replaces an earlier message for the same subject in this batch: the later row wins.
         func plan(_ planned: Planned) {
-            if let id = planned.id, let slot = slotOfId[id] {
+            if let id = planned.id {
+                if let slot = slotOfId[id] {
+                    batch[slot] = planned
+                } else {
+                    slotOfId[id] = batch.count
+                    batch.append(planned)
+                }
+            } else if let slot = slotOfMetadata[planned.message.subject] {
                 batch[slot] = planned
             } else {
-                if let id = planned.id { slotOfId[id] = batch.count }
+                slotOfMetadata[planned.message.subject] = batch.count
                 batch.append(planned)
             }
         }
@@ -160,6 +170,7 @@ public final class StreamImporter: Sendable {
             sending = (batch, Task { await client.publishBatch(messages) })
             batch.removeAll(keepingCapacity: true)
             slotOfId.removeAll(keepingCapacity: true)
+            slotOfMetadata.removeAll(keepingCapacity: true)
         }
         func drain() async throws {
             try await flush()
@@ -184,7 +195,9 @@ public final class StreamImporter: Sendable {
                     return summary
                 }
             case .success(let change):
-                for planned in plannedMessages(change, line: line, existing: existing, run: &runIds, summary: &summary) {
+                for planned in plannedMessages(
+                    change, line: line, existing: existing, existingMetadata: existingMetadata, run: &runIds, summary: &summary)
+                {
                     plan(planned)
                 }
             }
@@ -256,10 +269,23 @@ public final class StreamImporter: Sendable {
         return existing
     }
 
+    /// The index's metadata values in the stream: sequence and payload digest per subject.
+    func existingMetadataRecords() async throws -> [String: ExistingFingerprint] {
+        var existing: [String: ExistingFingerprint] = [:]
+        try await client.withStreamScan(stream: stream.name, filter: subjects.metadataOf(options.index)) { scan in
+            while let messages = try await scan.next() {
+                for message in messages {
+                    existing[message.subject] = ExistingFingerprint(sequence: message.sequence, digest: PayloadDigest(message.payload))
+                }
+            }
+        }
+        return existing
+    }
+
     /// The messages a row becomes, after what the stream already holds is taken into account.
     func plannedMessages(
-        _ change: ImportChange, line: Int, existing: [UInt32: ExistingFingerprint], run: inout RunIds,
-        summary: inout ImportSummary
+        _ change: ImportChange, line: Int, existing: [UInt32: ExistingFingerprint],
+        existingMetadata: [String: ExistingFingerprint] = [:], run: inout RunIds, summary: inout ImportSummary
     ) -> [Planned] {
         var planned: [Planned] = []
         let messages: [StreamMessage]
@@ -282,10 +308,36 @@ public final class StreamImporter: Sendable {
             if case .fingerprint(_, let id)? = subjects.parse(message.subject) {
                 plan(id: id, payload: message.payload, line: line, existing: existing, run: &run, summary: &summary, into: &planned)
             } else {
-                planned.append(Planned(message: message, fence: nil, id: nil, line: line))  // metadata: last wins
+                planMetadata(message, line: line, existing: existingMetadata, run: &run, summary: &summary, into: &planned)
             }
         }
         return planned
+    }
+
+    /// Plans one metadata message as a fingerprint's: fenced, so that a value the proxy wrote
+    /// meanwhile stays, and kept or replaced (`--existing`) where the stream has another value.
+    private func planMetadata(
+        _ message: StreamMessage, line: Int, existing: [String: ExistingFingerprint], run: inout RunIds,
+        summary: inout ImportSummary, into planned: inout [Planned]
+    ) {
+        let subject = message.subject
+        if run.plannedMetadata.contains(subject) {
+            planned.append(Planned(message: message, fence: existing[subject]?.sequence ?? 0, id: nil, line: line))
+            return
+        }
+        guard let current = existing[subject] else {
+            run.plannedMetadata.insert(subject)
+            planned.append(Planned(message: message, fence: 0, id: nil, line: line))
+            return
+        }
+        if current.digest == PayloadDigest(message.payload) {
+            summary.unchanged += 1
+        } else if options.existing == .keep {
+            summary.keptExisting += 1
+        } else {
+            run.plannedMetadata.insert(subject)
+            planned.append(Planned(message: message, fence: current.sequence, id: nil, line: line))
+        }
     }
 
     /// Plans one fingerprint's message, fenced where the stream had the subject.
@@ -389,6 +441,8 @@ struct RunIds {
     var planned = IdSet()
     /// Ids whose earlier row of this run equalled what the stream holds.
     var matched = IdSet()
+    /// Metadata subjects an earlier row of this run planned a message for.
+    var plannedMetadata: Set<String> = []
 }
 
 /// A set of stream sequences kept as sorted, disjoint ranges: an import's own sequences are

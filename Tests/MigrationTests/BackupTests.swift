@@ -66,7 +66,14 @@ import Testing
             _ = FileManager.default.createFile(atPath: damaged, contents: Data(bytes))
             let cut = directory + "/cut.fpbak"
             _ = FileManager.default.createFile(atPath: cut, contents: Data(bytes.prefix(bytes.count - 20)))
-            for file in [damaged, cut] {
+            // A header still valid JSON, naming another stream: the checksum covers it too.
+            var header = try [UInt8](Data(contentsOf: URL(fileURLWithPath: backup)))
+            let name = Array("\"fpindex\"".utf8)
+            let at = try #require((0...(header.count - name.count)).first { Array(header[$0..<($0 + name.count)]) == name })
+            header[at + name.count - 2] = UInt8(ascii: "y")
+            let relabelled = directory + "/relabelled.fpbak"
+            _ = FileManager.default.createFile(atPath: relabelled, contents: Data(header))
+            for file in [damaged, cut, relabelled] {
                 let run = try await runTool(
                     "fpindex-backup", ["restore", "--stream", "other", "--subject-prefix", "other", file], natsURL: nats.url)
                 #expect(run.status == 2)

@@ -265,6 +265,44 @@ import Testing
         }
     }
 
+    /// Metadata of MessagePack bodies is fenced and weighed like fingerprints: a value the proxy
+    /// wrote stays under `--existing keep`, and a key set by every body ends with the last body,
+    /// in one batch or across many.
+    @Test(arguments: [4, 4096])
+    func metadataIsKeptOrReplacedLikeFingerprints(batch: Int) async throws {
+        try await withNATSServer { nats in
+            let directory = try TemporaryDirectory.make(prefix: "metadata")
+            defer { TemporaryDirectory.remove(directory) }
+            let client = try await connect(nats.url)
+            defer { Task { await client.close() } }
+            try await client.ensureStream(StreamSettings())
+            _ = try await client.publish(subject: subjects.lifecycle("mp"), payload: LifecycleRecord(.create).payload)
+            _ = try await client.publish(subject: subjects.metadata("mp", key: "owner"), payload: MetadataRecord(value: "proxy").payload)
+            var msgpack: [UInt8] = []
+            for n in UInt32(1)...50 {
+                msgpack += UpdateRequest(changes: [.insert(id: n, hashes: [n])], metadata: ["owner": "log", "last": String(n)])
+                    .encoded(as: .msgpack)
+            }
+            let file = directory + "/log.msgpack"
+            _ = FileManager.default.createFile(atPath: file, contents: Data(msgpack))
+            func metadata(_ key: String) async throws -> [UInt8]? {
+                try await client.lastMessage(stream: "fpindex", subject: subjects.metadata("mp", key: key))?.payload
+            }
+            let kept = try await runTool(
+                "fpindex-import", ["--index", "mp", "--format", "msgpack", "--batch", String(batch), file], natsURL: nats.url)
+            #expect(kept.status == 0, "\(kept.stdout)\(kept.stderr)")
+            #expect(try await metadata("owner") == MetadataRecord(value: "proxy").payload)
+            #expect(try await metadata("last") == MetadataRecord(value: "50").payload)
+            #expect(try kept.int("kept_existing") == 50)
+            let replaced = try await runTool(
+                "fpindex-import", ["--index", "mp", "--format", "msgpack", "--existing", "replace", "--batch", String(batch), file],
+                natsURL: nats.url)
+            #expect(replaced.status == 0, "\(replaced.stdout)\(replaced.stderr)")
+            #expect(try await metadata("owner") == MetadataRecord(value: "log").payload)
+            #expect(try await metadata("last") == MetadataRecord(value: "50").payload)
+        }
+    }
+
     /// A broken MessagePack body stops the import there, even under `--on-error skip`: bodies
     /// carry no length, so nothing after it can be found again, and no resume point is offered.
     @Test func aBrokenMessagePackBodyIsReportedByItsOrdinal() async throws {
