@@ -102,13 +102,21 @@ public struct JSONLine {
     public var text: String { "{" + fields.joined(separator: ",") + "}" }
 }
 
-extension ImportSummary {
+/// A tool's summary, printed as the last line of its output for scripts.
+public protocol JSONReport {
+    func addFields(to line: inout JSONLine)
+}
+
+extension JSONReport {
+    /// The summary as one JSON object.
     public var jsonLine: String {
         var line = JSONLine()
         addFields(to: &line)
         return line.text
     }
+}
 
+extension ImportSummary: JSONReport {
     public func addFields(to line: inout JSONLine) {
         line.add("rows", rows)
         line.add("published", published)
@@ -125,13 +133,7 @@ extension ImportSummary {
     }
 }
 
-extension VerifyReport {
-    public var jsonLine: String {
-        var line = JSONLine()
-        addFields(to: &line)
-        return line.text
-    }
-
+extension VerifyReport: JSONReport {
     public func addFields(to line: inout JSONLine) {
         line.add("checked", checked)
         line.add("matching", matching)
@@ -148,13 +150,7 @@ extension VerifyReport {
     }
 }
 
-extension ComparisonReport {
-    public var jsonLine: String {
-        var line = JSONLine()
-        addFields(to: &line)
-        return line.text
-    }
-
+extension ComparisonReport: JSONReport {
     public func addFields(to line: inout JSONLine) {
         line.add("compare_queries", queries)
         line.add("compare_same_top", sameTop)
@@ -163,13 +159,7 @@ extension ComparisonReport {
     }
 }
 
-extension BackupSummary {
-    public var jsonLine: String {
-        var line = JSONLine()
-        addFields(to: &line)
-        return line.text
-    }
-
+extension BackupSummary: JSONReport {
     public func addFields(to line: inout JSONLine) {
         line.add("records", records)
         line.add("payload_bytes", bytes)

@@ -88,20 +88,9 @@ import Testing
             try await ExportFile.write(path: directory + "/rows.copy", count: count)
             let rows = try [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/rows.copy")))
             let lastLine = rows.dropLast().lastIndex(of: UInt8(ascii: "\n"))! + 1
-            let pipe = directory + "/export.pipe"
-            #expect(mkfifo(pipe, 0o600) == 0)
             let client = try await connect(nats.url)
             defer { Task { await client.close() } }
-            let importer = try ChildProcess(
-                name: "fpindex-import", executable: try Locations.executable("fpindex-import"),
-                arguments: ["--index", "main", "--quiet", pipe], environment: ["NATS_URL": nats.url, "LOG_LEVEL": "warning"])
-            // A FIFO opens for writing without blocking only once its reader has it open.
-            let writer = try await eventually("fpindex-import to open the pipe\n\(importer.output)") { () -> Int32? in
-                let fd = open(pipe, O_WRONLY | O_NONBLOCK)
-                guard fd >= 0 else { return nil }
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-                return fd
-            }
+            let (importer, writer) = try await importFromPipe(in: directory, ["--index", "main"], natsURL: nats.url)
             await writeOffThePool(writer, Array(rows[..<lastLine]))
             let live = FingerprintRecord(hashes: [42, 43]).payload
             _ = try await client.publish(
@@ -125,20 +114,9 @@ import Testing
         try await withNATSServer { nats in
             let directory = try TemporaryDirectory.make(prefix: "live-repeat")
             defer { TemporaryDirectory.remove(directory) }
-            let pipe = directory + "/export.pipe"
-            #expect(mkfifo(pipe, 0o600) == 0)
             let client = try await connect(nats.url)
             defer { Task { await client.close() } }
-            let importer = try ChildProcess(
-                name: "fpindex-import", executable: try Locations.executable("fpindex-import"),
-                arguments: ["--index", "main", "--quiet", "--batch", "1", pipe],
-                environment: ["NATS_URL": nats.url, "LOG_LEVEL": "warning"])
-            let writer = try await eventually("fpindex-import to open the pipe\n\(importer.output)") { () -> Int32? in
-                let fd = open(pipe, O_WRONLY | O_NONBLOCK)
-                guard fd >= 0 else { return nil }
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-                return fd
-            }
+            let (importer, writer) = try await importFromPipe(in: directory, ["--index", "main", "--batch", "1"], natsURL: nats.url)
             await writeOffThePool(writer, Array("7\t{1}\n8\t{2}\n".utf8))
             let earlier = try await eventually("row 1 in the stream\n\(importer.output)") {
                 try await client.lastMessage(stream: "fpindex", subject: subjects.fingerprint("main", id: 7))
@@ -326,6 +304,23 @@ import Testing
 
 extension String {
     func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
+
+/// Starts fpindex-import reading a FIFO in `directory`, as from `psql`, and opens the FIFO's
+/// writing end once the import has opened it (before, opening for writing would block).
+func importFromPipe(in directory: String, _ arguments: [String], natsURL: String) async throws -> (ChildProcess, Int32) {
+    let pipe = directory + "/export.pipe"
+    guard mkfifo(pipe, 0o600) == 0 else { throw TestFailure("mkfifo \(pipe): \(String(cString: strerror(errno)))") }
+    let importer = try ChildProcess(
+        name: "fpindex-import", executable: try Locations.executable("fpindex-import"), arguments: arguments + ["--quiet", pipe],
+        environment: ["NATS_URL": natsURL, "LOG_LEVEL": "warning"])
+    let writer = try await eventually("fpindex-import to open the pipe\n\(importer.output)") { () -> Int32? in
+        let fd = open(pipe, O_WRONLY | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        return fd
+    }
+    return (importer, writer)
 }
 
 /// Writes everything to a descriptor from a thread of its own: a pipe blocks while its reader is busy.
