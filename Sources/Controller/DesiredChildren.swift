@@ -147,7 +147,8 @@ public struct DesiredChildren: Sendable, Equatable {
         ]
         switch credentials {
         case .file(let creds)?:
-            env.append(EnvVar(name: ComponentEnvironment.natsCredentials, value: "\(SecretMounts.credentialsDirectory)/\(creds.key ?? "creds")"))
+            env.append(
+                EnvVar(name: ComponentEnvironment.natsCredentials, value: "\(SecretMounts.credentialsDirectory)/\(creds.key ?? "creds")"))
         case .user(let secretName)?:
             // From the Secret at container start (a changed password takes a restart, as it
             // would for the NATS server's own configuration).
@@ -246,6 +247,9 @@ public struct DesiredChildren: Sendable, Equatable {
         updater.readinessProbe = .http(path: ProbePath.ready, port: .string("probes"), period: 2, failureThreshold: 1)
         updater.readinessProbe?.timeoutSeconds = 2
         updater.livenessProbe = .http(path: ProbePath.health, port: .string("probes"), period: 10, failureThreshold: 3)
+        // A liveness kill costs a replay from the checkpoint: a loaded node answering slowly (the
+        // kubelet's default is 1 s) must not cause one.
+        updater.livenessProbe?.timeoutSeconds = 5
         // A replica replaying millions of messages is slow to start: give it up to 10 minutes.
         updater.startupProbe = .http(path: ProbePath.health, port: .string("probes"), period: 5, failureThreshold: 120)
         updater.securityContext = restrictedContainer
@@ -334,6 +338,7 @@ public struct DesiredChildren: Sendable, Equatable {
         proxy.volumeMounts = secretMounts.isEmpty ? nil : secretMounts
         proxy.readinessProbe = .http(path: ProbePath.ready, port: .string("http"), period: 2, failureThreshold: 2)
         proxy.livenessProbe = .http(path: ProbePath.health, port: .string("http"), period: 10, failureThreshold: 3)
+        proxy.livenessProbe?.timeoutSeconds = 5
         if model.proxyTLSSecret != nil {
             // The kubelet does not verify a probe's certificate.
             proxy.readinessProbe?.httpGet?.scheme = "HTTPS"

@@ -52,13 +52,14 @@ public final class StreamScan: Sendable {
             if info.numPending > 0 { continue }
             // Delivered but not read here: a fetch gave up just before they came. They wait in the
             // subscription and the next fetch returns them; ending now would leave them out.
-            if info.delivered.consumerSeq > returned.withLock({ $0 }) {
+            let read = returned.withLock { $0 }
+            if info.delivered.consumerSeq > read {
                 emptyWhileBehind += 1
                 guard emptyWhileBehind < 40 else {
                     await cancel()
                     throw JetStreamError(
                         .unavailable,
-                        "the scan of stream \(stream) did not receive \(info.delivered.consumerSeq - returned.withLock { $0 }) messages the server delivered; run it again"
+                        "the scan of stream \(stream) did not receive \(info.delivered.consumerSeq - read) messages the server delivered; run it again"
                     )
                 }
                 continue
@@ -75,7 +76,8 @@ public final class StreamScan: Sendable {
         guard let info = try await client.consumerInfo(stream: stream, name: name) else {
             throw JetStreamError(.unavailable, "the scan's consumer \(name) on stream \(stream) disappeared")
         }
-        return info.numPending + info.delivered.consumerSeq - returned.withLock { $0 }
+        let read = returned.withLock { $0 }
+        return info.numPending + (info.delivered.consumerSeq > read ? info.delivered.consumerSeq - read : 0)
     }
 
     /// Ends the scan and deletes its consumer. Idempotent.

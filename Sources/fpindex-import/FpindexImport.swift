@@ -101,8 +101,8 @@ struct FpindexImport: AsyncParsableCommand {
             let shown = summary.keptAfterMatchingRowIds.prefix(20).map(String.init).joined(separator: ", ")
             print(
                 """
-                \(summary.keptAfterMatchingRow) fingerprints keep the stream's value, which equals an earlier row of this input,
-                although a later row differs (ids \(shown)\(summary.keptAfterMatchingRow > 20 ? ", ..." : "")). After an interrupted
+                \(summary.keptAfterMatchingRow) rows were not applied: the stream's value for their id equals an earlier row of
+                this input, and they differ (ids \(shown)\(summary.keptAfterMatchingRowIds.count > 20 ? ", ..." : "")). After an interrupted
                 run the stream holds that earlier row; a write through the proxy looks the same. Check them against the
                 database; where no live write touched them, send their last rows again with --existing replace.
                 """)

@@ -199,11 +199,29 @@ final class KubeSimCluster: Sendable {
                 let arguments = ["-n", "fpindex", "logs", "-l", "app.kubernetes.io/component=proxy", "--tail=15", "--prefix"]
                 proxies += (try? await cluster.kubectl.run(arguments + (previous ? ["--previous"] : [])).output) ?? ""
             }
+            // The replicas' containers (fpindex, updater), with each restarted one's previous run, and
+            // their states: why a container restarted is in its last lines.
+            var replicas = ""
+            for previous in [false, true] {
+                let arguments = [
+                    "-n", "fpindex", "logs", "-l", "app.kubernetes.io/component=index", "--all-containers", "--tail=15", "--prefix",
+                ]
+                replicas += (try? await cluster.kubectl.run(arguments + (previous ? ["--previous"] : [])).output) ?? ""
+            }
+            let states =
+                (try? await cluster.kubectl.run(
+                    "-n", "fpindex", "get", "pods", "-l", "app.kubernetes.io/component=index", "-o",
+                    "jsonpath={.items[*].status.containerStatuses}"
+                ).output) ?? ""
+            let events =
+                (try? await cluster.kubectl.run("-n", "fpindex", "get", "events", "--sort-by=.lastTimestamp").output) ?? ""
             let log = cluster.kubesim.stderr.split(separator: "\n").suffix(60).joined(separator: "\n")
             await cluster.stop()
             throw TestFailure(
                 "\(error)\n--- pods ---\n\(pods)\n--- controller (last lines) ---\n\(controller)\n--- proxies (last lines, then the "
-                    + "previous containers') ---\n\(proxies)\n--- kubesim (last lines) ---\n\(log)")
+                    + "previous containers') ---\n\(proxies)\n--- replicas (last lines, then the previous containers') ---\n\(replicas)"
+                    + "\n--- replicas' container states ---\n\(states)\n--- events ---\n\(events.split(separator: "\n").suffix(40).joined(separator: "\n"))"
+                    + "\n--- kubesim (last lines) ---\n\(log)")
         }
         await cluster.stop()
     }
