@@ -90,9 +90,11 @@ import Testing
 
             // AcoustID's legacy clients: the proxy Service's port named legacy (6080 by default).
             let proxyService = try await cluster.object("-n", "fpindex", "get", "service", "main-proxy")
-            let legacyPort = (proxyService[path: "spec.ports"] as? [[String: Any]])?.first { $0["name"] as? String == "legacy" }?["port"] as? Int
+            let legacyPort =
+                (proxyService[path: "spec.ports"] as? [[String: Any]])?.first { $0["name"] as? String == "legacy" }?["port"] as? Int
             #expect(legacyPort == 6080)
-            let legacy = try await LegacyClient.connect(host: try #require(proxyService[path: "spec.clusterIP"] as? String), port: legacyPort ?? 6080)
+            let legacy = try await LegacyClient.connect(
+                host: try #require(proxyService[path: "spec.clusterIP"] as? String), port: legacyPort ?? 6080)
             let legacyHashes = Self.hashes(9001).map { String(Int32(bitPattern: $0)) }.joined(separator: ",")
             #expect(try legacy.send("begin") == "OK ")
             #expect(try legacy.send("insert 9001 \(legacyHashes)") == "OK ")
@@ -267,7 +269,8 @@ import Testing
             }
 
             // Tokens from a Secret.
-            try await cluster.kubectl.ok("-n", "fpindex", "create", "secret", "generic", "main-proxy-tokens", "--from-literal=tokens=first-token")
+            try await cluster.kubectl.ok(
+                "-n", "fpindex", "create", "secret", "generic", "main-proxy-tokens", "--from-literal=tokens=first-token")
             try await cluster.kubectl.ok(
                 "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p",
                 #"{"spec":{"proxy":{"auth":{"tokenSecret":{"name":"main-proxy-tokens"}}}}}"#)
@@ -286,7 +289,8 @@ import Testing
             }
             // Rotation: the Secret changes, the same proxy processes take the new token.
             try await cluster.kubectl.ok(
-                "-n", "fpindex", "patch", "secret", "main-proxy-tokens", "--type", "merge", "-p", #"{"stringData":{"tokens":"second-token"}}"#)
+                "-n", "fpindex", "patch", "secret", "main-proxy-tokens", "--type", "merge", "-p",
+                #"{"stringData":{"tokens":"second-token"}}"#)
             for pod in proxies {
                 let direct = TestHTTPClient(baseURL: "http://\(try #require(pod[path: "status.podIP"] as? String)):8080")
                 try await eventually(timeout: .seconds(30), "the rotated token in force") {
@@ -295,7 +299,9 @@ import Testing
                 #expect(try await direct.json(.PUT, "/shielded", headers: bearer("first-token")).status == 401)
             }
             let after = try await Self.liveProxies(cluster)
-            #expect(Set(after.compactMap { $0[path: "metadata.uid"] as? String }) == Set(proxies.compactMap { $0[path: "metadata.uid"] as? String }))
+            #expect(
+                Set(after.compactMap { $0[path: "metadata.uid"] as? String })
+                    == Set(proxies.compactMap { $0[path: "metadata.uid"] as? String }))
             #expect(after.allSatisfy { Self.container($0, "proxy")?["restartCount"] as? Int == 0 })
 
             // HTTPS from a kubernetes.io/tls Secret: the proxies roll, are probed over HTTPS (the
@@ -313,7 +319,8 @@ import Testing
             try await cluster.kubectl.ok(
                 "-n", "fpindex", "create", "secret", "tls", "main-proxy-cert", "--cert=\(folder)/tls.crt", "--key=\(folder)/tls.key")
             try await cluster.kubectl.ok(
-                "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p", #"{"spec":{"proxy":{"tls":{"secretName":"main-proxy-cert"}}}}"#)
+                "-n", "fpindex", "patch", "fpc", "main", "--type", "merge", "-p",
+                #"{"spec":{"proxy":{"tls":{"secretName":"main-proxy-cert"}}}}"#)
             try await Self.waitForProxyRollout(cluster, carrying: "TLS_CERT_FILE")
             let secured = try await Self.liveProxies(cluster)
             let address = try #require(secured.first?[path: "status.podIP"] as? String)
@@ -366,7 +373,11 @@ import Testing
                 try await prometheus.query(query).isEmpty ? nil : true
             }
         }
-        #expect(try await prometheus.query("fpindex_proxy_nats_connected").count == 2, "one series per proxy")
+        // One series per proxy, once both are scraped (the first scrape of each comes on its own).
+        try await eventually(timeout: .seconds(60), "Prometheus to have one fpindex_proxy_nats_connected per proxy", interval: .seconds(1))
+        {
+            try await prometheus.query("fpindex_proxy_nats_connected").count == 2 ? true : nil
+        }
         let rules = try await prometheus.http.request(.GET, "/api/v1/rules").text
         for alert in ["FpindexReplicaLagging", "FpindexClusterNotReady", "FpindexControllerNoLeader"] {
             #expect(rules.contains(alert), "\(alert) not loaded: \(rules.prefix(300))")
