@@ -24,7 +24,12 @@ test: setup
 	$(SWIFT) build --build-tests
 	@[ -n "$$KUBE_ASSETS" ] || echo "make test: the envtest suites (a real kube-apiserver) are not run: KUBE_ASSETS is not set (see README, Tests)"
 	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=$(TEST_PARALLELISM) \
-	  $(SWIFT) test --skip-build --disable-xctest --skip MillionFingerprintsTests
+	  $(SWIFT) test --skip-build --disable-xctest --skip MillionFingerprintsTests --skip 'ClusterTests\.ClusterTests'
+	@# Whole clusters on kubesim's node (a controller, NATS, replicas and proxies each, with the
+	@# kubelet's probe timeouts): three CI runs each saw one fail with pods restarted or unready
+	@# at once, which points at probes timing out under the load of the rest. They run next, two at a time.
+	SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH=2 \
+	  $(SWIFT) test --skip-build --disable-xctest --filter 'ClusterTests\.ClusterTests'
 	@# The million-fingerprint migration keeps both cores busy for minutes: run alongside the rest,
 	@# it starved the in-process servers' time limits, so it runs on its own, after them.
 	$(SWIFT) test --skip-build --disable-xctest --filter MillionFingerprintsTests
